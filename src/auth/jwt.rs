@@ -1,0 +1,499 @@
+//! JWT verification for `authKey` / `adminKey` (PROTOCOL §1–§2).
+//!
+//! Responsibility: compile an app's key configuration once into a [`Verifier`], and turn a
+//! compact JWS into the [`Claims`] ringcast uses, or a [`TokenError`] saying why not.
+//!
+//! Must not: read the clock (the current time is the `now_unix_s` parameter), do I/O (JWKS
+//! fetching lives elsewhere), put a token or a key into an error or a `Debug` output, or
+//! take the algorithm from anywhere but the configured allow-list.
+//!
+//! How: this module parses the JWS itself — size limit, three base64url parts, header,
+//! allow-list, signature, claims — and asks a library only for the signature check:
+//! jsonwebtoken's crypto provider for every algorithm but ES512, the RustCrypto `p521`
+//! crate for ES512 (jsonwebtoken 12 has no ES512). jsonwebtoken's own `decode`/`Validation`
+//! is not used, so it never reads the clock, and every algorithm goes through the one
+//! claims routine ([`validate_claims`]).
+//!
+//! Invariants:
+//! - `alg: none` and any `alg` outside the configured list are refused before any crypto.
+//! - An HS* algorithm is never used with a PEM key: refused at [`Verifier::new`], and
+//!   HS* tokens are only checked against a secret at verify time.
+//! - Tokens over [`MAX_TOKEN_BYTES`] are refused as malformed before any decoding.
+//! - `exp`/`nbf` are checked with [`LEEWAY_S`] of leeway; an absent `exp` never expires.
+
+use std::collections::HashSet;
+use std::fmt;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use jsonwebtoken::crypto::CryptoProvider;
+use jsonwebtoken::signature::Verifier as _;
+use jsonwebtoken::DecodingKey;
+use p521::pkcs8::DecodePublicKey as _;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+use crate::auth::algorithm::Algorithm;
+
+/// Leeway for `exp` and `nbf`, in seconds (PROTOCOL §1, decided): absorbs clock skew
+/// between the token issuer and the broker.
+pub const LEEWAY_S: u64 = 30;
+
+/// The largest token accepted, in bytes. Real tokens are well under 2 KiB; the limit bounds
+/// the base64 and JSON work an unauthenticated peer can cause.
+pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
+
+/// Length of a raw `r || s` ES512 signature: two 66-byte P-521 scalars.
+const ES512_SIGNATURE_BYTES: usize = 132;
+
+/// Length of an Ed25519 public key.
+const ED25519_PUBLIC_KEY_BYTES: usize = 32;
+
+/// The key part of an app's configuration (`authKey` / `adminKey` with `source: "raw"`).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct VerifierConfig {
+    /// HS*: the secret, used as its UTF-8 bytes (never base64-decoded).
+    /// Otherwise: an SPKI PEM public key (`BEGIN RSA PUBLIC KEY` is accepted for RS*/PS*).
+    pub key: String,
+    /// Allowed JWS algorithm names; must not be empty.
+    pub algorithms: Vec<String>,
+    /// Accepted `iss` values; empty accepts any (and a missing) issuer.
+    pub issuer: Vec<String>,
+    /// Accepted `aud` values; empty means `aud` is not checked.
+    pub audience: Vec<String>,
+}
+
+impl fmt::Debug for VerifierConfig {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("VerifierConfig")
+            .field("key", &"[redacted]")
+            .field("algorithms", &self.algorithms)
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .finish()
+    }
+}
+
+/// Why a key configuration cannot be used. Never contains the key itself; the caller adds
+/// the app id and which key (`authKey` / `adminKey`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    /// `algorithms` is empty; list at least one algorithm.
+    #[error("the algorithm list is empty")]
+    NoAlgorithms,
+    /// An entry of `algorithms` is not a supported JWS algorithm (`none` never is).
+    #[error("unknown or unsupported algorithm {name:?}")]
+    UnknownAlgorithm {
+        /// The configured name.
+        name: String,
+    },
+    /// HS* algorithms are listed together with public-key algorithms; one key cannot be both.
+    #[error("HMAC (HS*) and public-key algorithms cannot share one key")]
+    MixedKeyKinds,
+    /// An HS* algorithm is listed but the key is a PEM (algorithm-confusion guard).
+    #[error("{algorithm} needs a shared secret, but the key is a PEM key")]
+    HmacWithPemKey {
+        /// The HMAC algorithm listed.
+        algorithm: Algorithm,
+    },
+    /// An HS* algorithm is listed with an empty secret.
+    #[error("{algorithm} needs a non-empty secret")]
+    EmptySecret {
+        /// The HMAC algorithm listed.
+        algorithm: Algorithm,
+    },
+    /// A private key was configured where a public key belongs; configure the public half.
+    #[error("the key for {algorithm} is a private key; configure the public key (SPKI PEM)")]
+    PrivateKeyGiven {
+        /// The algorithm the key was meant for.
+        algorithm: Algorithm,
+    },
+    /// The key is not a PEM public key of the kind (RSA, curve, Ed25519) the algorithm needs.
+    #[error("the key is not a PEM public key usable for {algorithm}")]
+    UnusableKey {
+        /// The algorithm the key was meant for.
+        algorithm: Algorithm,
+    },
+    /// The build has no jsonwebtoken crypto provider (enable exactly `rust_crypto`).
+    #[error("no jsonwebtoken crypto provider is available in this build")]
+    NoCryptoProvider,
+}
+
+/// Why a token was refused. `Display` is short and safe to log; it never holds the token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// Not a compact JWS with base64url JSON parts and well-typed claims, or over
+    /// [`MAX_TOKEN_BYTES`], or using `crit` header extensions. Answer 401.
+    #[error("token is malformed")]
+    Malformed,
+    /// `alg` is `none`, unknown, or not in the configured allow-list. Answer 401.
+    #[error("token algorithm is not allowed")]
+    AlgorithmNotAllowed,
+    /// The signature does not verify with the configured key. Answer 401.
+    #[error("token signature is invalid")]
+    BadSignature,
+    /// `exp` is more than [`LEEWAY_S`] in the past. Answer 401; the client gets a new token.
+    #[error("token has expired")]
+    Expired,
+    /// `nbf` is more than [`LEEWAY_S`] in the future. Answer 401.
+    #[error("token is not yet valid")]
+    NotYetValid,
+    /// Issuers are configured and `iss` is missing or not one of them. Answer 401.
+    #[error("token issuer is not accepted")]
+    WrongIssuer,
+    /// Audiences are configured and no `aud` value is one of them. Answer 401.
+    #[error("token audience is not accepted")]
+    WrongAudience,
+}
+
+/// The claims ringcast uses from a verified token.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Claims {
+    /// `sub`, when present.
+    pub subject: Option<String>,
+    /// The `permissions` array followed by the space-separated `scope` entries,
+    /// deduplicated, first occurrence kept.
+    pub permissions: Vec<String>,
+}
+
+/// One allowed algorithm and the key it verifies with.
+#[derive(Clone)]
+struct AllowedAlgorithm {
+    /// The algorithm named in the configuration.
+    algorithm: Algorithm,
+    /// The key, parsed for that algorithm.
+    key: VerificationKey,
+}
+
+/// A key ready for one algorithm.
+#[derive(Clone)]
+enum VerificationKey {
+    /// Verified by jsonwebtoken's crypto provider (an HMAC secret or a public key).
+    Library(DecodingKey),
+    /// ES512, verified by the `p521` crate.
+    P521(Box<p521::ecdsa::VerifyingKey>),
+}
+
+/// A compiled key configuration; build once at config load, share between threads.
+#[derive(Clone)]
+pub struct Verifier {
+    /// The allow-list with one parsed key per algorithm; never empty.
+    allowed: Vec<AllowedAlgorithm>,
+    /// jsonwebtoken's provider, resolved once so that verification cannot panic on it.
+    provider: &'static CryptoProvider,
+    /// Accepted `iss` values; empty accepts any.
+    issuers: Vec<String>,
+    /// Accepted `aud` values; empty skips the check.
+    audiences: Vec<String>,
+}
+
+impl fmt::Debug for Verifier {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let algorithms: Vec<Algorithm> = self.algorithms().collect();
+        formatter
+            .debug_struct("Verifier")
+            .field("algorithms", &algorithms)
+            .field("key", &"[redacted]")
+            .field("issuers", &self.issuers)
+            .field("audiences", &self.audiences)
+            .finish()
+    }
+}
+
+impl Verifier {
+    /// Parses the key for every listed algorithm; any problem is a [`KeyError`].
+    pub fn new(config: &VerifierConfig) -> Result<Verifier, KeyError> {
+        if config.algorithms.is_empty() {
+            return Err(KeyError::NoAlgorithms);
+        }
+        let mut algorithms: Vec<Algorithm> = Vec::with_capacity(config.algorithms.len());
+        for name in &config.algorithms {
+            let algorithm = Algorithm::parse(name.trim())
+                .ok_or_else(|| KeyError::UnknownAlgorithm { name: name.clone() })?;
+            if !algorithms.contains(&algorithm) {
+                algorithms.push(algorithm);
+            }
+        }
+        let hmac_count = algorithms.iter().filter(|a| a.is_hmac()).count();
+        if hmac_count != 0 && hmac_count != algorithms.len() {
+            return Err(KeyError::MixedKeyKinds);
+        }
+        let provider = CryptoProvider::try_get_default().ok_or(KeyError::NoCryptoProvider)?;
+        let mut allowed = Vec::with_capacity(algorithms.len());
+        for algorithm in algorithms {
+            let key = parse_key(provider, algorithm, &config.key)?;
+            allowed.push(AllowedAlgorithm { algorithm, key });
+        }
+        Ok(Verifier {
+            allowed,
+            provider,
+            issuers: config.issuer.clone(),
+            audiences: config.audience.clone(),
+        })
+    }
+
+    /// The allowed algorithms, in configuration order.
+    pub fn algorithms(&self) -> impl Iterator<Item = Algorithm> + '_ {
+        self.allowed.iter().map(|allowed| allowed.algorithm)
+    }
+
+    /// Verifies `token` (a compact JWS) as of `now_unix_s` and returns its claims.
+    pub fn verify(&self, token: &str, now_unix_s: u64) -> Result<Claims, TokenError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(TokenError::Malformed);
+        }
+        let (signing_input, signature_part) =
+            token.rsplit_once('.').ok_or(TokenError::Malformed)?;
+        let (header_part, claims_part) =
+            signing_input.split_once('.').ok_or(TokenError::Malformed)?;
+        if claims_part.contains('.') {
+            return Err(TokenError::Malformed);
+        }
+        let header: RawHeader = decode_json_part(header_part)?;
+        if header.critical.is_some() {
+            return Err(TokenError::Malformed);
+        }
+        let algorithm =
+            Algorithm::parse(&header.algorithm).ok_or(TokenError::AlgorithmNotAllowed)?;
+        let allowed = self
+            .allowed
+            .iter()
+            .find(|allowed| allowed.algorithm == algorithm)
+            .ok_or(TokenError::AlgorithmNotAllowed)?;
+        let signature = URL_SAFE_NO_PAD
+            .decode(signature_part)
+            .map_err(|_| TokenError::Malformed)?;
+        self.check_signature(allowed, signing_input.as_bytes(), &signature)?;
+        let claims: RawClaims = decode_json_part(claims_part)?;
+        validate_claims(claims, &self.issuers, &self.audiences, now_unix_s)
+    }
+
+    /// Checks `signature` over `message` with the key of `allowed`.
+    fn check_signature(
+        &self,
+        allowed: &AllowedAlgorithm,
+        message: &[u8],
+        signature: &[u8],
+    ) -> Result<(), TokenError> {
+        match (&allowed.key, allowed.algorithm.library_algorithm()) {
+            (VerificationKey::Library(key), Some(library_algorithm)) => {
+                // Algorithm-confusion guard, second line: HS* only ever meets a secret.
+                if allowed.algorithm.is_hmac()
+                    != (key.family() == jsonwebtoken::AlgorithmFamily::Hmac)
+                {
+                    return Err(TokenError::AlgorithmNotAllowed);
+                }
+                let verifier = (self.provider.verifier_factory)(&library_algorithm, key)
+                    .map_err(|_| TokenError::BadSignature)?;
+                verifier
+                    .verify(message, &signature.to_vec())
+                    .map_err(|_| TokenError::BadSignature)
+            }
+            (VerificationKey::P521(key), None) => {
+                if signature.len() != ES512_SIGNATURE_BYTES {
+                    return Err(TokenError::BadSignature);
+                }
+                let signature = p521::ecdsa::Signature::from_slice(signature)
+                    .map_err(|_| TokenError::BadSignature)?;
+                key.verify(message, &signature)
+                    .map_err(|_| TokenError::BadSignature)
+            }
+            // `parse_key` pairs ES512 with `P521` and every other algorithm with `Library`.
+            _ => Err(TokenError::AlgorithmNotAllowed),
+        }
+    }
+}
+
+/// Whether `key` is PEM text (of any kind).
+fn looks_like_pem(key: &str) -> bool {
+    key.contains("-----BEGIN")
+}
+
+/// Whether `key` is a PEM private key of any kind.
+fn is_private_pem(key: &str) -> bool {
+    key.lines()
+        .any(|line| line.starts_with("-----BEGIN") && line.contains("PRIVATE KEY"))
+}
+
+/// Parses `key` for `algorithm` and proves it usable by building a verifier once.
+fn parse_key(
+    provider: &'static CryptoProvider,
+    algorithm: Algorithm,
+    key: &str,
+) -> Result<VerificationKey, KeyError> {
+    if algorithm.is_hmac() {
+        if looks_like_pem(key) {
+            return Err(KeyError::HmacWithPemKey { algorithm });
+        }
+        let secret = DecodingKey::from_secret(key.as_bytes())
+            .map_err(|_| KeyError::EmptySecret { algorithm })?;
+        return Ok(VerificationKey::Library(secret));
+    }
+    if is_private_pem(key) {
+        return Err(KeyError::PrivateKeyGiven { algorithm });
+    }
+    let unusable = KeyError::UnusableKey { algorithm };
+    let pem = key.trim().as_bytes();
+    let decoding_key = match algorithm {
+        Algorithm::ES512 => {
+            let verifying_key =
+                p521::ecdsa::VerifyingKey::from_public_key_pem(key.trim()).map_err(|_| unusable)?;
+            return Ok(VerificationKey::P521(Box::new(verifying_key)));
+        }
+        Algorithm::RS256
+        | Algorithm::RS384
+        | Algorithm::RS512
+        | Algorithm::PS256
+        | Algorithm::PS384
+        | Algorithm::PS512 => {
+            let decoding_key = DecodingKey::from_rsa_pem(pem).map_err(|_| unusable.clone())?;
+            // The RSA verifier parses its key per call; parse it once here to fail early.
+            let der = decoding_key
+                .try_get_as_bytes()
+                .map_err(|_| unusable.clone())?;
+            (provider.key_utils.rsa_pub_components_from_public_key)(der)
+                .map_err(|_| unusable.clone())?;
+            decoding_key
+        }
+        Algorithm::ES256 | Algorithm::ES384 => {
+            DecodingKey::from_ec_pem(pem).map_err(|_| unusable.clone())?
+        }
+        Algorithm::EdDSA => {
+            let decoding_key = DecodingKey::from_ed_pem(pem).map_err(|_| unusable.clone())?;
+            // jsonwebtoken slices the first 32 bytes without a length check.
+            let length = decoding_key
+                .try_get_as_bytes()
+                .map_err(|_| unusable.clone())?
+                .len();
+            if length != ED25519_PUBLIC_KEY_BYTES {
+                return Err(unusable);
+            }
+            decoding_key
+        }
+        Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => return Err(unusable),
+    };
+    let library_algorithm = algorithm.library_algorithm().ok_or(unusable.clone())?;
+    // Building the verifier parses EC and Ed keys and checks the curve matches.
+    (provider.verifier_factory)(&library_algorithm, &decoding_key).map_err(|_| unusable)?;
+    Ok(VerificationKey::Library(decoding_key))
+}
+
+/// The JOSE header fields this module reads.
+#[derive(Deserialize)]
+struct RawHeader {
+    /// `alg`: required.
+    #[serde(rename = "alg")]
+    algorithm: String,
+    /// `crit`: extensions the verifier must understand; ringcast understands none.
+    #[serde(rename = "crit", default)]
+    critical: Option<serde_json::Value>,
+}
+
+/// `aud`: one string or an array of strings (RFC 7519 §4.1.3).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawAudience {
+    /// A single audience.
+    One(String),
+    /// Several audiences.
+    Many(Vec<String>),
+}
+
+impl RawAudience {
+    /// Whether any value is in `accepted`.
+    fn intersects(&self, accepted: &[String]) -> bool {
+        match self {
+            RawAudience::One(value) => accepted.contains(value),
+            RawAudience::Many(values) => values.iter().any(|value| accepted.contains(value)),
+        }
+    }
+}
+
+/// The claims this module reads. Duplicate keys make serde fail, so a token cannot carry
+/// two different `exp` values; unknown claims are ignored.
+#[derive(Deserialize)]
+struct RawClaims {
+    /// `sub`.
+    #[serde(rename = "sub", default)]
+    subject: Option<String>,
+    /// `permissions`.
+    #[serde(default)]
+    permissions: Option<Vec<String>>,
+    /// `scope`: space-separated permissions.
+    #[serde(default)]
+    scope: Option<String>,
+    /// `exp`: a NumericDate, which RFC 7519 allows to be fractional.
+    #[serde(rename = "exp", default)]
+    expires_at: Option<f64>,
+    /// `nbf`.
+    #[serde(rename = "nbf", default)]
+    not_before: Option<f64>,
+    /// `iss`.
+    #[serde(rename = "iss", default)]
+    issuer: Option<String>,
+    /// `aud`.
+    #[serde(rename = "aud", default)]
+    audience: Option<RawAudience>,
+}
+
+/// Base64url-decodes one JWS part and parses it as JSON.
+fn decode_json_part<T: DeserializeOwned>(part: &str) -> Result<T, TokenError> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(part)
+        .map_err(|_| TokenError::Malformed)?;
+    serde_json::from_slice(&bytes).map_err(|_| TokenError::Malformed)
+}
+
+/// The one claims check for every algorithm: time, issuer, audience; then the result.
+fn validate_claims(
+    claims: RawClaims,
+    issuers: &[String],
+    audiences: &[String],
+    now_unix_s: u64,
+) -> Result<Claims, TokenError> {
+    // Timestamps are far below 2^53, so the conversions to f64 are exact.
+    let now = now_unix_s as f64;
+    let leeway = LEEWAY_S as f64;
+    if let Some(expires_at) = claims.expires_at {
+        if now > expires_at + leeway {
+            return Err(TokenError::Expired);
+        }
+    }
+    if let Some(not_before) = claims.not_before {
+        if not_before > now + leeway {
+            return Err(TokenError::NotYetValid);
+        }
+    }
+    if !issuers.is_empty() {
+        match &claims.issuer {
+            Some(issuer) if issuers.contains(issuer) => {}
+            _ => return Err(TokenError::WrongIssuer),
+        }
+    }
+    if !audiences.is_empty() {
+        match &claims.audience {
+            Some(audience) if audience.intersects(audiences) => {}
+            _ => return Err(TokenError::WrongAudience),
+        }
+    }
+    Ok(Claims {
+        subject: claims.subject,
+        permissions: merge_permissions(claims.permissions, claims.scope.as_deref()),
+    })
+}
+
+/// `permissions` then `scope` entries, deduplicated, first occurrence kept.
+fn merge_permissions(permissions: Option<Vec<String>>, scope: Option<&str>) -> Vec<String> {
+    let listed = permissions.unwrap_or_default();
+    let scoped = scope.unwrap_or_default().split_whitespace();
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut merged = Vec::with_capacity(listed.len());
+    for permission in listed.into_iter().chain(scoped.map(str::to_owned)) {
+        if !seen.contains(&permission) {
+            seen.insert(permission.clone());
+            merged.push(permission);
+        }
+    }
+    merged
+}

@@ -1,0 +1,34 @@
+//! Authentication and authorisation of connections and admin calls (PROTOCOL §1–§2).
+//!
+//! Responsibility: everything between "a peer presents an address and a token" and "this
+//! connection may publish to that topic": source-address filters, JWT verification,
+//! permission sets, and token minting for tooling.
+//!
+//! Must not: do I/O, read the clock (time is a `now_unix_s` parameter), know about
+//! sockets, HTTP or WebSocket frames, or log; callers map the errors to HTTP statuses and
+//! close codes.
+//!
+//! Invariants: keys and secrets never appear in `Debug` output or error messages; a token
+//! never appears in an error message.
+//!
+//! # Layout
+//! - [`algorithm`]: the supported JWS algorithms.
+//! - [`jwt`]: [`Verifier`], compiled from an app key configuration, verifies tokens.
+//! - [`permissions`]: [`PermissionSet`], compiled once per connection from the claims.
+//! - [`address`]: [`SourceFilter`], the `adminSourceAddress` / `clientSourceAddress` lists.
+//! - [`mint`]: signing tokens, for the `ringcast token` command and tests.
+
+pub mod address;
+pub mod algorithm;
+pub mod jwt;
+pub mod mint;
+pub mod permissions;
+
+#[cfg(test)]
+mod jwt_tests;
+
+pub use address::{AddressError, SourceFilter};
+pub use algorithm::Algorithm;
+pub use jwt::{Claims, KeyError, TokenError, Verifier, VerifierConfig, LEEWAY_S, MAX_TOKEN_BYTES};
+pub use mint::{random_hs_secret, sign, MintError};
+pub use permissions::PermissionSet;

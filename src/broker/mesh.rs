@@ -1,0 +1,204 @@
+//! The worker mesh: bounded lock-free channels between workers, with batched wakes.
+//!
+//! Responsibility: carry [`MeshMessage`]s from one worker (or the control thread) to
+//! another. Each worker owns one [`Mailbox`] (a bounded crossbeam channel, many senders)
+//! and a [`MeshSender`] to every mailbox. A wake costs ~25 µs on the reference VM, so
+//! senders queue into a worker-local [`Outbox`] during a batch and notify each destination
+//! once per flush; the receiver drains everything queued per wake.
+//!
+//! Invariants: FIFO per sender → receiver pair (crossbeam channels are FIFO per sender),
+//! which keeps per-publisher order per topic; every channel holds at most
+//! [`MAILBOX_CAPACITY`] messages and every outbox queue at most [`OUTBOX_HIGH_WATER`]
+//! before its producer is paused (overflow is backpressure, never loss).
+
+use crate::topic::pattern::Pattern;
+use atomic_waker::AtomicWaker;
+use bytes::Bytes;
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::Poll;
+
+/// Messages a mailbox holds before senders keep theirs in their outbox. 16 Ki × ~64 bytes
+/// ≈ 1 MiB per worker: many wakes' worth of batches at full fan-out rate.
+pub const MAILBOX_CAPACITY: usize = 16 * 1024;
+/// Queued outbox messages (all destinations) above which a worker stops reading client
+/// sockets until the outbox drains: publishers are slowed, nothing is dropped.
+pub const OUTBOX_HIGH_WATER: usize = 64 * 1024;
+/// Messages handled per drain before the receiver flushes writes and lets others run.
+pub const DRAIN_BATCH: usize = 1024;
+
+/// What crosses between workers.
+pub enum MeshMessage {
+    /// A frame serialized once by the publishing worker, for the receiver's local subscribers.
+    Publish {
+        app: usize,
+        topic: Arc<str>,
+        frame: Bytes,
+    },
+    /// Close one connection (by numeric id) or every connection of an app with 4000.
+    Terminate { app: usize, connection: Option<u64> },
+    /// Remove the subscriptions matching `patterns` of every connection of `subject`.
+    Unsubscribe {
+        app: usize,
+        subject: Arc<str>,
+        patterns: Arc<[Pattern]>,
+    },
+    /// Stop: close every connection with 1001 and end the worker.
+    Shutdown,
+}
+
+struct Signal {
+    waker: AtomicWaker,
+    notified: AtomicBool,
+}
+
+/// The receiving end, owned by one worker.
+pub struct Mailbox {
+    receiver: Receiver<MeshMessage>,
+    signal: Arc<Signal>,
+}
+
+/// A sending end to one worker's mailbox; cloneable, `Send`.
+#[derive(Clone)]
+pub struct MeshSender {
+    sender: Sender<MeshMessage>,
+    signal: Arc<Signal>,
+}
+
+/// Creates `workers` mailboxes and their senders (index = worker index).
+pub fn mesh(workers: usize) -> (Vec<Mailbox>, Vec<MeshSender>) {
+    let mut mailboxes = Vec::with_capacity(workers);
+    let mut senders = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        let (sender, receiver) = crossbeam_channel::bounded(MAILBOX_CAPACITY);
+        let signal = Arc::new(Signal {
+            waker: AtomicWaker::new(),
+            notified: AtomicBool::new(false),
+        });
+        mailboxes.push(Mailbox {
+            receiver,
+            signal: signal.clone(),
+        });
+        senders.push(MeshSender { sender, signal });
+    }
+    (mailboxes, senders)
+}
+
+impl MeshSender {
+    /// Queues without waking; the caller calls [`MeshSender::notify`] once per batch.
+    pub fn try_send(&self, message: MeshMessage) -> Result<(), MeshMessage> {
+        self.sender.try_send(message).map_err(|error| match error {
+            TrySendError::Full(m) | TrySendError::Disconnected(m) => m,
+        })
+    }
+
+    /// Wakes the receiving worker unless a wake is already pending.
+    pub fn notify(&self) {
+        if !self.signal.notified.swap(true, Ordering::AcqRel) {
+            self.signal.waker.wake();
+        }
+    }
+
+    /// Sends from a non-worker thread, blocking while the mailbox is full (control paths only).
+    pub fn send_blocking(&self, message: MeshMessage) {
+        if self.sender.send(message).is_ok() {
+            self.notify();
+        }
+    }
+}
+
+impl Mailbox {
+    /// Takes up to `limit` messages. Call [`Mailbox::wait`] when it returns fewer.
+    pub fn drain(&self, limit: usize, out: &mut Vec<MeshMessage>) {
+        self.signal.notified.store(false, Ordering::Release);
+        while out.len() < limit {
+            match self.receiver.try_recv() {
+                Ok(message) => out.push(message),
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// Resolves when a message may be waiting.
+    pub async fn wait(&self) {
+        poll_fn(|cx| {
+            self.signal.waker.register(cx.waker());
+            if !self.receiver.is_empty() || self.signal.notified.load(Ordering::Acquire) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
+    }
+}
+
+/// Worker-local queues of messages not yet handed to other workers' mailboxes.
+pub struct Outbox {
+    senders: Vec<MeshSender>,
+    queues: RefCell<Vec<VecDeque<MeshMessage>>>,
+    queued: Cell<usize>,
+}
+
+impl Outbox {
+    pub fn new(senders: Vec<MeshSender>) -> Outbox {
+        let queues = senders.iter().map(|_| VecDeque::new()).collect();
+        Outbox {
+            senders,
+            queues: RefCell::new(queues),
+            queued: Cell::new(0),
+        }
+    }
+
+    pub fn workers(&self) -> usize {
+        self.senders.len()
+    }
+
+    /// Queues `message` for worker `to` (handed over at the next [`Outbox::flush`]).
+    pub fn push(&self, to: usize, message: MeshMessage) {
+        self.queues.borrow_mut()[to].push_back(message);
+        self.queued.set(self.queued.get() + 1);
+    }
+
+    /// Messages still queued here.
+    pub fn queued(&self) -> usize {
+        self.queued.get()
+    }
+
+    /// Whether producers should pause (see [`OUTBOX_HIGH_WATER`]).
+    pub fn is_congested(&self) -> bool {
+        self.queued.get() >= OUTBOX_HIGH_WATER
+    }
+
+    /// Hands queued messages to the mailboxes (in order), waking each destination once.
+    /// Messages that do not fit stay queued. Returns the number still queued.
+    pub fn flush(&self) -> usize {
+        if self.queued.get() == 0 {
+            return 0;
+        }
+        let mut queues = self.queues.borrow_mut();
+        let mut remaining = 0;
+        for (to, queue) in queues.iter_mut().enumerate() {
+            let mut sent = false;
+            while let Some(message) = queue.pop_front() {
+                match self.senders[to].try_send(message) {
+                    Ok(()) => sent = true,
+                    Err(message) => {
+                        queue.push_front(message);
+                        break;
+                    }
+                }
+            }
+            if sent {
+                self.senders[to].notify();
+            }
+            remaining += queue.len();
+        }
+        self.queued.set(remaining);
+        remaining
+    }
+}

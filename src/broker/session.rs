@@ -1,0 +1,114 @@
+//! One WebSocket connection's broker-side state.
+//!
+//! Responsibility: what the broker knows about a connection — identity, compiled
+//! permissions, subscriptions, the bounded outbound queue, and the inbound framing state.
+//! It must not own the socket: the runtime keeps that and drains [`Session::outbound`].
+//!
+//! Memory: an idle session holds no read buffer (`partial` and the frame reader's assembly
+//! buffer are empty unless a frame is split across reads) and an empty outbound queue.
+//! Lives as long as the runtime's connection task holds its `Rc`; topic tables hold clones
+//! until the session is closed, which removes every subscription.
+
+use super::apps::App;
+use crate::auth::PermissionSet;
+use crate::error::CloseKind;
+use crate::protocol::frame::FrameReader;
+use bytes::Bytes;
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+/// Broker-side state of one open WebSocket connection.
+pub struct Session {
+    /// Numeric connection id: 40 random bits, then the worker index in the low byte.
+    pub id: u64,
+    /// `id` as 12 lowercase hex characters.
+    pub id_text: Box<str>,
+    pub app: Arc<App>,
+    /// `sub` claim, or the connection id when the token had none.
+    pub subject: Box<str>,
+    pub permissions: PermissionSet,
+    /// `{"connectionId":…,"subject":…,"permissions":[…]}`, serialized once.
+    pub client: Box<[u8]>,
+    pub remote_address: Box<str>,
+    /// Topics subscribed, implicit ones included.
+    pub subscriptions: RefCell<Vec<Box<str>>>,
+    /// Frames waiting to be written, shared with every other subscriber (no copy).
+    pub outbound: RefCell<VecDeque<Bytes>>,
+    /// Bytes of the front frame already written.
+    pub written_of_front: Cell<usize>,
+    /// Bytes in `outbound` not yet written; bounded by `maxPendingBytes`.
+    pub pending_bytes: Cell<usize>,
+    /// Listed in the worker's dirty list (to be flushed at the end of the batch).
+    pub dirty: Cell<bool>,
+    /// Set once the session is closing; further frames are not queued.
+    pub closing: Cell<Option<CloseKind>>,
+    /// Worker tick at which closing began (the runtime drops the socket after a grace).
+    pub closing_since_tick: Cell<u64>,
+    /// A writer task is waiting for the socket to become writable.
+    pub writer_parked: Cell<bool>,
+    /// Inbound frame decoder state.
+    pub frames: RefCell<FrameReader>,
+    /// Unconsumed bytes of a frame split across reads (empty when idle).
+    pub partial: RefCell<Vec<u8>>,
+    /// Worker tick of the last bytes received.
+    pub last_seen_tick: Cell<u64>,
+    /// Rate limit window (worker tick) and messages counted in it.
+    pub rate_window_tick: Cell<u64>,
+    pub rate_count: Cell<u64>,
+    /// The runtime's key for this connection's socket.
+    pub slot: Cell<usize>,
+}
+
+impl Session {
+    /// Whether `topic` is one of this connection's own private topics.
+    pub fn owns_private_topic(&self, topic: &str) -> bool {
+        match topic.strip_prefix("priv/") {
+            Some(rest) => rest == &*self.id_text || rest == &*self.subject,
+            None => false,
+        }
+    }
+
+    pub fn is_subscribed(&self, topic: &str) -> bool {
+        self.subscriptions.borrow().iter().any(|t| &**t == topic)
+    }
+}
+
+/// Formats a numeric connection id as 12 lowercase hex characters.
+pub fn format_connection_id(id: u64) -> String {
+    format!("{:012x}", id & 0xffff_ffff_ffff)
+}
+
+/// Parses 12 lowercase hex characters back into a numeric id.
+pub fn parse_connection_id(text: &str) -> Option<u64> {
+    if text.len() != 12
+        || !text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return None;
+    }
+    u64::from_str_radix(text, 16).ok()
+}
+
+/// The worker that owns connection `id`.
+pub fn worker_of(id: u64) -> usize {
+    (id & 0xff) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_round_trip_and_carry_the_worker() {
+        let id = (0xabcdef1234u64 << 8) | 3;
+        let text = format_connection_id(id);
+        assert_eq!(text.len(), 12);
+        assert!(!text.contains('.'));
+        assert_eq!(parse_connection_id(&text), Some(id));
+        assert_eq!(worker_of(id), 3);
+        assert_eq!(parse_connection_id("ABCDEF123456"), None);
+        assert_eq!(parse_connection_id("abc"), None);
+    }
+}

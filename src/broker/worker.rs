@@ -1,0 +1,598 @@
+//! The per-worker broker core: sessions, local topic tables, fan-out, mesh handling.
+//!
+//! Responsibility: take events — a decoded client message, a mesh message, a tick, an
+//! admin request — and turn them into frames queued on sessions, messages queued for other
+//! workers, and typed closes. It must not do I/O: the runtime reads sockets, calls in here,
+//! then flushes [`Worker::take_dirty`] sessions and the [`Outbox`].
+//!
+//! Invariants:
+//! - One `Worker` per thread; all state is `!Send` (`Rc`, `RefCell`) and lock-free, except
+//!   the app's shared interest map and connection counters touched on (un)subscribe/connect.
+//! - [`Worker::publish`] is the one fan-out path for WebSocket, HTTP, presence and mesh
+//!   publications: a frame is serialized once and shared by reference.
+//! - No `RefCell` borrow is held across a call that can close a session: closes found while
+//!   iterating subscribers are deferred to `pending_closes`.
+
+use super::apps::{App, Registry};
+use super::interest::workers_in;
+use super::mesh::{MeshMessage, Outbox};
+use super::session::{format_connection_id, worker_of, Session};
+use crate::auth::{Claims, PermissionSet};
+use crate::error::CloseKind;
+use crate::metrics::WorkerMetrics;
+use crate::protocol::command::{parse_command, Command, CommandError, Publication};
+use crate::protocol::envelope;
+use crate::protocol::frame::{FrameReader, Incoming};
+use crate::topic::pattern::Pattern;
+use crate::topic::table::TopicTable;
+use bytes::Bytes;
+use rand::Rng;
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
+use std::sync::Arc;
+
+/// The topic WebSocket inbound messages and presence events are published on.
+pub const INBOUND_TOPIC: &str = "secure/inbound";
+
+/// Per-thread broker state.
+pub struct Worker {
+    pub index: usize,
+    pub registry: Arc<Registry>,
+    pub metrics: Arc<[WorkerMetrics]>,
+    pub outbox: Outbox,
+    /// Per app (by index): topic → local subscribers.
+    tables: RefCell<Vec<TopicTable<Rc<Session>>>>,
+    /// Open sessions by numeric connection id.
+    sessions: RefCell<HashMap<u64, Rc<Session>>>,
+    /// Sessions with frames queued since the last flush.
+    dirty: RefCell<Vec<Rc<Session>>>,
+    /// Closes discovered while a table was borrowed.
+    pending_closes: RefCell<Vec<(Rc<Session>, CloseKind)>>,
+    /// Seconds since the worker started (advanced by the runtime's ticker).
+    pub tick: Cell<u64>,
+}
+
+/// What the runtime must do after a client message.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Continue,
+    /// The session is closing; keep reading only to discard.
+    Closing,
+}
+
+impl Worker {
+    pub fn new(
+        index: usize,
+        registry: Arc<Registry>,
+        outbox: Outbox,
+        metrics: Arc<[WorkerMetrics]>,
+    ) -> Worker {
+        let tables = registry
+            .apps
+            .iter()
+            .map(|_| TopicTable::default())
+            .collect();
+        Worker {
+            index,
+            registry,
+            metrics,
+            outbox,
+            tables: RefCell::new(tables),
+            sessions: RefCell::new(HashMap::new()),
+            dirty: RefCell::new(Vec::new()),
+            pending_closes: RefCell::new(Vec::new()),
+            tick: Cell::new(0),
+        }
+    }
+
+    pub fn metrics(&self) -> &WorkerMetrics {
+        &self.metrics[self.index]
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.sessions.borrow().len()
+    }
+
+    /// Every open session (for ticks and shutdown).
+    pub fn sessions(&self) -> Vec<Rc<Session>> {
+        self.sessions.borrow().values().cloned().collect()
+    }
+
+    fn new_connection_id(&self) -> u64 {
+        let sessions = self.sessions.borrow();
+        let mut rng = rand::thread_rng();
+        loop {
+            let random: u64 = rng.gen::<u64>() & 0xff_ffff_ffff;
+            let id = (random << 8) | self.index as u64;
+            if !sessions.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+
+    /// Opens a session for an authenticated, admitted client: registers it, subscribes it
+    /// to `main`, `priv/<id>`, `priv/<subject>`, queues the welcome, emits presence.
+    pub fn open_session(
+        &self,
+        app: &Arc<App>,
+        claims: Claims,
+        remote_address: &str,
+    ) -> Rc<Session> {
+        let id = self.new_connection_id();
+        let id_text = format_connection_id(id);
+        let subject = claims.subject.unwrap_or_else(|| id_text.clone());
+        let permissions = PermissionSet::compile(&claims.permissions);
+        let client = envelope::client_descriptor(&id_text, &subject, &claims.permissions);
+        let session = Rc::new(Session {
+            id,
+            id_text: id_text.clone().into(),
+            app: app.clone(),
+            subject: subject.into(),
+            permissions,
+            client,
+            remote_address: remote_address.into(),
+            subscriptions: RefCell::new(Vec::new()),
+            outbound: RefCell::new(VecDeque::new()),
+            written_of_front: Cell::new(0),
+            pending_bytes: Cell::new(0),
+            dirty: Cell::new(false),
+            closing: Cell::new(None),
+            closing_since_tick: Cell::new(0),
+            writer_parked: Cell::new(false),
+            frames: RefCell::new(FrameReader::new()),
+            partial: RefCell::new(Vec::new()),
+            last_seen_tick: Cell::new(self.tick.get()),
+            rate_window_tick: Cell::new(self.tick.get()),
+            rate_count: Cell::new(0),
+            slot: Cell::new(usize::MAX),
+        });
+        self.sessions.borrow_mut().insert(id, session.clone());
+        WorkerMetrics::add(&self.metrics().connections_open, 1);
+        WorkerMetrics::add(&self.metrics().handshakes_accepted, 1);
+        self.enqueue(
+            &session,
+            envelope::welcome_frame(&id_text, &app.id, remote_address),
+        );
+        self.add_subscription(&session, "main");
+        self.add_subscription(&session, &format!("priv/{id_text}"));
+        let own_subject = format!("priv/{}", session.subject);
+        self.add_subscription(&session, &own_subject);
+        if app.inbound_enabled {
+            self.publish(
+                app,
+                INBOUND_TOPIC,
+                envelope::presence_frame(&session.client, true),
+            );
+        }
+        self.run_pending_closes();
+        session
+    }
+
+    /// Handles one complete inbound WebSocket message.
+    pub fn on_message(&self, session: &Rc<Session>, message: Incoming<'_>) -> Verdict {
+        if session.closing.get().is_some() {
+            return Verdict::Closing;
+        }
+        match message {
+            Incoming::Text(bytes) | Incoming::Binary(bytes) => {
+                WorkerMetrics::add(&self.metrics().messages_in, 1);
+                if !self.within_rate(session) {
+                    self.close(session, CloseKind::RateLimited);
+                } else {
+                    match parse_command(bytes) {
+                        Ok(command) => self.on_command(session, command),
+                        Err(error) => self.close(session, command_error_kind(&error)),
+                    }
+                }
+            }
+            Incoming::Ping(payload) => self.enqueue(session, envelope::pong_frame(payload)),
+            Incoming::Pong => {}
+            Incoming::Close { .. } => self.close(session, CloseKind::ClientClosed),
+        }
+        self.run_pending_closes();
+        if session.closing.get().is_some() {
+            Verdict::Closing
+        } else {
+            Verdict::Continue
+        }
+    }
+
+    fn within_rate(&self, session: &Session) -> bool {
+        let max = session.app.limits.max_messages_per_second;
+        if max == 0 {
+            return true;
+        }
+        let now = self.tick.get();
+        if session.rate_window_tick.get() != now {
+            session.rate_window_tick.set(now);
+            session.rate_count.set(0);
+        }
+        session.rate_count.set(session.rate_count.get() + 1);
+        session.rate_count.get() <= max
+    }
+
+    fn on_command(&self, session: &Rc<Session>, command: Command<'_>) {
+        match command {
+            Command::Subscribe { topic } => self.subscribe(session, &topic),
+            Command::Unsubscribe { topic } => self.remove_subscription(session, &topic),
+            Command::Publish(publication) => {
+                let Some(topic) = publication.topic.as_deref() else {
+                    self.close(session, CloseKind::InvalidTopic);
+                    return;
+                };
+                if !session.permissions.can_publish(topic) {
+                    self.close(session, CloseKind::PublishForbidden);
+                    return;
+                }
+                self.publish_from_client(session, topic, &publication);
+            }
+            Command::Message(publication) => {
+                if session.app.inbound_enabled {
+                    self.publish_from_client(session, INBOUND_TOPIC, &publication);
+                }
+            }
+        }
+    }
+
+    fn publish_from_client(
+        &self,
+        session: &Rc<Session>,
+        topic: &str,
+        publication: &Publication<'_>,
+    ) {
+        let generated;
+        let id: &[u8] = match publication.id {
+            Some(id) => id,
+            None => {
+                generated = format!("\"{}\"", envelope::generate_message_id());
+                generated.as_bytes()
+            }
+        };
+        let frame = envelope::publication_frame(
+            topic,
+            &publication.message_type,
+            &session.client,
+            publication.payload,
+            id,
+            publication.compress,
+        );
+        self.publish(&session.app, topic, frame);
+        if session.app.ack_enabled {
+            self.enqueue(session, envelope::ack_frame(id));
+        }
+    }
+
+    /// Subscribes with the `secure/` and `priv/` rules and the subscription limit.
+    pub fn subscribe(&self, session: &Rc<Session>, topic: &str) {
+        if session.is_subscribed(topic) {
+            return;
+        }
+        if topic.starts_with("secure/") && !session.permissions.can_subscribe(topic) {
+            self.close(session, CloseKind::SecureSubscribeForbidden);
+            return;
+        }
+        if topic.starts_with("priv/")
+            && !session.owns_private_topic(topic)
+            && !session.permissions.can_subscribe(topic)
+        {
+            self.close(session, CloseKind::PrivateSubscribeForbidden);
+            return;
+        }
+        let max = session.app.limits.max_subscriptions_per_connection;
+        if max != 0 && session.subscriptions.borrow().len() as u64 >= max {
+            self.close(session, CloseKind::TooManySubscriptions);
+            return;
+        }
+        self.add_subscription(session, topic);
+    }
+
+    fn add_subscription(&self, session: &Rc<Session>, topic: &str) {
+        if session.is_subscribed(topic) {
+            return;
+        }
+        session.subscriptions.borrow_mut().push(topic.into());
+        let first = self.tables.borrow_mut()[session.app.index].subscribe(
+            topic,
+            session.id,
+            session.clone(),
+        );
+        if first {
+            session.app.interest.add(topic, self.index);
+        }
+    }
+
+    /// Removes one subscription; a no-op when not subscribed.
+    pub fn remove_subscription(&self, session: &Session, topic: &str) {
+        let mut subscriptions = session.subscriptions.borrow_mut();
+        let Some(position) = subscriptions.iter().position(|t| &**t == topic) else {
+            return;
+        };
+        subscriptions.swap_remove(position);
+        drop(subscriptions);
+        let last = self.tables.borrow_mut()[session.app.index].unsubscribe(topic, session.id);
+        if last {
+            session.app.interest.remove(topic, self.index);
+        }
+    }
+
+    /// Fans `frame` out to `topic`'s subscribers on this worker and hands it once to each
+    /// other worker that has subscribers.
+    pub fn publish(&self, app: &App, topic: &str, frame: Bytes) {
+        self.deliver_local(app.index, topic, &frame);
+        let others = app.interest.workers(topic) & !(1u64 << self.index);
+        if others != 0 {
+            let topic: Arc<str> = topic.into();
+            for to in workers_in(others) {
+                if to < self.outbox.workers() {
+                    self.outbox.push(
+                        to,
+                        MeshMessage::Publish {
+                            app: app.index,
+                            topic: topic.clone(),
+                            frame: frame.clone(),
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    fn deliver_local(&self, app: usize, topic: &str, frame: &Bytes) {
+        let tables = self.tables.borrow();
+        let subscribers = tables[app].subscribers(topic);
+        for (_, session) in subscribers {
+            self.enqueue(session, frame.clone());
+        }
+        WorkerMetrics::add(&self.metrics().deliveries, subscribers.len() as u64);
+    }
+
+    /// Publishes a message posted to the HTTP API (PROTOCOL.md §5.3).
+    pub fn publish_http(
+        &self,
+        app: &App,
+        topic: &str,
+        message_type: &str,
+        message: &[u8],
+        compress: bool,
+    ) {
+        let frame = envelope::http_publication_frame(topic, message_type, message, compress);
+        self.publish(app, topic, frame);
+        self.run_pending_closes();
+    }
+
+    /// Queues `frame` for `session`, closing it with 4008 when over its pending limit.
+    pub fn enqueue(&self, session: &Rc<Session>, frame: Bytes) {
+        if session.closing.get().is_some() {
+            return;
+        }
+        let pending = session.pending_bytes.get() + frame.len();
+        if pending as u64 > session.app.limits.max_pending_bytes {
+            self.pending_closes
+                .borrow_mut()
+                .push((session.clone(), CloseKind::SlowConsumer));
+            return;
+        }
+        session.pending_bytes.set(pending);
+        session.outbound.borrow_mut().push_back(frame);
+        self.mark_dirty(session);
+    }
+
+    fn mark_dirty(&self, session: &Rc<Session>) {
+        if !session.dirty.replace(true) {
+            self.dirty.borrow_mut().push(session.clone());
+        }
+    }
+
+    /// Sessions with frames to write; their `dirty` flags are cleared.
+    pub fn take_dirty(&self, into: &mut Vec<Rc<Session>>) {
+        into.append(&mut self.dirty.borrow_mut());
+        for session in into.iter() {
+            session.dirty.set(false);
+        }
+    }
+
+    fn run_pending_closes(&self) {
+        loop {
+            let next = self.pending_closes.borrow_mut().pop();
+            match next {
+                Some((session, kind)) => self.close(&session, kind),
+                None => return,
+            }
+        }
+    }
+
+    /// Closes `session` with `kind`: unsubscribes everything, releases its limits, emits
+    /// presence, and queues the close frame (the runtime ends the socket once written).
+    pub fn close(&self, session: &Rc<Session>, kind: CloseKind) {
+        if session.closing.get().is_some() {
+            return;
+        }
+        session.closing.set(Some(kind));
+        session.closing_since_tick.set(self.tick.get());
+        self.metrics().closed(kind);
+        let topics: Vec<Box<str>> = session.subscriptions.borrow().clone();
+        for topic in topics {
+            self.remove_subscription(session, &topic);
+        }
+        if self.sessions.borrow_mut().remove(&session.id).is_some() {
+            WorkerMetrics::add(&self.metrics().connections_open, u64::MAX);
+            session.app.release(&session.subject);
+        }
+        if kind == CloseKind::SlowConsumer {
+            // Drop what it has not started to read; keep a partly written frame whole.
+            let mut outbound = session.outbound.borrow_mut();
+            let keep = usize::from(session.written_of_front.get() > 0);
+            outbound.truncate(keep);
+            let pending = outbound
+                .front()
+                .map(|f| f.len() - session.written_of_front.get())
+                .unwrap_or(0);
+            session.pending_bytes.set(pending);
+        }
+        if kind.sends_close_frame() {
+            let frame = envelope::close_frame(kind.code(), kind.reason());
+            session
+                .pending_bytes
+                .set(session.pending_bytes.get() + frame.len());
+            session.outbound.borrow_mut().push_back(frame);
+        }
+        self.mark_dirty(session);
+        if session.app.inbound_enabled {
+            let app = session.app.clone();
+            self.publish(
+                &app,
+                INBOUND_TOPIC,
+                envelope::presence_frame(&session.client, false),
+            );
+        }
+        tracing::debug!(
+            connection = %session.id_text,
+            app = %session.app.id,
+            reason = kind.label(),
+            code = kind.code(),
+            "connection closed"
+        );
+    }
+
+    /// Handles a message from another worker.
+    pub fn on_mesh(&self, message: MeshMessage) -> bool {
+        WorkerMetrics::add(&self.metrics().mesh_messages_in, 1);
+        match message {
+            MeshMessage::Publish { app, topic, frame } => self.deliver_local(app, &topic, &frame),
+            MeshMessage::Terminate { app, connection } => self.terminate_local(app, connection),
+            MeshMessage::Unsubscribe {
+                app,
+                subject,
+                patterns,
+            } => self.unsubscribe_subject_local(app, &subject, &patterns),
+            MeshMessage::Shutdown => {
+                self.close_all(CloseKind::ServerShutdown);
+                return false;
+            }
+        }
+        self.run_pending_closes();
+        true
+    }
+
+    /// Closes every session with `kind`.
+    pub fn close_all(&self, kind: CloseKind) {
+        for session in self.sessions() {
+            self.close(&session, kind);
+        }
+        self.run_pending_closes();
+    }
+
+    /// Admin: close one connection (wherever it lives) or all of an app's, with 4000.
+    /// Returns false when `connection` names a worker that does not exist.
+    pub fn terminate(&self, app: usize, connection: Option<u64>) -> bool {
+        match connection {
+            Some(id) => {
+                let owner = worker_of(id);
+                if owner == self.index {
+                    self.terminate_local(app, Some(id));
+                } else if owner < self.outbox.workers() {
+                    self.outbox
+                        .push(owner, MeshMessage::Terminate { app, connection });
+                } else {
+                    return false;
+                }
+            }
+            None => {
+                self.terminate_local(app, None);
+                self.broadcast(|| MeshMessage::Terminate {
+                    app,
+                    connection: None,
+                });
+            }
+        }
+        true
+    }
+
+    fn terminate_local(&self, app: usize, connection: Option<u64>) {
+        let targets: Vec<Rc<Session>> = match connection {
+            Some(id) => self
+                .sessions
+                .borrow()
+                .get(&id)
+                .cloned()
+                .into_iter()
+                .collect(),
+            None => self.sessions(),
+        };
+        for session in targets.iter().filter(|s| s.app.index == app) {
+            self.close(session, CloseKind::AdminTerminated);
+        }
+        self.run_pending_closes();
+    }
+
+    /// Admin: remove the subscriptions matching `patterns` of every connection of `subject`.
+    pub fn unsubscribe_subject(&self, app: usize, subject: &str, patterns: Arc<[Pattern]>) {
+        self.unsubscribe_subject_local(app, subject, &patterns);
+        let subject: Arc<str> = subject.into();
+        self.broadcast(|| MeshMessage::Unsubscribe {
+            app,
+            subject: subject.clone(),
+            patterns: patterns.clone(),
+        });
+    }
+
+    fn unsubscribe_subject_local(&self, app: usize, subject: &str, patterns: &[Pattern]) {
+        for session in self.sessions() {
+            if session.app.index != app || &*session.subject != subject {
+                continue;
+            }
+            let topics: Vec<Box<str>> = session
+                .subscriptions
+                .borrow()
+                .iter()
+                .filter(|topic| patterns.iter().any(|p| p.matches(topic)))
+                .cloned()
+                .collect();
+            for topic in topics {
+                self.remove_subscription(&session, &topic);
+            }
+        }
+    }
+
+    fn broadcast(&self, make: impl Fn() -> MeshMessage) {
+        for to in 0..self.outbox.workers() {
+            if to != self.index {
+                self.outbox.push(to, make());
+            }
+        }
+    }
+
+    /// Advances the clock one second; every ping interval, pings every session and closes
+    /// those silent for two intervals (4001).
+    pub fn on_tick(&self, ping_interval_seconds: u64) {
+        let now = self.tick.get() + 1;
+        self.tick.set(now);
+        if ping_interval_seconds == 0 || now % ping_interval_seconds != 0 {
+            return;
+        }
+        let ping = envelope::ping_frame();
+        for session in self.sessions() {
+            if now.saturating_sub(session.last_seen_tick.get()) >= 2 * ping_interval_seconds {
+                self.close(&session, CloseKind::LivenessTimeout);
+            } else {
+                self.enqueue(&session, ping.clone());
+            }
+        }
+        self.run_pending_closes();
+    }
+}
+
+/// The close kind for a command that could not be parsed.
+fn command_error_kind(error: &CommandError) -> CloseKind {
+    match error.close_code() {
+        1007 => CloseKind::InvalidJson,
+        _ => {
+            if error.reason() == "Invalid topic" {
+                CloseKind::InvalidTopic
+            } else {
+                CloseKind::MalformedCommand
+            }
+        }
+    }
+}

@@ -1,0 +1,438 @@
+//! Configuration: the one serde tree read from `--config FILE`, and its validation.
+//!
+//! Responsibility: turn JSON text into a [`Config`] whose every field is checked, with
+//! defaults filled in and zero-meanings documented. It must not compile keys or open
+//! sockets: `broker::apps` compiles the validated tree into the runtime snapshot, and
+//! reports key errors with the same [`ConfigError`] shape (app + field + message).
+//!
+//! Invariants: unknown fields are rejected everywhere (`deny_unknown_fields`); a
+//! [`KeyConfig`]'s `Debug` never prints the key; every limit here has a server-wide default
+//! that an app may override.
+
+use serde::Deserialize;
+use std::fmt;
+use std::net::SocketAddr;
+
+/// Default listen address: loopback, so a bare `ringcast` is never exposed by accident.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Server ping interval; a connection silent for two intervals is closed with 4001.
+pub const DEFAULT_PING_INTERVAL_SECONDS: u64 = 30;
+/// Inbound frame/message size (PROTOCOL.md §1 default).
+pub const DEFAULT_MAX_MESSAGE_BYTES: u64 = 64 * 1024;
+/// Outbound bytes queued for one connection before it is closed as a slow consumer (4008).
+/// 4 MiB holds ~40,000 100-byte publications: minutes of a busy topic for a phone on a
+/// bad link, yet 1,000 stalled consumers cost at most 4 GiB. Never unlimited.
+pub const DEFAULT_MAX_PENDING_BYTES: u64 = 4 * 1024 * 1024;
+/// Subscriptions one connection may hold (beyond: close 1008 `Too many subscriptions!`).
+/// Bounds the per-connection subscription list and the topic tables it feeds.
+pub const DEFAULT_MAX_SUBSCRIPTIONS_PER_CONNECTION: u64 = 1_000;
+/// Largest HTTP API request body (beyond: 413). Publications are messages: 1 MiB is 16x
+/// the default WebSocket message limit.
+pub const DEFAULT_MAX_HTTP_BODY_BYTES: u64 = 1024 * 1024;
+/// A connection that has not completed its HTTP request head in this time is dropped.
+pub const DEFAULT_HANDSHAKE_TIMEOUT_SECONDS: u64 = 10;
+/// Upper bound on worker threads: connection ids carry the worker index in one byte.
+pub const MAX_WORKERS: usize = 256;
+/// Source-address lists hold at most this many entries (PROTOCOL.md §1).
+pub const MAX_SOURCE_ENTRIES: usize = 10;
+
+/// Whole configuration file: `{"server": {...}, "apps": [...]}`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub apps: Vec<AppConfig>,
+}
+
+/// Which io driver the workers run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum IoDriverChoice {
+    /// io_uring, falling back to the legacy (epoll) driver when io_uring is unavailable.
+    #[default]
+    Auto,
+    /// io_uring or refuse to start.
+    Uring,
+    /// The legacy epoll driver (testing, or kernels/containers without io_uring).
+    Legacy,
+}
+
+/// `server` section: listener, workers, timers and the default limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Listen address, `IP:PORT`. Port 0 picks a free port (tests).
+    pub listen: String,
+    /// Worker threads; 0 = one per available core.
+    pub workers: usize,
+    /// Pin each worker to a core (worker i → core i mod cores).
+    pub pin_workers: bool,
+    /// io driver: `auto` (default), `uring`, `legacy`.
+    pub io_driver: IoDriverChoice,
+    /// Seconds between server pings; 0 disables pings and the liveness check.
+    pub ping_interval_seconds: u64,
+    /// Seconds to receive a complete HTTP request head; 0 = 10 s default is never disabled.
+    pub handshake_timeout_seconds: u64,
+    /// Peers (IP or CIDR) whose `X-Forwarded-For` header is believed. Empty = never.
+    pub trusted_proxies: Vec<String>,
+    /// Largest HTTP API request body in bytes.
+    pub max_http_body_bytes: u64,
+    /// Default limits for every app (each may be overridden per app, same names).
+    pub max_connections: u64,
+    pub max_connections_per_subject: u64,
+    pub max_subscriptions_per_connection: u64,
+    pub max_message_bytes: u64,
+    pub max_messages_per_second: u64,
+    pub max_pending_bytes: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: DEFAULT_LISTEN.to_string(),
+            workers: 0,
+            pin_workers: true,
+            io_driver: IoDriverChoice::Auto,
+            ping_interval_seconds: DEFAULT_PING_INTERVAL_SECONDS,
+            handshake_timeout_seconds: DEFAULT_HANDSHAKE_TIMEOUT_SECONDS,
+            trusted_proxies: Vec::new(),
+            max_http_body_bytes: DEFAULT_MAX_HTTP_BODY_BYTES,
+            max_connections: 0,
+            max_connections_per_subject: 0,
+            max_subscriptions_per_connection: DEFAULT_MAX_SUBSCRIPTIONS_PER_CONNECTION,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            max_messages_per_second: 0,
+            max_pending_bytes: DEFAULT_MAX_PENDING_BYTES,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The server-wide limit defaults.
+    pub fn limits(&self) -> LimitsConfig {
+        LimitsConfig {
+            max_connections: self.max_connections,
+            max_connections_per_subject: self.max_connections_per_subject,
+            max_subscriptions_per_connection: self.max_subscriptions_per_connection,
+            max_message_bytes: self.max_message_bytes,
+            max_messages_per_second: self.max_messages_per_second,
+            max_pending_bytes: self.max_pending_bytes,
+        }
+    }
+}
+
+/// Resolved limits of one app. Zero means unlimited except where stated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitsConfig {
+    /// Open WebSocket connections per app; beyond: 429 before upgrade. 0 = unlimited.
+    pub max_connections: u64,
+    /// Open connections per subject per app; beyond: 429. 0 = unlimited.
+    pub max_connections_per_subject: u64,
+    /// Subscriptions per connection, implicit ones included; beyond: close 1008. 0 = unlimited.
+    pub max_subscriptions_per_connection: u64,
+    /// Inbound frame and message size; beyond: close 1009. 0 is not allowed.
+    pub max_message_bytes: u64,
+    /// Inbound messages per second per connection; beyond: close 1008. 0 = unlimited.
+    pub max_messages_per_second: u64,
+    /// Outbound bytes queued per connection; beyond: close 4008. 0 is not allowed.
+    pub max_pending_bytes: u64,
+}
+
+/// One application, in exactly the shape of PROTOCOL.md §1 plus optional limit overrides.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AppConfig {
+    pub app_id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Verifies WebSocket clients' tokens.
+    pub auth_key: KeyConfig,
+    /// Verifies HTTP API callers' tokens. Absent = the HTTP API refuses this app (401).
+    #[serde(default)]
+    pub admin_key: Option<KeyConfig>,
+    /// Absent = allow from anywhere.
+    #[serde(default)]
+    pub admin_source_address: Option<Vec<String>>,
+    /// Absent = allow from anywhere.
+    #[serde(default)]
+    pub client_source_address: Option<Vec<String>>,
+    #[serde(default, rename = "enableWebSocketInboundTopic")]
+    pub enable_web_socket_inbound_topic: bool,
+    #[serde(default = "default_true", rename = "enableWebSocketInboundAck")]
+    pub enable_web_socket_inbound_ack: bool,
+    #[serde(default)]
+    pub max_connections: Option<u64>,
+    #[serde(default)]
+    pub max_connections_per_subject: Option<u64>,
+    #[serde(default)]
+    pub max_subscriptions_per_connection: Option<u64>,
+    #[serde(default)]
+    pub max_message_bytes: Option<u64>,
+    #[serde(default)]
+    pub max_messages_per_second: Option<u64>,
+    #[serde(default)]
+    pub max_pending_bytes: Option<u64>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl AppConfig {
+    /// The app's limits: its overrides over the server defaults.
+    pub fn limits(&self, defaults: &LimitsConfig) -> LimitsConfig {
+        LimitsConfig {
+            max_connections: self.max_connections.unwrap_or(defaults.max_connections),
+            max_connections_per_subject: self
+                .max_connections_per_subject
+                .unwrap_or(defaults.max_connections_per_subject),
+            max_subscriptions_per_connection: self
+                .max_subscriptions_per_connection
+                .unwrap_or(defaults.max_subscriptions_per_connection),
+            max_message_bytes: self.max_message_bytes.unwrap_or(defaults.max_message_bytes),
+            max_messages_per_second: self
+                .max_messages_per_second
+                .unwrap_or(defaults.max_messages_per_second),
+            max_pending_bytes: self.max_pending_bytes.unwrap_or(defaults.max_pending_bytes),
+        }
+    }
+}
+
+/// `audience`: a string or a list of strings.
+#[derive(Clone, Deserialize, PartialEq, Eq, Debug)]
+#[serde(untagged)]
+pub enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Audience {
+    pub fn to_vec(&self) -> Vec<String> {
+        match self {
+            Audience::One(one) => vec![one.clone()],
+            Audience::Many(many) => many.clone(),
+        }
+    }
+}
+
+/// A verification key (`authKey` / `adminKey`).
+#[derive(Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KeyConfig {
+    /// `raw` (inline key) or `jwks` (URL; not supported by this build yet).
+    pub source: String,
+    /// HS*: the secret string (its UTF-8 bytes); others: SPKI PEM public key.
+    pub key: String,
+    pub algorithms: Vec<String>,
+    #[serde(default)]
+    pub issuer: Vec<String>,
+    #[serde(default)]
+    pub audience: Option<Audience>,
+}
+
+impl fmt::Debug for KeyConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyConfig")
+            .field("source", &self.source)
+            .field("key", &"<redacted>")
+            .field("algorithms", &self.algorithms)
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .finish()
+    }
+}
+
+/// A configuration problem, naming the app (when it is about one) and the field.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}{field}: {message}", app.as_ref().map(|a| format!("app {a}: ")).unwrap_or_default())]
+pub struct ConfigError {
+    pub app: Option<String>,
+    pub field: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    pub fn new(app: Option<&str>, field: &str, message: impl Into<String>) -> Self {
+        ConfigError {
+            app: app.map(str::to_string),
+            field: field.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+impl Config {
+    /// Parses and validates JSON text (structure, ranges, ids). Keys and address lists
+    /// are compiled — and so fully checked — by `broker::apps::Registry::compile`.
+    pub fn from_json(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = serde_json::from_str(text).map_err(|error| {
+            ConfigError::new(
+                None,
+                &format!("line {} column {}", error.line(), error.column()),
+                error.to_string(),
+            )
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The listen address, parsed.
+    pub fn listen_address(&self) -> Result<SocketAddr, ConfigError> {
+        self.server.listen.parse().map_err(|_| {
+            ConfigError::new(
+                None,
+                "server.listen",
+                format!("`{}` is not IP:PORT", self.server.listen),
+            )
+        })
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.listen_address()?;
+        if self.server.workers > MAX_WORKERS {
+            return Err(ConfigError::new(
+                None,
+                "server.workers",
+                format!("at most {MAX_WORKERS}"),
+            ));
+        }
+        check_limits(None, "server", &self.server.limits())?;
+        let mut seen = std::collections::HashSet::new();
+        for app in &self.apps {
+            let id = app.app_id.as_str();
+            if id.is_empty()
+                || id.len() > 128
+                || !id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return Err(ConfigError::new(
+                    Some(id),
+                    "appId",
+                    "must be 1-128 characters of [A-Za-z0-9_-]",
+                ));
+            }
+            if !seen.insert(id) {
+                return Err(ConfigError::new(Some(id), "appId", "duplicate app id"));
+            }
+            check_limits(Some(id), "app", &app.limits(&self.server.limits()))?;
+            for (field, list) in [
+                ("adminSourceAddress", &app.admin_source_address),
+                ("clientSourceAddress", &app.client_source_address),
+            ] {
+                if let Some(list) = list {
+                    if list.len() > MAX_SOURCE_ENTRIES {
+                        return Err(ConfigError::new(
+                            Some(id),
+                            field,
+                            format!(
+                                "{} entries; at most {MAX_SOURCE_ENTRIES} are allowed",
+                                list.len()
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_limits(app: Option<&str>, scope: &str, limits: &LimitsConfig) -> Result<(), ConfigError> {
+    if limits.max_message_bytes == 0 {
+        return Err(ConfigError::new(
+            app,
+            &format!("{scope}.maxMessageBytes"),
+            "must be greater than 0",
+        ));
+    }
+    if limits.max_message_bytes > 16 * 1024 * 1024 {
+        return Err(ConfigError::new(
+            app,
+            &format!("{scope}.maxMessageBytes"),
+            "at most 16 MiB",
+        ));
+    }
+    if limits.max_pending_bytes == 0 {
+        return Err(ConfigError::new(
+            app,
+            &format!("{scope}.maxPendingBytes"),
+            "must be greater than 0 (never unlimited)",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const APP: &str =
+        r#"{"appId":"a1","authKey":{"source":"raw","key":"s","algorithms":["HS256"]}}"#;
+
+    #[test]
+    fn defaults_fill_in() {
+        let config = Config::from_json(&format!(r#"{{"apps":[{APP}]}}"#)).unwrap();
+        assert_eq!(config.server.listen, DEFAULT_LISTEN);
+        let limits = config.apps[0].limits(&config.server.limits());
+        assert_eq!(limits.max_message_bytes, DEFAULT_MAX_MESSAGE_BYTES);
+        assert!(config.apps[0].enable_web_socket_inbound_ack);
+        assert!(!config.apps[0].enable_web_socket_inbound_topic);
+    }
+
+    #[test]
+    fn unknown_field_is_refused() {
+        let error = Config::from_json(r#"{"server":{"listn":"1"}}"#).unwrap_err();
+        assert!(error.message.contains("listn"), "{error}");
+    }
+
+    #[test]
+    fn per_app_override_wins() {
+        let text = r#"{"server":{"maxPendingBytes":100},"apps":[{"appId":"a","authKey":{"source":"raw","key":"s","algorithms":["HS256"]},"maxPendingBytes":7}]}"#;
+        let config = Config::from_json(text).unwrap();
+        assert_eq!(config.server.max_pending_bytes, 100);
+        assert_eq!(
+            config.apps[0]
+                .limits(&config.server.limits())
+                .max_pending_bytes,
+            7
+        );
+    }
+
+    #[test]
+    fn too_many_source_entries_names_app_and_field() {
+        let list: Vec<String> = (0..11).map(|i| format!("\"10.0.0.{i}\"")).collect();
+        let text = format!(
+            r#"{{"apps":[{{"appId":"big","authKey":{{"source":"raw","key":"s","algorithms":["HS256"]}},"clientSourceAddress":[{}]}}]}}"#,
+            list.join(",")
+        );
+        let error = Config::from_json(&text).unwrap_err();
+        assert_eq!(error.app.as_deref(), Some("big"));
+        assert_eq!(error.field, "clientSourceAddress");
+    }
+
+    #[test]
+    fn zero_pending_bytes_is_refused() {
+        let error = Config::from_json(r#"{"server":{"maxPendingBytes":0}}"#).unwrap_err();
+        assert!(error.field.contains("maxPendingBytes"));
+    }
+
+    #[test]
+    fn duplicate_and_bad_ids_are_refused() {
+        assert!(Config::from_json(&format!(r#"{{"apps":[{APP},{APP}]}}"#)).is_err());
+        let bad = APP.replace("a1", "a/b");
+        assert!(Config::from_json(&format!(r#"{{"apps":[{bad}]}}"#)).is_err());
+    }
+
+    #[test]
+    fn key_debug_is_redacted() {
+        let config = Config::from_json(&format!(r#"{{"apps":[{APP}]}}"#)).unwrap();
+        let text = format!("{:?}", config.apps[0].auth_key);
+        assert!(text.contains("redacted"));
+        assert!(!text.contains("\"s\""));
+    }
+}

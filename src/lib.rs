@@ -1,0 +1,47 @@
+//! ringcast — a self-hosted Realtime Pub/Sub broker on a thread-per-core io_uring core.
+//!
+//! # Layout
+//! ```text
+//! main.rs      CLI, config load, logging init → runtime
+//! runtime/     the ONLY place that names monoio, opens sockets, spawns or pins threads
+//!   connection   one TCP connection: HTTP, the upgrade, the WebSocket reader
+//!   writer       flushing outbound queues with vectored sends
+//! http_api     admin HTTP endpoints, /health, /metrics (sans-IO handlers)
+//! broker/      per-worker core
+//!   worker       sessions, local topic tables, the one publish/fan-out path, closes
+//!   session      one connection's broker-side state and bounded outbound queue
+//!   mesh         bounded channels between workers, batched wakes, the outbox
+//!   interest     which workers hold subscribers of (app, topic)
+//!   apps         compiled app registry (keys, filters, limits)
+//! auth/        JWT verification, compiled permissions, source-address filters, minting
+//! topic/       glob patterns, per-worker topic table
+//! protocol/    sans-IO: HTTP request heads, WebSocket frames, commands, envelopes
+//! config.rs, error.rs, metrics.rs   leaves anyone may import
+//! ```
+//! Dependencies point down only: `protocol`, `topic` and `auth` do no I/O, no async and
+//! read no clock (time is a parameter).
+//!
+//! # Glossary
+//! - **app**: a tenant (`appId`); connections, topics and permissions live inside one.
+//! - **connection**: one WebSocket client, id = 12 lowercase hex characters; its low byte is
+//!   the index of the worker that owns it.
+//! - **session**: the broker's state for a connection (subscriptions, outbound queue).
+//! - **worker**: one pinned thread with its own monoio runtime, listener, sessions and
+//!   topic tables; connections never move between workers.
+//! - **topic**: a 1–256 byte name; `secure/…` and `priv/…` need permissions to subscribe.
+//! - **pattern**: a glob over topic names where `*` matches any run (including `/`).
+//! - **frame**: a complete WebSocket frame (header + JSON) built once per publication and
+//!   shared by reference with every subscriber.
+//! - **mesh**: the bounded channels between workers; **outbox**: a worker's not-yet-handed
+//!   mesh messages.
+//! - **bus**: the link between machines (NATS), a later issue.
+
+pub mod auth;
+pub mod broker;
+pub mod config;
+pub mod error;
+pub mod http_api;
+pub mod metrics;
+pub mod protocol;
+pub mod runtime;
+pub mod topic;

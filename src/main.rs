@@ -1,0 +1,335 @@
+//! The `ringcast` binary: CLI, configuration loading, logging, signals → `runtime::start`.
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+use ringcast::auth::{mint, Algorithm};
+use ringcast::config::{AppConfig, Config, IoDriverChoice, KeyConfig};
+use ringcast::runtime::{self, StartError};
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Every permission a development token carries.
+const ALL_PERMISSIONS: [&str; 4] = [
+    "realtime:publisher:write:topic:*",
+    "realtime:subscriber:read:topic:*",
+    "realtime:admin:manage:connections",
+    "realtime:admin:manage:subscribers",
+];
+
+#[derive(Parser)]
+#[command(
+    name = "ringcast",
+    version,
+    about = "Self-hosted Realtime Pub/Sub broker"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Configuration file (JSON). Without it, a development app is started on 127.0.0.1:8080.
+    #[arg(long)]
+    config: Option<String>,
+    /// Listen address, overriding `server.listen`.
+    #[arg(long)]
+    listen: Option<String>,
+    /// Worker threads, overriding `server.workers` (0 = one per core).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// io driver: auto, uring or legacy (overrides `server.ioDriver`).
+    #[arg(long)]
+    io_driver: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Mint a token for an app (HS keys from the config; --key PRIVATE.pem otherwise).
+    Token(TokenArgs),
+    /// Validate a configuration file and exit (0 valid, 2 invalid).
+    CheckConfig {
+        /// The file to check.
+        file: String,
+    },
+}
+
+#[derive(Args)]
+struct TokenArgs {
+    #[arg(long)]
+    config: String,
+    /// The app id.
+    #[arg(long)]
+    app: String,
+    /// Sign for the HTTP API (the app's adminKey) instead of WebSocket clients (authKey).
+    #[arg(long)]
+    admin: bool,
+    /// `sub` claim.
+    #[arg(long)]
+    sub: Option<String>,
+    /// A permission string; repeatable. None given: every permission.
+    #[arg(long = "permission")]
+    permissions: Vec<String>,
+    /// Lifetime: e.g. 3600, 90s, 30m, 1h, 7d.
+    #[arg(long, default_value = "1h")]
+    ttl: String,
+    /// Private key PEM for RS/PS/ES/EdDSA algorithms.
+    #[arg(long)]
+    key: Option<String>,
+    /// Algorithm (default: the key's first configured algorithm).
+    #[arg(long)]
+    alg: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let result = match cli.command {
+        Some(Command::CheckConfig { file }) => check_config(&file),
+        Some(Command::Token(args)) => token(&args),
+        None => run(&cli.run),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("ringcast: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn load(path: &str) -> anyhow::Result<Config> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))?;
+    let config =
+        Config::from_json(&text).with_context(|| format!("invalid configuration {path}"))?;
+    ringcast::broker::apps::Registry::compile(&config)
+        .with_context(|| format!("invalid configuration {path}"))?;
+    Ok(config)
+}
+
+fn check_config(path: &str) -> anyhow::Result<()> {
+    let config = load(path)?;
+    println!("{path}: valid ({} apps)", config.apps.len());
+    Ok(())
+}
+
+fn now_seconds() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn parse_ttl(text: &str) -> anyhow::Result<u64> {
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(position) => text.split_at(position),
+        None => (text, "s"),
+    };
+    let value: u64 = number
+        .parse()
+        .with_context(|| format!("invalid --ttl `{text}`"))?;
+    let factor = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => bail!("invalid --ttl unit in `{text}` (use s, m, h or d)"),
+    };
+    Ok(value * factor)
+}
+
+fn mint_token(
+    key: &KeyConfig,
+    private_key: Option<&str>,
+    algorithm: Option<&str>,
+    subject: Option<&str>,
+    permissions: &[String],
+    ttl_seconds: u64,
+) -> anyhow::Result<String> {
+    let name = algorithm
+        .or_else(|| key.algorithms.first().map(String::as_str))
+        .context("the key lists no algorithm")?;
+    let algorithm = Algorithm::parse(name).with_context(|| format!("unknown algorithm {name}"))?;
+    let secret = if algorithm.is_hmac() {
+        key.key.clone()
+    } else {
+        let path = private_key.with_context(|| {
+            format!("{name} tokens need --key PRIVATE.pem (the config holds only the public key)")
+        })?;
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))?
+    };
+    let now = now_seconds();
+    let mut claims = serde_json::json!({
+        "iat": now,
+        "exp": now + ttl_seconds,
+        "permissions": permissions,
+    });
+    if let Some(subject) = subject {
+        claims["sub"] = subject.into();
+    }
+    if let Some(issuer) = key.issuer.first() {
+        claims["iss"] = issuer.clone().into();
+    }
+    if let Some(audience) = &key.audience {
+        if let Some(first) = audience.to_vec().first() {
+            claims["aud"] = first.clone().into();
+        }
+    }
+    mint::sign(algorithm, &secret, &claims).context("cannot sign the token")
+}
+
+fn token(args: &TokenArgs) -> anyhow::Result<()> {
+    let config = load(&args.config)?;
+    let app: &AppConfig = config
+        .apps
+        .iter()
+        .find(|app| app.app_id == args.app)
+        .with_context(|| format!("no app `{}` in {}", args.app, args.config))?;
+    let key = if args.admin {
+        app.admin_key.as_ref().context("this app has no adminKey")?
+    } else {
+        &app.auth_key
+    };
+    let permissions: Vec<String> = if args.permissions.is_empty() {
+        ALL_PERMISSIONS.iter().map(|p| p.to_string()).collect()
+    } else {
+        args.permissions.clone()
+    };
+    let token = mint_token(
+        key,
+        args.key.as_deref(),
+        args.alg.as_deref(),
+        args.sub.as_deref(),
+        &permissions,
+        parse_ttl(&args.ttl)?,
+    )?;
+    println!("{token}");
+    Ok(())
+}
+
+/// A config with one development app keyed by a fresh HS256 secret.
+fn development_config() -> Config {
+    let secret = mint::random_hs_secret();
+    let app_id = format!("{:032x}", rand_u128());
+    let key = KeyConfig {
+        source: "raw".into(),
+        key: secret,
+        algorithms: vec!["HS256".into()],
+        issuer: Vec::new(),
+        audience: None,
+    };
+    let app = format!(
+        r#"{{"appId":"{app_id}","name":"Development app","authKey":{{"source":"raw","key":"x","algorithms":["HS256"]}},"enableWebSocketInboundTopic":true}}"#
+    );
+    let mut config = Config::from_json(&format!(r#"{{"apps":[{app}]}}"#))
+        .expect("the built-in development config is valid");
+    config.apps[0].auth_key = key.clone();
+    config.apps[0].admin_key = Some(key);
+    config
+}
+
+fn rand_u128() -> u128 {
+    use std::collections::hash_map::RandomState;
+    use std::hash::{BuildHasher, Hasher};
+    let mut value = 0u128;
+    for _ in 0..2 {
+        let mut hasher = RandomState::new().build_hasher();
+        hasher.write_u128(now_seconds() as u128);
+        value = (value << 64) | hasher.finish() as u128;
+    }
+    value
+}
+
+fn run(args: &RunArgs) -> anyhow::Result<()> {
+    let development = args.config.is_none();
+    let mut config = match &args.config {
+        Some(path) => load(path)?,
+        None => development_config(),
+    };
+    if let Some(listen) = &args.listen {
+        config.server.listen = listen.clone();
+    }
+    if let Some(workers) = args.workers {
+        config.server.workers = workers;
+    }
+    if let Some(driver) = &args.io_driver {
+        config.server.io_driver = match driver.as_str() {
+            "auto" => IoDriverChoice::Auto,
+            "uring" | "io_uring" => IoDriverChoice::Uring,
+            "legacy" | "epoll" => IoDriverChoice::Legacy,
+            other => bail!("unknown --io-driver `{other}` (auto, uring, legacy)"),
+        };
+    }
+    let handle = match runtime::start(&config) {
+        Ok(handle) => handle,
+        Err(StartError::Config(error)) => return Err(error.into()),
+        Err(error) => return Err(error.into()),
+    };
+    tracing::info!(
+        address = %handle.local_address,
+        workers = handle.workers,
+        io_driver = handle.io_driver,
+        apps = config.apps.len(),
+        "ringcast listening"
+    );
+    if development {
+        print_development_help(&config, &handle.local_address.to_string())?;
+    }
+    let trigger = handle.shutdown_trigger();
+    std::thread::Builder::new()
+        .name("ringcast-signals".into())
+        .spawn(move || {
+            use signal_hook::consts::{SIGINT, SIGTERM};
+            let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) else {
+                return;
+            };
+            let mut received = 0;
+            for signal in signals.forever() {
+                received += 1;
+                if received > 1 {
+                    eprintln!("ringcast: second signal, exiting now");
+                    std::process::exit(1);
+                }
+                tracing::info!(signal, "shutting down: closing connections with 1001");
+                trigger();
+            }
+        })
+        .context("cannot start the signal thread")?;
+    handle.wait();
+    tracing::info!("ringcast stopped");
+    Ok(())
+}
+
+fn print_development_help(config: &Config, address: &str) -> anyhow::Result<()> {
+    let app = &config.apps[0];
+    let all: Vec<String> = ALL_PERMISSIONS.iter().map(|p| p.to_string()).collect();
+    let client = mint_token(&app.auth_key, None, None, Some("developer"), &all, 3600)?;
+    let admin = mint_token(&app.auth_key, None, None, Some("admin"), &all, 3600)?;
+    let id = &app.app_id;
+    println!(
+        "\nringcast development app (HS256 key generated for this run; tokens valid 1 h)\n\
+         app id:       {id}\n\
+         client token: {client}\n\
+         admin token:  {admin}\n\n\
+         subscribe:    websocat 'ws://{address}/apps/{id}?access_token={client}'\n\
+         \x20             then type: {{\"type\":\"subscribe\",\"data\":{{\"topic\":\"chat\"}}}}\n\
+         publish:      curl -X POST http://{address}/api/topics/{id}/publish \\\n\
+         \x20               -H 'Authorization: Bearer {admin}' -H 'Content-Type: application/json' \\\n\
+         \x20               -d '{{\"topic\":\"chat\",\"messageType\":\"text\",\"message\":\"hello\"}}'\n"
+    );
+    Ok(())
+}

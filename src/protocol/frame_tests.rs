@@ -1,0 +1,389 @@
+//! Tests for `frame`: client frames are built by a client-side masker here, then fed to
+//! the reader whole, split at every byte boundary, and one byte at a time.
+
+use super::*;
+
+/// Builds one client frame: FIN/opcode byte, masked length, key, masked payload.
+fn client_frame(first_byte: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
+    let mut frame = vec![first_byte];
+    let length = payload.len();
+    if length < 126 {
+        frame.push(0x80 | length as u8);
+    } else if length <= 0xFFFF {
+        frame.push(0x80 | 126);
+        frame.extend_from_slice(&(length as u16).to_be_bytes());
+    } else {
+        frame.push(0x80 | 127);
+        frame.extend_from_slice(&(length as u64).to_be_bytes());
+    }
+    frame.extend_from_slice(&mask);
+    frame.extend(
+        payload
+            .iter()
+            .enumerate()
+            .map(|(index, byte)| byte ^ mask[index % 4]),
+    );
+    frame
+}
+
+fn masked(opcode: OpCode, is_final: bool, payload: &[u8]) -> Vec<u8> {
+    let first = if is_final { 0x80 } else { 0 } | opcode.to_bits();
+    client_frame(first, payload, [0x37, 0xFA, 0x21, 0x3D])
+}
+
+/// An owned copy of a decoded message, to compare across runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Owned {
+    Text(String),
+    Binary(Vec<u8>),
+    Ping(Vec<u8>),
+    Pong,
+    Close(Option<u16>, String),
+}
+
+fn to_owned(message: Incoming<'_>) -> Owned {
+    match message {
+        Incoming::Text(bytes) => Owned::Text(String::from_utf8(bytes.to_vec()).unwrap()),
+        Incoming::Binary(bytes) => Owned::Binary(bytes.to_vec()),
+        Incoming::Ping(bytes) => Owned::Ping(bytes.to_vec()),
+        Incoming::Pong => Owned::Pong,
+        Incoming::Close { code, reason } => Owned::Close(code, reason.to_string()),
+    }
+}
+
+/// Feeds `chunks` the way a connection's reader would: append each chunk to a buffer,
+/// decode until NeedMore, keep the unconsumed tail.
+fn decode_chunks(chunks: &[&[u8]], max_message_bytes: usize) -> Result<Vec<Owned>, FrameError> {
+    let mut reader = FrameReader::new();
+    let mut buffer: Vec<u8> = Vec::new();
+    let mut messages = Vec::new();
+    for chunk in chunks {
+        buffer.extend_from_slice(chunk);
+        loop {
+            let before = buffer.clone();
+            match reader.read(&mut buffer, max_message_bytes)? {
+                Progress::NeedMore => {
+                    assert_eq!(buffer, before, "NeedMore must not touch the input");
+                    break;
+                }
+                Progress::Fragment { consumed } => {
+                    buffer.drain(..consumed);
+                }
+                Progress::Message { message, consumed } => {
+                    messages.push(to_owned(message));
+                    buffer.drain(..consumed);
+                }
+            }
+        }
+    }
+    assert!(buffer.is_empty(), "bytes left over: {buffer:?}");
+    assert!(reader.is_idle(), "reader not idle at the end");
+    assert_eq!(reader.fragments.capacity(), 0, "idle reader holds memory");
+    Ok(messages)
+}
+
+fn close_payload(code: u16, reason: &str) -> Vec<u8> {
+    let mut payload = code.to_be_bytes().to_vec();
+    payload.extend_from_slice(reason.as_bytes());
+    payload
+}
+
+/// text, binary, ping, fragmented text (a 2-byte and a 4-byte character split across
+/// fragments) with an interleaved ping and pong, fragmented binary, close.
+fn sample_stream() -> (Vec<u8>, Vec<Owned>) {
+    let text = "héllo wörld 🎉!";
+    let bytes = text.as_bytes();
+    // "h" + first byte of "é" | rest of "é" .. first 2 bytes of "🎉" | the rest
+    let emoji_start = text.find('🎉').unwrap();
+    let (part1, rest) = bytes.split_at(2);
+    let (part2, part3) = rest.split_at(emoji_start);
+    let mut stream = Vec::new();
+    stream.extend(masked(OpCode::Text, true, b"hello"));
+    stream.extend(masked(OpCode::Binary, true, &[0, 1, 2, 255]));
+    stream.extend(masked(OpCode::Ping, true, b"are you there"));
+    stream.extend(masked(OpCode::Text, false, part1));
+    stream.extend(masked(OpCode::Ping, true, b""));
+    stream.extend(masked(OpCode::Continuation, false, part2));
+    stream.extend(masked(OpCode::Pong, true, b"x"));
+    stream.extend(masked(OpCode::Continuation, true, part3));
+    stream.extend(masked(OpCode::Binary, false, &[9; 300]));
+    stream.extend(masked(OpCode::Continuation, false, b""));
+    stream.extend(masked(OpCode::Continuation, true, &[8; 3]));
+    stream.extend(masked(OpCode::Close, true, &close_payload(1000, "bye ✓")));
+    let mut fragmented_binary = vec![9; 300];
+    fragmented_binary.extend([8; 3]);
+    let expected = vec![
+        Owned::Text("hello".into()),
+        Owned::Binary(vec![0, 1, 2, 255]),
+        Owned::Ping(b"are you there".to_vec()),
+        Owned::Ping(vec![]),
+        Owned::Pong,
+        Owned::Text(text.into()),
+        Owned::Binary(fragmented_binary),
+        Owned::Close(Some(1000), "bye ✓".into()),
+    ];
+    (stream, expected)
+}
+
+#[test]
+fn decodes_a_stream_whole() {
+    let (stream, expected) = sample_stream();
+    assert_eq!(decode_chunks(&[&stream], 1 << 20).unwrap(), expected);
+}
+
+#[test]
+fn decodes_a_stream_split_at_every_byte_boundary() {
+    let (stream, expected) = sample_stream();
+    for split in 0..=stream.len() {
+        let (first, second) = stream.split_at(split);
+        assert_eq!(
+            decode_chunks(&[first, second], 1 << 20).unwrap(),
+            expected,
+            "split at {split}"
+        );
+    }
+}
+
+#[test]
+fn decodes_a_stream_one_byte_at_a_time() {
+    let (stream, expected) = sample_stream();
+    let chunks: Vec<&[u8]> = stream.chunks(1).collect();
+    assert_eq!(decode_chunks(&chunks, 1 << 20).unwrap(), expected);
+}
+
+#[test]
+fn decodes_16_and_64_bit_lengths() {
+    for length in [125usize, 126, 127, 65535, 65536, 70000] {
+        let payload: Vec<u8> = (0..length).map(|index| (index % 251) as u8).collect();
+        let frame = masked(OpCode::Binary, true, &payload);
+        let expected_header = 2
+            + 4
+            + match length {
+                0..=125 => 0,
+                126..=65535 => 2,
+                _ => 8,
+            };
+        assert_eq!(frame.len(), expected_header + length);
+        assert_eq!(
+            decode_chunks(&[&frame], 1 << 20).unwrap(),
+            vec![Owned::Binary(payload)]
+        );
+    }
+}
+
+#[test]
+fn unmasks_every_alignment_and_length() {
+    for length in 0..40 {
+        let payload: Vec<u8> = (0..length).map(|index| index as u8 ^ 0x5A).collect();
+        let frame = client_frame(0x82, &payload, [1, 2, 3, 4]);
+        assert_eq!(
+            decode_chunks(&[&frame], 100).unwrap(),
+            vec![Owned::Binary(payload)]
+        );
+    }
+}
+
+#[test]
+fn fragment_memory_is_freed_on_the_next_read() {
+    let mut stream = masked(OpCode::Text, false, b"ab");
+    stream.extend(masked(OpCode::Continuation, true, b"cd"));
+    let mut reader = FrameReader::new();
+    assert!(reader.is_idle());
+    let consumed = match reader.read(&mut stream, 100).unwrap() {
+        Progress::Fragment { consumed } => consumed,
+        other => panic!("{other:?}"),
+    };
+    assert!(!reader.is_idle());
+    stream.drain(..consumed);
+    match reader.read(&mut stream, 100).unwrap() {
+        Progress::Message { message, .. } => assert_eq!(message, Incoming::Text(b"abcd")),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        !reader.is_idle(),
+        "the delivered message is still borrowed out"
+    );
+    assert_eq!(reader.read(&mut [], 100).unwrap(), Progress::NeedMore);
+    assert!(reader.is_idle());
+    assert_eq!(reader.fragments.capacity(), 0);
+}
+
+#[test]
+fn reader_is_small() {
+    assert!(std::mem::size_of::<FrameReader>() <= 32);
+}
+
+fn first_error(stream: &[u8], max_message_bytes: usize) -> FrameError {
+    decode_chunks(&[stream], max_message_bytes).unwrap_err()
+}
+
+#[test]
+fn rejects_protocol_violations() {
+    let unmasked = [0x81, 0x02, b'h', b'i'];
+    assert_eq!(first_error(&unmasked, 100), FrameError::Unmasked);
+    for reserved_bits in [0x40, 0x20, 0x10] {
+        let frame = client_frame(0x81 | reserved_bits, b"hi", [1, 2, 3, 4]);
+        assert_eq!(first_error(&frame, 100), FrameError::ReservedBits);
+    }
+    for opcode in [3u8, 7, 0xB, 0xF] {
+        let frame = client_frame(0x80 | opcode, b"", [1, 2, 3, 4]);
+        assert_eq!(first_error(&frame, 100), FrameError::ReservedOpcode(opcode));
+    }
+    let long_ping = masked(OpCode::Ping, true, &[0; 126]);
+    assert_eq!(first_error(&long_ping, 1000), FrameError::ControlTooLong);
+    let fragmented_ping = masked(OpCode::Ping, false, b"");
+    assert_eq!(
+        first_error(&fragmented_ping, 100),
+        FrameError::FragmentedControl
+    );
+    let lone_continuation = masked(OpCode::Continuation, true, b"x");
+    assert_eq!(
+        first_error(&lone_continuation, 100),
+        FrameError::UnexpectedContinuation
+    );
+    let mut interleaved = masked(OpCode::Text, false, b"a");
+    interleaved.extend(masked(OpCode::Binary, true, b"b"));
+    assert_eq!(
+        first_error(&interleaved, 100),
+        FrameError::ExpectedContinuation
+    );
+    let mut top_bit = vec![0x82, 0x80 | 127, 0x80, 0, 0, 0, 0, 0, 0, 0];
+    top_bit.extend([1, 2, 3, 4]);
+    assert_eq!(first_error(&top_bit, usize::MAX), FrameError::InvalidLength);
+}
+
+#[test]
+fn rejects_too_big_from_the_header_alone() {
+    let frame = masked(OpCode::Binary, true, &[0; 1000]);
+    let header_only = &frame[..2 + 2 + 4];
+    let mut reader = FrameReader::new();
+    let error = reader.read(&mut header_only.to_vec(), 999).unwrap_err();
+    assert_eq!(
+        error,
+        FrameError::TooBig {
+            message_bytes: 1000,
+            max_message_bytes: 999
+        }
+    );
+    assert_eq!(error.close_code(), 1009);
+    assert!(decode_chunks(&[&frame], 1000).is_ok());
+}
+
+#[test]
+fn rejects_too_big_as_a_sum_of_fragments() {
+    let mut stream = masked(OpCode::Text, false, &[b'a'; 60]);
+    stream.extend(masked(OpCode::Continuation, false, &[b'a'; 40]));
+    stream.extend(masked(OpCode::Continuation, true, &[b'a'; 1]));
+    assert_eq!(
+        first_error(&stream, 100),
+        FrameError::TooBig {
+            message_bytes: 101,
+            max_message_bytes: 100
+        }
+    );
+    assert_eq!(decode_chunks(&[&stream], 101).unwrap().len(), 1);
+}
+
+#[test]
+fn rejects_invalid_utf8() {
+    let bad_text = masked(OpCode::Text, true, &[b'a', 0xC3]);
+    assert_eq!(first_error(&bad_text, 100), FrameError::InvalidUtf8);
+    assert_eq!(FrameError::InvalidUtf8.close_code(), 1007);
+    let mut bad_fragments = masked(OpCode::Text, false, "é".as_bytes());
+    bad_fragments.extend(masked(OpCode::Continuation, true, &[0xFF]));
+    assert_eq!(first_error(&bad_fragments, 100), FrameError::InvalidUtf8);
+    // Binary frames are not inspected.
+    let binary = masked(OpCode::Binary, true, &[0xFF]);
+    assert!(decode_chunks(&[&binary], 100).is_ok());
+}
+
+#[test]
+fn checks_close_frames() {
+    let empty = masked(OpCode::Close, true, b"");
+    assert_eq!(
+        decode_chunks(&[&empty], 100).unwrap(),
+        vec![Owned::Close(None, String::new())]
+    );
+    let one_byte = masked(OpCode::Close, true, &[3]);
+    assert_eq!(first_error(&one_byte, 100), FrameError::CloseTooShort);
+    for code in [0u16, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535] {
+        let frame = masked(OpCode::Close, true, &close_payload(code, ""));
+        assert_eq!(first_error(&frame, 100), FrameError::InvalidCloseCode(code));
+    }
+    for code in [1000u16, 1001, 1003, 1007, 1011, 1014, 3000, 4000, 4999] {
+        let frame = masked(OpCode::Close, true, &close_payload(code, "ok"));
+        assert_eq!(
+            decode_chunks(&[&frame], 100).unwrap(),
+            vec![Owned::Close(Some(code), "ok".into())]
+        );
+    }
+    let mut bad_reason = close_payload(1000, "");
+    bad_reason.push(0xC0);
+    let frame = masked(OpCode::Close, true, &bad_reason);
+    assert_eq!(first_error(&frame, 100), FrameError::InvalidCloseReason);
+    assert_eq!(FrameError::InvalidCloseReason.close_code(), 1007);
+}
+
+#[test]
+fn close_codes_map_per_protocol() {
+    assert_eq!(FrameError::Unmasked.close_code(), 1002);
+    assert_eq!(FrameError::ReservedOpcode(3).close_code(), 1002);
+    assert_eq!(FrameError::CloseTooShort.close_code(), 1002);
+}
+
+#[test]
+fn writes_headers_at_length_boundaries() {
+    let cases: [(usize, &[u8]); 6] = [
+        (0, &[0x81, 0]),
+        (125, &[0x81, 125]),
+        (126, &[0x81, 126, 0, 126]),
+        (65535, &[0x81, 126, 0xFF, 0xFF]),
+        (65536, &[0x81, 127, 0, 0, 0, 0, 0, 1, 0, 0]),
+        (1 << 32, &[0x81, 127, 0, 0, 0, 1, 0, 0, 0, 0]),
+    ];
+    for (length, expected) in cases {
+        assert_eq!(frame_header_len(length), expected.len());
+        let mut header = [0u8; 10];
+        assert_eq!(
+            write_header(OpCode::Text, length, &mut header),
+            expected.len()
+        );
+        assert_eq!(&header[..expected.len()], expected);
+    }
+    let mut too_short = [0u8; 3];
+    assert_eq!(write_header(OpCode::Text, 126, &mut too_short), 0);
+}
+
+#[test]
+fn encodes_unmasked_server_frames() {
+    let mut out = Vec::new();
+    encode_frame(OpCode::Pong, b"abc", &mut out);
+    assert_eq!(out, [0x8A, 3, b'a', b'b', b'c']);
+    out.clear();
+    encode_frame(OpCode::Binary, &[7; 200], &mut out);
+    assert_eq!(&out[..4], &[0x82, 126, 0, 200]);
+    assert_eq!(out.len(), 204);
+}
+
+#[test]
+fn never_panics_on_arbitrary_bytes() {
+    // A cheap deterministic stand-in for the fuzz target.
+    let mut state: u32 = 12345;
+    for _ in 0..20_000 {
+        let mut input: Vec<u8> = (0..(state % 40))
+            .map(|_| {
+                state = state.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                (state >> 16) as u8
+            })
+            .collect();
+        let mut reader = FrameReader::new();
+        while let Ok(progress) = reader.read(&mut input, 64) {
+            match progress {
+                Progress::NeedMore => break,
+                Progress::Fragment { consumed } | Progress::Message { consumed, .. } => {
+                    input.drain(..consumed);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,462 @@
+//! One accepted TCP connection: HTTP request(s), the WebSocket upgrade, then the reader.
+//!
+//! Responsibility: read bytes, hand them to the sans-IO parsers and the broker, and write
+//! handshake responses. Refusals happen before the upgrade as plain HTTP with a JSON body
+//! (404 app, 403 address, 401 token, 429 limit, 400 malformed). After the upgrade this task
+//! is the connection's reader: it waits for readability, reads into the worker's pooled
+//! buffer (an idle connection holds none), and keeps only a split frame's bytes.
+//! Writes happen in `writer`; this task never waits on a write except for handshake
+//! responses.
+
+use super::writer::{flush, write_all};
+use super::{sys, WorkerRuntime};
+use crate::broker::apps::{canonical_ip, LimitRefusal, Registry};
+use crate::broker::session::Session;
+use crate::broker::worker::Verdict;
+use crate::error::CloseKind;
+use crate::http_api::{self, ApiRequest};
+use crate::metrics::WorkerMetrics;
+use crate::protocol::frame::Progress;
+use crate::protocol::http::{self as http1, RequestHead};
+use monoio::net::TcpStream;
+use std::io;
+use std::net::{IpAddr, Shutdown, SocketAddr};
+use std::rc::Rc;
+use std::time::Duration;
+
+/// An idle keep-alive HTTP connection is dropped after this long without a new request.
+pub const KEEP_ALIVE_IDLE: Duration = Duration::from_secs(60);
+/// Consecutive full-buffer reads before the reader lets other tasks run.
+const READS_BEFORE_YIELD: u32 = 4;
+
+/// The parts of a request head the runtime needs after the read buffer moves on.
+struct Head {
+    method: String,
+    path: String,
+    token: Option<String>,
+    authorization: Option<String>,
+    forwarded_for: Option<String>,
+    content_length: Result<Option<usize>, ()>,
+    chunked: bool,
+    keep_alive: bool,
+    /// `Some` when the request asks for a WebSocket upgrade: the accept key or why not.
+    upgrade: Option<Result<String, String>>,
+    head_len: usize,
+}
+
+impl Head {
+    fn from_request(head: &RequestHead<'_>) -> Head {
+        let authorization = head.header("authorization").map(str::to_string);
+        let token = head
+            .query
+            .and_then(|query| http1::query_param(query, "access_token"))
+            .map(|token| token.into_owned())
+            .or_else(|| {
+                authorization
+                    .as_deref()
+                    .and_then(|value| value.strip_prefix("Bearer "))
+                    .map(|token| token.trim().to_string())
+            });
+        Head {
+            method: head.method.to_string(),
+            path: head.path.to_string(),
+            token,
+            authorization,
+            forwarded_for: head.header("x-forwarded-for").map(str::to_string),
+            content_length: head.content_length().map_err(|_| ()),
+            chunked: head
+                .header("transfer-encoding")
+                .is_some_and(|value| value.to_ascii_lowercase().contains("chunked")),
+            keep_alive: head.keep_alive(),
+            upgrade: http1::is_websocket_upgrade(head)
+                .then(|| http1::websocket_accept(head).map_err(|e| e.to_string())),
+            head_len: head.head_len,
+        }
+    }
+}
+
+/// Serves one accepted connection until it ends.
+pub async fn serve(runtime: Rc<WorkerRuntime>, stream: TcpStream, peer: SocketAddr) {
+    if sys::prepare(&stream).is_err() {
+        return;
+    }
+    let stream = Rc::new(stream);
+    let slot = runtime.register(stream.clone());
+    if let Some((session, leftover)) = serve_http(&runtime, &stream, peer, slot).await {
+        websocket(&runtime, &stream, &session, leftover).await;
+    }
+    runtime.unregister(slot);
+}
+
+/// Reads more bytes into `buffer` (growing it by at most `MAX_HEAD_BYTES` at a time).
+async fn read_more(stream: &TcpStream, buffer: &mut Vec<u8>) -> io::Result<usize> {
+    let start = buffer.len();
+    buffer.resize(start + 4096, 0);
+    loop {
+        match sys::recv(stream, &mut buffer[start..]) {
+            Ok(read) => {
+                buffer.truncate(start + read);
+                return Ok(read);
+            }
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                if let Err(error) = stream.readable(false).await {
+                    buffer.truncate(start);
+                    return Err(error);
+                }
+            }
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => {
+                buffer.truncate(start);
+                return Err(error);
+            }
+        }
+    }
+}
+
+/// HTTP phase. Returns the session and the bytes after the request head when upgraded.
+async fn serve_http(
+    runtime: &Rc<WorkerRuntime>,
+    stream: &TcpStream,
+    peer: SocketAddr,
+    slot: usize,
+) -> Option<(Rc<Session>, Vec<u8>)> {
+    let settings = runtime.broker.registry.settings.clone();
+    let mut buffer: Vec<u8> = Vec::new();
+    let mut first = true;
+    loop {
+        // Read a complete request head, within the handshake timeout (first request) or
+        // the keep-alive idle time (later ones).
+        let limit = if first {
+            settings.handshake_timeout
+        } else {
+            KEEP_ALIVE_IDLE
+        };
+        let head = monoio::time::timeout(limit, async {
+            loop {
+                match http1::parse_request(&buffer) {
+                    Ok(Some(head)) => return Ok(Head::from_request(&head)),
+                    Ok(None) => {}
+                    Err(error) => return Err(Some(error.to_string())),
+                }
+                match read_more(stream, &mut buffer).await {
+                    Ok(0) | Err(_) => return Err(None),
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        let head = match head {
+            Ok(Ok(head)) => head,
+            Ok(Err(Some(message))) => {
+                respond_error(runtime, stream, 400, &message, false).await;
+                return None;
+            }
+            Ok(Err(None)) | Err(_) => return None,
+        };
+        first = false;
+        WorkerMetrics::add(&runtime.broker.metrics().bytes_in, head.head_len as u64);
+        let client_ip = client_address(
+            &runtime.broker.registry,
+            peer.ip(),
+            head.forwarded_for.as_deref(),
+        );
+        if head.path.starts_with("/apps/") {
+            return upgrade(runtime, stream, &head, client_ip, slot, buffer).await;
+        }
+        // Plain HTTP: read the body, then answer through the sans-IO API handler.
+        let length = match (head.content_length, head.chunked) {
+            (_, true) => {
+                respond_error(
+                    runtime,
+                    stream,
+                    411,
+                    "send the body with Content-Length",
+                    false,
+                )
+                .await;
+                return None;
+            }
+            (Err(()), _) => {
+                respond_error(runtime, stream, 400, "invalid Content-Length", false).await;
+                return None;
+            }
+            (Ok(length), _) => length.unwrap_or(0),
+        };
+        if length > settings.max_http_body_bytes {
+            respond_error(runtime, stream, 413, "request body too large", false).await;
+            return None;
+        }
+        while buffer.len() < head.head_len + length {
+            match monoio::time::timeout(settings.handshake_timeout, read_more(stream, &mut buffer))
+                .await
+            {
+                Ok(Ok(read)) if read > 0 => {}
+                _ => return None,
+            }
+        }
+        let body_end = head.head_len + length;
+        let request = ApiRequest {
+            method: &head.method,
+            path: &head.path,
+            authorization: head.authorization.as_deref(),
+            peer: client_ip,
+            body: &buffer[head.head_len..body_end],
+        };
+        WorkerMetrics::add(&runtime.broker.metrics().http_requests, 1);
+        let response = http_api::handle(&runtime.broker, runtime.driver, &request);
+        flush(runtime);
+        let mut out = Vec::new();
+        let body: &[u8] = if head.method == "HEAD" {
+            &[]
+        } else {
+            &response.body
+        };
+        http1::write_response(
+            response.status,
+            response.content_type,
+            body,
+            head.keep_alive,
+            &mut out,
+        );
+        if write_all(stream, &out).await.is_err() || !head.keep_alive {
+            sys::shutdown(stream, Shutdown::Write);
+            return None;
+        }
+        buffer.drain(..body_end);
+    }
+}
+
+/// The address a request comes from: the TCP peer, or — only when the peer is a trusted
+/// proxy — the right-most `X-Forwarded-For` entry that is not itself a trusted proxy.
+fn client_address(registry: &Registry, peer: IpAddr, forwarded_for: Option<&str>) -> IpAddr {
+    let peer = canonical_ip(peer);
+    if !registry.is_trusted_proxy(peer) {
+        return peer;
+    }
+    let Some(list) = forwarded_for else {
+        return peer;
+    };
+    let mut chosen = peer;
+    for entry in list.rsplit(',') {
+        match entry.trim().parse::<IpAddr>() {
+            Ok(ip) => {
+                chosen = canonical_ip(ip);
+                if !registry.is_trusted_proxy(chosen) {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    chosen
+}
+
+async fn respond_error(
+    runtime: &WorkerRuntime,
+    stream: &TcpStream,
+    status: u16,
+    message: &str,
+    keep_alive: bool,
+) {
+    runtime.broker.metrics().refused(status);
+    let mut out = Vec::new();
+    http1::write_json_error(status, message, keep_alive, &mut out);
+    let _ = write_all(stream, &out).await;
+    sys::shutdown(stream, Shutdown::Write);
+}
+
+/// `GET /apps/{appId}`: authorize, admit, switch protocols, open the session.
+async fn upgrade(
+    runtime: &Rc<WorkerRuntime>,
+    stream: &TcpStream,
+    head: &Head,
+    client_ip: IpAddr,
+    slot: usize,
+    mut buffer: Vec<u8>,
+) -> Option<(Rc<Session>, Vec<u8>)> {
+    let app_id = &head.path["/apps/".len()..];
+    let accept = match &head.upgrade {
+        Some(Ok(accept)) if head.method == "GET" => accept.clone(),
+        Some(Err(message)) => {
+            respond_error(runtime, stream, 400, message, false).await;
+            return None;
+        }
+        _ => {
+            respond_error(runtime, stream, 400, "WebSocket upgrade required", false).await;
+            return None;
+        }
+    };
+    let registry = runtime.broker.registry.clone();
+    let Some(app) = registry.get(app_id).cloned() else {
+        respond_error(runtime, stream, 404, "unknown app", false).await;
+        return None;
+    };
+    if !app.client_sources.allows(client_ip) {
+        respond_error(runtime, stream, 403, "source address not allowed", false).await;
+        return None;
+    }
+    let Some(token) = head.token.as_deref() else {
+        respond_error(runtime, stream, 401, "missing access_token", false).await;
+        return None;
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let claims = match app.client_verifier.verify(token, now) {
+        Ok(claims) => claims,
+        Err(error) => {
+            tracing::debug!(app = %app.id, reason = %error, "token refused");
+            respond_error(
+                runtime,
+                stream,
+                401,
+                &format!("invalid token: {error}"),
+                false,
+            )
+            .await;
+            return None;
+        }
+    };
+    let subject = claims.subject.clone().unwrap_or_default();
+    if let Err(refusal) = app.admit(&subject) {
+        let message = match refusal {
+            LimitRefusal::AppFull => "connection limit reached for this app",
+            LimitRefusal::SubjectFull => "connection limit reached for this subject",
+        };
+        respond_error(runtime, stream, 429, message, false).await;
+        return None;
+    }
+    let mut response = Vec::with_capacity(160);
+    http1::write_upgrade_response(&accept, &mut response);
+    if write_all(stream, &response).await.is_err() {
+        app.release(&subject);
+        return None;
+    }
+    let session = runtime
+        .broker
+        .open_session(&app, claims, &client_ip.to_string());
+    session.slot.set(slot);
+    runtime.attach(slot, session.clone());
+    flush(runtime);
+    buffer.drain(..head.head_len);
+    Some((session, buffer))
+}
+
+/// Feeds `data` to the session's frame reader and the broker. Returns the number of bytes
+/// consumed and whether the session is closing.
+fn process(runtime: &WorkerRuntime, session: &Rc<Session>, data: &mut [u8]) -> (usize, bool) {
+    let max = session.app.limits.max_message_bytes as usize;
+    let mut frames = session.frames.borrow_mut();
+    let mut offset = 0;
+    loop {
+        match frames.read(&mut data[offset..], max) {
+            Ok(Progress::NeedMore) => return (offset, false),
+            Ok(Progress::Fragment { consumed }) => offset += consumed,
+            Ok(Progress::Message { message, consumed }) => {
+                offset += consumed;
+                if runtime.broker.on_message(session, message) == Verdict::Closing {
+                    return (offset, true);
+                }
+            }
+            Err(error) => {
+                runtime.broker.close(
+                    session,
+                    CloseKind::from_frame_error_code(error.close_code()),
+                );
+                return (offset, true);
+            }
+        }
+    }
+}
+
+/// Processes freshly read bytes (in the pooled buffer or appended to the split frame).
+fn ingest(runtime: &WorkerRuntime, session: &Rc<Session>, fresh: &mut [u8]) -> bool {
+    session.last_seen_tick.set(runtime.broker.tick.get());
+    WorkerMetrics::add(&runtime.broker.metrics().bytes_in, fresh.len() as u64);
+    let mut partial = session.partial.borrow_mut();
+    if partial.is_empty() {
+        let (consumed, closing) = process(runtime, session, fresh);
+        if !closing && consumed < fresh.len() {
+            partial.extend_from_slice(&fresh[consumed..]);
+        }
+        closing
+    } else {
+        partial.extend_from_slice(fresh);
+        let (consumed, closing) = process(runtime, session, &mut partial);
+        if closing {
+            *partial = Vec::new();
+        } else {
+            partial.drain(..consumed);
+            if partial.is_empty() {
+                // Give the memory back: an idle connection holds no buffer.
+                *partial = Vec::new();
+            }
+        }
+        closing
+    }
+}
+
+/// The WebSocket reader: runs until the peer goes away or the close completes.
+async fn websocket(
+    runtime: &Rc<WorkerRuntime>,
+    stream: &TcpStream,
+    session: &Rc<Session>,
+    mut leftover: Vec<u8>,
+) {
+    let mut closing = false;
+    if !leftover.is_empty() {
+        closing = ingest(runtime, session, &mut leftover);
+        flush(runtime);
+    }
+    drop(leftover);
+    let mut full_reads = 0;
+    loop {
+        while runtime.broker.outbox.is_congested() {
+            monoio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let result = {
+            let mut pool = runtime.read_buffer.borrow_mut();
+            match sys::recv(stream, &mut pool[..]) {
+                Ok(0) => Ok(None),
+                Ok(read) => {
+                    let full = read == pool.len();
+                    if closing || session.closing.get().is_some() {
+                        closing = true;
+                    } else {
+                        closing = ingest(runtime, session, &mut pool[..read]);
+                    }
+                    Ok(Some(full))
+                }
+                Err(error) => Err(error),
+            }
+        };
+        match result {
+            Ok(None) => break,
+            Ok(Some(full)) => {
+                flush(runtime);
+                if full && full_reads < READS_BEFORE_YIELD {
+                    full_reads += 1;
+                    continue;
+                }
+                full_reads = 0;
+                if stream.readable(false).await.is_err() {
+                    break;
+                }
+            }
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                full_reads = 0;
+                if stream.readable(false).await.is_err() {
+                    break;
+                }
+            }
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    // The peer is gone (or finished the close handshake): release everything.
+    runtime.broker.close(session, CloseKind::ConnectionLost);
+    session.outbound.borrow_mut().clear();
+    session.pending_bytes.set(0);
+    flush(runtime);
+}

@@ -1,0 +1,441 @@
+//! The runtime: the ONLY place that names monoio, opens sockets, spawns or pins threads.
+//!
+//! Responsibility: start `N` pinned worker threads, each with its own monoio runtime
+//! (io_uring, or the legacy epoll driver where io_uring is unavailable or forced) and its
+//! own `SO_REUSEPORT` listener on the shared port; run per worker the accept loop, the
+//! mesh drain loop and a one-second ticker; serve each connection in its own task.
+//!
+//! Invariants: a connection lives on the worker that accepted it; workers share only the
+//! immutable registry, the interest maps, the counters and the mesh channels; the driver
+//! that actually runs is logged and exported as the `ringcast_io_driver` metric.
+
+mod connection;
+mod sys;
+mod writer;
+
+use crate::broker::apps::Registry;
+use crate::broker::mesh::{mesh, Mailbox, MeshMessage, MeshSender, Outbox, DRAIN_BATCH};
+use crate::broker::session::Session;
+use crate::broker::worker::Worker;
+use crate::config::{Config, ConfigError, IoDriverChoice};
+use crate::metrics::WorkerMetrics;
+use monoio::net::{TcpListener, TcpStream};
+use slab::Slab;
+use std::cell::{Cell, RefCell};
+use std::net::{Shutdown, SocketAddr};
+use std::rc::Rc;
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Bytes read per `recv` into the worker's pooled buffer: one default max message plus
+/// headroom, so a maximal frame usually arrives in one read.
+pub const READ_BUFFER_BYTES: usize = 80 * 1024;
+/// Pending connections the kernel queues per listener before refusing.
+pub const LISTEN_BACKLOG: i32 = 4096;
+/// Seconds a closing connection may take to finish the close handshake before its socket
+/// is shut down hard.
+pub const CLOSE_GRACE_SECONDS: u64 = 5;
+/// io_uring submission queue entries per worker.
+const URING_ENTRIES: u32 = 4096;
+/// How long shutdown waits for connections to end after sending them 1001.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("configuration: {0}")]
+    Config(#[from] ConfigError),
+    #[error("{address} is already in use by another process; refusing to share it (SO_REUSEPORT would silently split traffic)")]
+    PortInUse { address: SocketAddr },
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("io_uring was required (ioDriver \"uring\") but is unavailable: {0}")]
+    UringUnavailable(std::io::Error),
+    #[error("worker {index} failed to start: {message}")]
+    Worker { index: usize, message: String },
+}
+
+/// A running server. Dropping it shuts the server down.
+pub struct ServerHandle {
+    pub local_address: SocketAddr,
+    /// `io_uring` or `legacy`.
+    pub io_driver: &'static str,
+    pub workers: usize,
+    pub metrics: Arc<[WorkerMetrics]>,
+    senders: Vec<MeshSender>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl ServerHandle {
+    /// Asks every worker to close its connections with 1001 and stop, then waits for them.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    /// Blocks until the workers end (after [`ServerHandle::request_shutdown`] or a fatal error).
+    pub fn wait(mut self) {
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+
+    /// Asks the workers to stop without waiting.
+    pub fn request_shutdown(&self) {
+        for sender in &self.senders {
+            sender.send_blocking(MeshMessage::Shutdown);
+        }
+    }
+
+    /// A cloneable trigger for shutting down from another thread (signal handling).
+    pub fn shutdown_trigger(&self) -> impl Fn() + Send + 'static {
+        let senders = self.senders.clone();
+        move || {
+            for sender in &senders {
+                sender.send_blocking(MeshMessage::Shutdown);
+            }
+        }
+    }
+
+    fn stop(&mut self) {
+        if self.threads.is_empty() {
+            return;
+        }
+        self.request_shutdown();
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Per-worker runtime state: the broker plus the sockets it owns.
+pub struct WorkerRuntime {
+    pub broker: Worker,
+    pub driver: &'static str,
+    connections: RefCell<Slab<Connection>>,
+    read_buffer: RefCell<Box<[u8]>>,
+    dirty_scratch: RefCell<Vec<Rc<Session>>>,
+    outbox_retry: Cell<bool>,
+}
+
+struct Connection {
+    stream: Rc<TcpStream>,
+    session: Option<Rc<Session>>,
+}
+
+impl WorkerRuntime {
+    fn register(&self, stream: Rc<TcpStream>) -> usize {
+        self.connections.borrow_mut().insert(Connection {
+            stream,
+            session: None,
+        })
+    }
+
+    fn attach(&self, slot: usize, session: Rc<Session>) {
+        if let Some(connection) = self.connections.borrow_mut().get_mut(slot) {
+            connection.session = Some(session);
+        }
+    }
+
+    fn unregister(&self, slot: usize) {
+        let mut connections = self.connections.borrow_mut();
+        if connections.contains(slot) {
+            connections.remove(slot);
+        }
+    }
+
+    fn stream(&self, slot: usize) -> Option<Rc<TcpStream>> {
+        self.connections
+            .borrow()
+            .get(slot)
+            .map(|connection| connection.stream.clone())
+    }
+
+    /// Shuts down sockets whose close handshake overran [`CLOSE_GRACE_SECONDS`].
+    fn sweep_closing(&self) {
+        let now = self.broker.tick.get();
+        for (_, connection) in self.connections.borrow().iter() {
+            if let Some(session) = &connection.session {
+                if session.closing.get().is_some()
+                    && now.saturating_sub(session.closing_since_tick.get()) >= CLOSE_GRACE_SECONDS
+                {
+                    sys::shutdown(&*connection.stream, Shutdown::Both);
+                }
+            }
+        }
+    }
+}
+
+/// Binds the listeners: refuses a port another process serves, then one `SO_REUSEPORT`
+/// socket per worker (port 0 resolves to one free port shared by all).
+fn bind_listeners(
+    address: SocketAddr,
+    count: usize,
+) -> Result<Vec<std::net::TcpListener>, StartError> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    if address.port() != 0 {
+        // std's bind does not set SO_REUSEPORT, so it fails if anyone listens here.
+        match std::net::TcpListener::bind(address) {
+            Ok(probe) => drop(probe),
+            Err(error) if error.kind() == std::io::ErrorKind::AddrInUse => {
+                return Err(StartError::PortInUse { address });
+            }
+            Err(source) => return Err(StartError::Listen { address, source }),
+        }
+    }
+    let mut bound = address;
+    let mut listeners = Vec::with_capacity(count);
+    for _ in 0..count {
+        let listen = |bound: SocketAddr| -> std::io::Result<std::net::TcpListener> {
+            let socket = Socket::new(
+                Domain::for_address(bound),
+                Type::STREAM,
+                Some(Protocol::TCP),
+            )?;
+            socket.set_reuse_address(true)?;
+            socket.set_reuse_port(true)?;
+            socket.bind(&bound.into())?;
+            socket.listen(LISTEN_BACKLOG)?;
+            socket.set_nonblocking(true)?;
+            Ok(socket.into())
+        };
+        let listener = listen(bound).map_err(|source| StartError::Listen {
+            address: bound,
+            source,
+        })?;
+        if bound.port() == 0 {
+            bound = listener
+                .local_addr()
+                .map_err(|source| StartError::Listen { address, source })?;
+        }
+        listeners.push(listener);
+    }
+    Ok(listeners)
+}
+
+fn worker_count(config: &Config) -> usize {
+    match config.server.workers {
+        0 => std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+        n => n,
+    }
+    .min(crate::config::MAX_WORKERS)
+}
+
+/// Starts the server described by `config` and returns once every worker listens.
+pub fn start(config: &Config) -> Result<ServerHandle, StartError> {
+    let registry = Arc::new(Registry::compile(config)?);
+    let address = config.listen_address()?;
+    let workers = worker_count(config);
+    let listeners = bind_listeners(address, workers)?;
+    let local_address = listeners[0]
+        .local_addr()
+        .map_err(|source| StartError::Listen { address, source })?;
+    let metrics: Arc<[WorkerMetrics]> = (0..workers).map(|_| WorkerMetrics::default()).collect();
+    let (mailboxes, senders) = mesh(workers);
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    let (ready_sender, ready) = mpsc::channel::<Result<&'static str, StartError>>();
+    let mut threads = Vec::with_capacity(workers);
+    for (index, (listener, mailbox)) in listeners.into_iter().zip(mailboxes).enumerate() {
+        let registry = registry.clone();
+        let metrics = metrics.clone();
+        let outbox = Outbox::new(senders.clone());
+        let ready = ready_sender.clone();
+        let core =
+            (config.server.pin_workers && !cores.is_empty()).then(|| cores[index % cores.len()]);
+        let choice = config.server.io_driver;
+        let ping_seconds = config.server.ping_interval_seconds;
+        let thread = std::thread::Builder::new()
+            .name(format!("ringcast-worker-{index}"))
+            .spawn(move || {
+                if let Some(core) = core {
+                    core_affinity::set_for_current(core);
+                }
+                let broker = Worker::new(index, registry, outbox, metrics);
+                let parts = WorkerParts {
+                    broker,
+                    listener,
+                    mailbox,
+                    ping_seconds,
+                };
+                run_worker(choice, parts, ready);
+            })
+            .map_err(|error| StartError::Worker {
+                index,
+                message: error.to_string(),
+            })?;
+        threads.push(thread);
+    }
+    drop(ready_sender);
+    let mut driver = "legacy";
+    let mut handle = ServerHandle {
+        local_address,
+        io_driver: driver,
+        workers,
+        metrics,
+        senders,
+        threads,
+    };
+    for _ in 0..workers {
+        match ready.recv() {
+            Ok(Ok(name)) => driver = name,
+            Ok(Err(error)) => {
+                handle.stop();
+                return Err(error);
+            }
+            Err(_) => {
+                handle.stop();
+                return Err(StartError::Worker {
+                    index: 0,
+                    message: "worker exited during start-up".into(),
+                });
+            }
+        }
+    }
+    handle.io_driver = driver;
+    Ok(handle)
+}
+
+struct WorkerParts {
+    broker: Worker,
+    listener: std::net::TcpListener,
+    mailbox: Mailbox,
+    ping_seconds: u64,
+}
+
+fn run_worker(
+    choice: IoDriverChoice,
+    parts: WorkerParts,
+    ready: mpsc::Sender<Result<&'static str, StartError>>,
+) {
+    if choice != IoDriverChoice::Legacy {
+        match monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+            .with_entries(URING_ENTRIES)
+            .enable_timer()
+            .build()
+        {
+            Ok(mut runtime) => {
+                runtime.block_on(worker_main(parts, "io_uring", ready));
+                return;
+            }
+            Err(error) if choice == IoDriverChoice::Uring => {
+                let _ = ready.send(Err(StartError::UringUnavailable(error)));
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "io_uring unavailable; falling back to the legacy epoll driver");
+            }
+        }
+    }
+    match monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+        .enable_timer()
+        .build()
+    {
+        Ok(mut runtime) => runtime.block_on(worker_main(parts, "legacy", ready)),
+        Err(error) => {
+            let _ = ready.send(Err(StartError::Worker {
+                index: parts.broker.index,
+                message: error.to_string(),
+            }));
+        }
+    }
+}
+
+async fn worker_main(
+    parts: WorkerParts,
+    driver: &'static str,
+    ready: mpsc::Sender<Result<&'static str, StartError>>,
+) {
+    let WorkerParts {
+        broker,
+        listener,
+        mailbox,
+        ping_seconds,
+    } = parts;
+    let index = broker.index;
+    let listener = match TcpListener::from_std(listener) {
+        Ok(listener) => listener,
+        Err(error) => {
+            let _ = ready.send(Err(StartError::Worker {
+                index,
+                message: error.to_string(),
+            }));
+            return;
+        }
+    };
+    let runtime = Rc::new(WorkerRuntime {
+        broker,
+        driver,
+        connections: RefCell::new(Slab::new()),
+        read_buffer: RefCell::new(vec![0u8; READ_BUFFER_BYTES].into_boxed_slice()),
+        dirty_scratch: RefCell::new(Vec::new()),
+        outbox_retry: Cell::new(false),
+    });
+    tracing::info!(worker = index, driver, "worker started");
+    let _ = ready.send(Ok(driver));
+    drop(ready);
+    monoio::spawn(accept_loop(runtime.clone(), listener));
+    monoio::spawn(ticker(runtime.clone(), ping_seconds));
+    mesh_loop(&runtime, &mailbox).await;
+    // Shutting down: every session was sent 1001; give them a moment to finish.
+    let deadline = std::time::Instant::now() + SHUTDOWN_GRACE;
+    while !runtime.connections.borrow().is_empty() && std::time::Instant::now() < deadline {
+        monoio::time::sleep(Duration::from_millis(20)).await;
+        writer::flush(&runtime);
+    }
+    tracing::info!(worker = index, "worker stopped");
+}
+
+async fn accept_loop(runtime: Rc<WorkerRuntime>, listener: TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                monoio::spawn(connection::serve(runtime.clone(), stream, peer));
+            }
+            Err(error) => {
+                tracing::warn!(%error, "accept failed");
+                // Out of descriptors or memory: back off instead of spinning.
+                monoio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn ticker(runtime: Rc<WorkerRuntime>, ping_seconds: u64) {
+    loop {
+        monoio::time::sleep(Duration::from_secs(1)).await;
+        runtime.broker.on_tick(ping_seconds);
+        runtime.sweep_closing();
+        writer::flush(&runtime);
+    }
+}
+
+/// Drains the mailbox in batches; returns on shutdown.
+async fn mesh_loop(runtime: &Rc<WorkerRuntime>, mailbox: &Mailbox) {
+    let mut batch = Vec::with_capacity(DRAIN_BATCH);
+    loop {
+        mailbox.drain(DRAIN_BATCH, &mut batch);
+        if batch.is_empty() {
+            mailbox.wait().await;
+            continue;
+        }
+        let mut running = true;
+        for message in batch.drain(..) {
+            running &= runtime.broker.on_mesh(message);
+        }
+        writer::flush(runtime);
+        if !running {
+            return;
+        }
+    }
+}

@@ -1,0 +1,45 @@
+//! Non-blocking socket calls on a monoio stream's file descriptor.
+//!
+//! Responsibility: the few syscalls the runtime issues itself (rather than through monoio
+//! ops) so that no buffer is pinned by a pending read: readiness comes from monoio
+//! (`readable`/`writable`, an io_uring PollAdd or epoll), then these calls move bytes
+//! between the socket and a worker-pooled buffer or the shared outbound frames.
+//! Invariant: every fd here is non-blocking (set at accept); sends use `MSG_NOSIGNAL`.
+
+use socket2::SockRef;
+use std::io::{self, IoSlice, Read};
+use std::net::Shutdown;
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+fn with_socket<T>(stream: &impl AsRawFd, call: impl FnOnce(SockRef<'_>) -> T) -> T {
+    // SAFETY: `stream` owns this descriptor and outlives the borrow, which ends with `call`.
+    let fd = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
+    call(SockRef::from(&fd))
+}
+
+/// Makes the socket non-blocking and disables Nagle (frames are batched by the writer).
+pub fn prepare(stream: &impl AsRawFd) -> io::Result<()> {
+    with_socket(stream, |socket| {
+        socket.set_nonblocking(true)?;
+        socket.set_nodelay(true)
+    })
+}
+
+/// Reads what is available into `buffer`. `WouldBlock` when nothing is.
+pub fn recv(stream: &impl AsRawFd, buffer: &mut [u8]) -> io::Result<usize> {
+    with_socket(stream, |socket| (&*socket).read(buffer))
+}
+
+/// One vectored send of `slices`. `WouldBlock` when the socket buffer is full.
+pub fn send_vectored(stream: &impl AsRawFd, slices: &[IoSlice<'_>]) -> io::Result<usize> {
+    with_socket(stream, |socket| {
+        socket.send_vectored_with_flags(slices, libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT)
+    })
+}
+
+/// Shuts down one or both directions; errors (already closed) are ignored.
+pub fn shutdown(stream: &impl AsRawFd, how: Shutdown) {
+    with_socket(stream, |socket| {
+        let _ = socket.shutdown(how);
+    });
+}

@@ -1,0 +1,197 @@
+//! Draining sessions' outbound queues into their sockets.
+//!
+//! Responsibility: after each batch of work (one read, one mesh drain, one tick), write
+//! every session that got frames — once each, with one vectored send of up to
+//! [`IOVECS_PER_SEND`] frames per call — and hand the outbox to other workers. A socket
+//! that cannot take everything gets a writer task that waits for writability; nothing
+//! else waits for it. It must not parse or build frames.
+
+use super::sys;
+use super::WorkerRuntime;
+use crate::broker::session::Session;
+use crate::error::CloseKind;
+use crate::metrics::WorkerMetrics;
+use std::io::{self, IoSlice};
+use std::net::Shutdown;
+use std::rc::Rc;
+use std::time::Duration;
+
+/// Frames per `sendmsg`: large enough that a burst drains in few calls (measured design
+/// bar: batched writes reach 4.5–7 M deliveries/s on one core vs 0.34 M one-per-write),
+/// small enough to keep the iovec array on the stack.
+pub const IOVECS_PER_SEND: usize = 64;
+
+/// Outcome of writing one session.
+enum Drained {
+    /// Queue empty.
+    Empty,
+    /// Socket full; frames remain.
+    Blocked,
+    /// The peer is gone.
+    Failed,
+}
+
+fn write_session(runtime: &WorkerRuntime, session: &Session) -> Drained {
+    let Some(stream) = runtime.stream(session.slot.get()) else {
+        return Drained::Failed;
+    };
+    loop {
+        let outbound = session.outbound.borrow();
+        if outbound.is_empty() {
+            return Drained::Empty;
+        }
+        let mut slices: [IoSlice<'_>; IOVECS_PER_SEND] = [IoSlice::new(&[]); IOVECS_PER_SEND];
+        let mut count = 0;
+        for (index, frame) in outbound.iter().take(IOVECS_PER_SEND).enumerate() {
+            let start = if index == 0 {
+                session.written_of_front.get()
+            } else {
+                0
+            };
+            slices[count] = IoSlice::new(&frame[start..]);
+            count += 1;
+        }
+        let result = sys::send_vectored(&*stream, &slices[..count]);
+        drop(outbound);
+        match result {
+            Ok(written) => {
+                WorkerMetrics::add(&runtime.broker.metrics().bytes_out, written as u64);
+                consume(session, written);
+            }
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Drained::Blocked,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return Drained::Failed,
+        }
+    }
+}
+
+/// Drops `written` bytes from the front of the queue.
+fn consume(session: &Session, mut written: usize) {
+    session
+        .pending_bytes
+        .set(session.pending_bytes.get().saturating_sub(written));
+    let mut outbound = session.outbound.borrow_mut();
+    while written > 0 {
+        let Some(front) = outbound.front() else { break };
+        let left = front.len() - session.written_of_front.get();
+        if written >= left {
+            written -= left;
+            outbound.pop_front();
+            session.written_of_front.set(0);
+        } else {
+            session
+                .written_of_front
+                .set(session.written_of_front.get() + written);
+            written = 0;
+        }
+    }
+}
+
+/// Writes one session now; parks a writer task if the socket is full.
+fn flush_session(runtime: &Rc<WorkerRuntime>, session: &Rc<Session>) {
+    if session.writer_parked.get() {
+        return;
+    }
+    runtime
+        .broker
+        .metrics()
+        .observe_pending(session.pending_bytes.get() as u64);
+    match write_session(runtime, session) {
+        Drained::Empty => finish_if_closing(runtime, session),
+        Drained::Blocked => {
+            session.writer_parked.set(true);
+            monoio::spawn(park_writer(runtime.clone(), session.clone()));
+        }
+        Drained::Failed => lost(runtime, session),
+    }
+}
+
+/// After the close frame is out, half-close so the peer sees it and ends the connection.
+fn finish_if_closing(runtime: &WorkerRuntime, session: &Session) {
+    if session.closing.get().is_some() {
+        if let Some(stream) = runtime.stream(session.slot.get()) {
+            sys::shutdown(&*stream, Shutdown::Write);
+        }
+    }
+}
+
+fn lost(runtime: &WorkerRuntime, session: &Rc<Session>) {
+    runtime.broker.close(session, CloseKind::ConnectionLost);
+    session.outbound.borrow_mut().clear();
+    session.pending_bytes.set(0);
+    if let Some(stream) = runtime.stream(session.slot.get()) {
+        sys::shutdown(&*stream, Shutdown::Both);
+    }
+}
+
+async fn park_writer(runtime: Rc<WorkerRuntime>, session: Rc<Session>) {
+    loop {
+        let Some(stream) = runtime.stream(session.slot.get()) else {
+            break;
+        };
+        if stream.writable(false).await.is_err() {
+            lost(&runtime, &session);
+            break;
+        }
+        drop(stream);
+        match write_session(&runtime, &session) {
+            Drained::Blocked => continue,
+            Drained::Empty => {
+                finish_if_closing(&runtime, &session);
+                break;
+            }
+            Drained::Failed => {
+                lost(&runtime, &session);
+                break;
+            }
+        }
+    }
+    session.writer_parked.set(false);
+    // Closes found while writing (e.g. presence to a slow consumer) queued more work.
+    flush(&runtime);
+}
+
+/// Flushes every dirty session and the mesh outbox.
+pub fn flush(runtime: &Rc<WorkerRuntime>) {
+    let mut dirty = runtime.dirty_scratch.take();
+    loop {
+        runtime.broker.take_dirty(&mut dirty);
+        if dirty.is_empty() {
+            break;
+        }
+        for session in dirty.drain(..) {
+            flush_session(runtime, &session);
+        }
+    }
+    runtime.dirty_scratch.replace(dirty);
+    if runtime.broker.outbox.flush() > 0 && !runtime.outbox_retry.replace(true) {
+        monoio::spawn(retry_outbox(runtime.clone()));
+    }
+}
+
+/// Hands the outbox over until empty while other workers' mailboxes are full.
+async fn retry_outbox(runtime: Rc<WorkerRuntime>) {
+    loop {
+        monoio::time::sleep(Duration::from_micros(200)).await;
+        if runtime.broker.outbox.flush() == 0 {
+            break;
+        }
+    }
+    runtime.outbox_retry.set(false);
+}
+
+/// Writes `bytes` completely (handshake responses), waiting for writability as needed.
+pub async fn write_all(stream: &monoio::net::TcpStream, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        match sys::send_vectored(stream, &[IoSlice::new(bytes)]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(written) => bytes = &bytes[written..],
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                stream.writable(false).await?
+            }
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(())
+}
