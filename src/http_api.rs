@@ -15,6 +15,7 @@ use crate::broker::session::{parse_connection_id, worker_of};
 use crate::broker::worker::Worker;
 use crate::metrics;
 use crate::protocol::command::validate_topic;
+use crate::protocol::http::bearer_token;
 use crate::topic::pattern::Pattern;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -64,14 +65,21 @@ impl ApiResponse {
 struct PublishBody<'a> {
     #[serde(borrow)]
     topic: Option<std::borrow::Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "present")]
     message: Option<&'a RawValue>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "present")]
     payload: Option<&'a RawValue>,
     #[serde(default)]
     message_type: Option<String>,
     #[serde(default)]
     compress: Option<bool>,
+}
+
+/// A field that is present, `null` included (serde maps `null` to `None` otherwise).
+fn present<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(deserializer).map(Some)
 }
 
 #[derive(Deserialize)]
@@ -162,15 +170,7 @@ fn with_admin(
     let Some(verifier) = &app.admin_verifier else {
         return ApiResponse::error(401, "this app has no adminKey: the HTTP API is disabled");
     };
-    let Some(token) = request
-        .authorization
-        .and_then(|value| {
-            value
-                .strip_prefix("Bearer ")
-                .or_else(|| value.strip_prefix("bearer "))
-        })
-        .map(str::trim)
-    else {
+    let Some(token) = request.authorization.and_then(bearer_token) else {
         return ApiResponse::error(401, "missing bearer token");
     };
     let now = std::time::SystemTime::now()

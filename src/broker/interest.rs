@@ -21,9 +21,12 @@ use std::sync::RwLock;
 /// Shards per app: enough that 64 workers subscribing at once rarely share a lock.
 const SHARDS: usize = 32;
 
+/// One shard: topic → bitmask of workers.
+type Shard = RwLock<HashMap<Box<str>, u64>>;
+
 /// Topic → worker bitmask for one app.
 pub struct InterestMap {
-    shards: Box<[RwLock<HashMap<Box<str>, u64>>]>,
+    shards: Box<[Shard]>,
 }
 
 impl Default for InterestMap {
@@ -35,7 +38,7 @@ impl Default for InterestMap {
 }
 
 impl InterestMap {
-    fn shard(&self, topic: &str) -> &RwLock<HashMap<Box<str>, u64>> {
+    fn shard(&self, topic: &str) -> &Shard {
         let mut hasher = DefaultHasher::new();
         topic.hash(&mut hasher);
         &self.shards[hasher.finish() as usize % SHARDS]

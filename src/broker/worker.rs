@@ -568,7 +568,7 @@ impl Worker {
     pub fn on_tick(&self, ping_interval_seconds: u64) {
         let now = self.tick.get() + 1;
         self.tick.set(now);
-        if ping_interval_seconds == 0 || now % ping_interval_seconds != 0 {
+        if ping_interval_seconds == 0 || !now.is_multiple_of(ping_interval_seconds) {
             return;
         }
         let ping = envelope::ping_frame();

@@ -433,6 +433,14 @@ pub fn write_json_error(status: u16, message: &str, keep_alive: bool, out: &mut 
     write_response(status, "application/json", &body, keep_alive, out);
 }
 
+/// The token of an `Authorization: Bearer <token>` value; the scheme is case-insensitive
+/// (RFC 7235). Used by the upgrade and the HTTP API alike.
+pub fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, rest) = value.trim().split_once(' ')?;
+    let token = rest.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
 #[cfg(test)]
 #[path = "http_tests.rs"]
 mod tests;

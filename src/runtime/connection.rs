@@ -54,8 +54,8 @@ impl Head {
             .or_else(|| {
                 authorization
                     .as_deref()
-                    .and_then(|value| value.strip_prefix("Bearer "))
-                    .map(|token| token.trim().to_string())
+                    .and_then(http1::bearer_token)
+                    .map(str::to_string)
             });
         Head {
             method: head.method.to_string(),

@@ -83,7 +83,10 @@ pub fn start_with(config: Value) -> TestServer {
 }
 
 pub fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 /// An HS256 client token signed with the apps' shared test secret.
@@ -103,11 +106,16 @@ pub fn admin_token(permissions: &[&str]) -> String {
 pub struct Client {
     pub socket: WebSocket<TcpStream>,
     pub welcome: Value,
+    /// Whether the app sends acks (all test apps but `QUIET_APP`).
+    pub acks: bool,
 }
 
 impl Client {
     pub fn id(&self) -> String {
-        self.welcome["data"]["connection"]["id"].as_str().unwrap().to_string()
+        self.welcome["data"]["connection"]["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
     }
 
     /// The worker owning this connection (low byte of the id).
@@ -143,10 +151,15 @@ impl Client {
         let own = format!("priv/{}", self.id());
         let marker = format!("sync-{}", rand_id());
         self.publish(&own, "sync", json!(marker), &marker);
-        loop {
+        // The publication comes first, then its ack (acks follow the hand-off).
+        let (mut seen, mut acked) = (false, !self.acks);
+        while !(seen && acked) {
             let frame = self.next_json();
             if frame["messageType"] == "sync" && frame["data"]["payload"] == json!(marker) {
-                return;
+                seen = true;
+            }
+            if frame["messageType"] == "ack" && frame["data"]["data"] == json!(marker) {
+                acked = true;
             }
         }
     }
@@ -199,19 +212,30 @@ impl Client {
 
     /// Asserts nothing but pings arrives within `wait`.
     pub fn expect_silence(&mut self, wait: Duration) {
-        self.socket.get_mut().set_read_timeout(Some(wait)).unwrap();
-        let result = loop {
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            self.socket.get_mut().set_read_timeout(Some(left)).unwrap();
             match self.socket.read() {
                 Ok(Message::Ping(_)) | Ok(Message::Pong(_)) => continue,
-                other => break other,
+                Err(tungstenite::Error::Io(error))
+                    if matches!(
+                        error.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    break
+                }
+                other => panic!("expected silence, got {other:?}"),
             }
-        };
-        match result {
-            Err(tungstenite::Error::Io(error))
-                if matches!(error.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
-            other => panic!("expected silence, got {other:?}"),
         }
-        self.socket.get_mut().set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        self.socket
+            .get_mut()
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
     }
 
     pub fn close(mut self) {
@@ -237,13 +261,16 @@ pub fn connect(server: &TestServer, app: &str, token: &str) -> Client {
 /// Connects; `Err(status)` when refused before the upgrade.
 pub fn try_connect(server: &TestServer, app: &str, token: &str) -> Result<Client, u16> {
     let stream = TcpStream::connect(server.address).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     stream.set_nodelay(true).unwrap();
     match tungstenite::client::client(server.url(app, token), stream) {
         Ok((socket, _)) => {
             let mut client = Client {
                 socket,
                 welcome: Value::Null,
+                acks: app != QUIET_APP,
             };
             client.welcome = client.next_json();
             Ok(client)
@@ -256,7 +283,10 @@ pub fn try_connect(server: &TestServer, app: &str, token: &str) -> Result<Client
 }
 
 /// Connects clients until one lands on each worker; returns (worker 0 client, worker 1 client).
-pub fn clients_on_both_workers(server: &TestServer, make_token: impl Fn() -> String) -> (Client, Client) {
+pub fn clients_on_both_workers(
+    server: &TestServer,
+    make_token: impl Fn() -> String,
+) -> (Client, Client) {
     let mut zero = None;
     let mut one = None;
     for _ in 0..200 {
@@ -270,11 +300,20 @@ pub fn clients_on_both_workers(server: &TestServer, make_token: impl Fn() -> Str
             break;
         }
     }
-    (zero.expect("a client on worker 0"), one.expect("a client on worker 1"))
+    (
+        zero.expect("a client on worker 0"),
+        one.expect("a client on worker 1"),
+    )
 }
 
 /// A plain HTTP/1.1 request; returns (status, body).
-pub fn http(server: &TestServer, method: &str, path: &str, authorization: Option<&str>, body: &str) -> (u16, String) {
+pub fn http(
+    server: &TestServer,
+    method: &str,
+    path: &str,
+    authorization: Option<&str>,
+    body: &str,
+) -> (u16, String) {
     let mut request = format!(
         "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
         body.len()
@@ -290,7 +329,9 @@ pub fn http(server: &TestServer, method: &str, path: &str, authorization: Option
 /// Sends raw bytes, reads the whole response until EOF; returns (status, body).
 pub fn raw_http(server: &TestServer, request: &[u8]) -> (u16, String) {
     let mut stream = TcpStream::connect(server.address).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     stream.write_all(request).unwrap();
     let mut response = Vec::new();
     let _ = stream.read_to_end(&mut response);
@@ -306,5 +347,122 @@ pub fn raw_http(server: &TestServer, request: &[u8]) -> (u16, String) {
 
 pub fn publish_http(server: &TestServer, app: &str, body: Value) -> (u16, String) {
     let token = admin_token(&[PUBLISH_ALL]);
-    http(server, "POST", &format!("/api/topics/{app}/publish"), Some(&token), &body.to_string())
+    http(
+        server,
+        "POST",
+        &format!("/api/topics/{app}/publish"),
+        Some(&token),
+        &body.to_string(),
+    )
+}
+
+/// A hand-driven WebSocket client over a raw socket: it reads only when told to, never
+/// answers pings, and can shrink its receive buffer (slow consumers, liveness).
+pub struct RawClient {
+    pub stream: TcpStream,
+    buffer: Vec<u8>,
+}
+
+pub fn connect_raw(
+    server: &TestServer,
+    app: &str,
+    token: &str,
+    receive_buffer: Option<usize>,
+) -> RawClient {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    if let Some(bytes) = receive_buffer {
+        socket.set_recv_buffer_size(bytes).unwrap();
+    }
+    socket.connect(&server.address.into()).unwrap();
+    let mut stream: TcpStream = socket.into();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let request = format!(
+        "GET /apps/{app}?access_token={token} HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut buffer = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buffer.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).unwrap();
+        buffer.push(byte[0]);
+    }
+    assert!(
+        buffer.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&buffer)
+    );
+    RawClient {
+        stream,
+        buffer: Vec::new(),
+    }
+}
+
+impl RawClient {
+    /// Sends one masked frame.
+    pub fn send_frame(&mut self, opcode: u8, payload: &[u8]) {
+        let mut frame = vec![0x80 | opcode];
+        let mask = [0x12u8, 0x34, 0x56, 0x78];
+        match payload.len() {
+            n if n < 126 => frame.push(0x80 | n as u8),
+            n if n < 65536 => {
+                frame.push(0x80 | 126);
+                frame.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                frame.push(0x80 | 127);
+                frame.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        frame.extend_from_slice(&mask);
+        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        self.stream.write_all(&frame).unwrap();
+    }
+
+    pub fn send_text(&mut self, text: &str) {
+        self.send_frame(0x1, text.as_bytes());
+    }
+
+    /// Next server frame as (opcode, payload); `None` at EOF or on a reset.
+    pub fn read_frame(&mut self) -> Option<(u8, Vec<u8>)> {
+        loop {
+            if self.buffer.len() >= 2 {
+                let opcode = self.buffer[0] & 0x0f;
+                let short = (self.buffer[1] & 0x7f) as usize;
+                let (length, header) = match short {
+                    126 if self.buffer.len() >= 4 => (
+                        u16::from_be_bytes([self.buffer[2], self.buffer[3]]) as usize,
+                        4,
+                    ),
+                    127 if self.buffer.len() >= 10 => (
+                        u64::from_be_bytes(self.buffer[2..10].try_into().unwrap()) as usize,
+                        10,
+                    ),
+                    126 | 127 => (usize::MAX, 0),
+                    n => (n, 2),
+                };
+                if length != usize::MAX && self.buffer.len() >= header + length {
+                    let payload = self.buffer[header..header + length].to_vec();
+                    self.buffer.drain(..header + length);
+                    return Some((opcode, payload));
+                }
+            }
+            let mut chunk = [0u8; 65536];
+            match self.stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buffer.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    /// Reads frames until a close frame; returns its code (None if the socket ended first).
+    pub fn close_code(&mut self) -> Option<u16> {
+        while let Some((opcode, payload)) = self.read_frame() {
+            if opcode == 0x8 {
+                return payload.get(..2).map(|b| u16::from_be_bytes([b[0], b[1]]));
+            }
+        }
+        None
+    }
 }
