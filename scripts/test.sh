@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The one test command (README): installs what the tests need into .build/ (ignored),
+# then runs every test — Rust unit + black-box tests under io_uring and under the legacy
+# epoll driver, then the suites registered below.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR=never
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "cargo build (debug, all targets)"
+cargo build --all-targets --locked
+
+step "cargo test (io_uring driver, falling back to legacy where io_uring is unavailable)"
+cargo test --locked
+
+step "cargo test (legacy epoll driver forced)"
+RINGCAST_TEST_IO_DRIVER=legacy cargo test --locked --tests
+
+# Further suites (official SDK interop, examples) register themselves here: each is an
+# executable script under scripts/suites/ that exits non-zero on failure.
+if [ -d scripts/suites ]; then
+  for suite in scripts/suites/*.sh; do
+    [ -e "$suite" ] || continue
+    step "suite $(basename "$suite")"
+    bash "$suite"
+  done
+fi
+
+step "all tests passed"
