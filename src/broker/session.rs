@@ -16,7 +16,15 @@ use crate::protocol::frame::FrameReader;
 use bytes::Bytes;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
+use std::rc::Rc;
 use std::sync::Arc;
+
+/// A token's permissions, compiled once and shared by every session holding the same list.
+pub struct Grants {
+    pub permissions: PermissionSet,
+    /// The permission strings as a JSON array (for the client descriptor of §5.2).
+    pub permissions_json: Box<[u8]>,
+}
 
 /// Broker-side state of one open WebSocket connection.
 pub struct Session {
@@ -27,12 +35,14 @@ pub struct Session {
     pub app: Arc<App>,
     /// `sub` claim, or the connection id when the token had none.
     pub subject: Box<str>,
-    pub permissions: PermissionSet,
-    /// `{"connectionId":…,"subject":…,"permissions":[…]}`, serialized once.
-    pub client: Box<[u8]>,
+    /// Compiled permissions and their JSON, shared by every session with the same token
+    /// permission list (see `Worker::grants_for`).
+    pub grants: Rc<Grants>,
     pub remote_address: Box<str>,
-    /// Topics subscribed, implicit ones included.
+    /// Topics subscribed, except `priv/<own id>`, which is routed by id (no table entry).
     pub subscriptions: RefCell<Vec<Box<str>>>,
+    /// The session unsubscribed from its own `priv/<id>` topic.
+    pub own_topic_muted: Cell<bool>,
     /// Frames waiting to be written, shared with every other subscriber (no copy).
     pub outbound: RefCell<VecDeque<Bytes>>,
     /// Bytes of the front frame already written.
@@ -69,9 +79,31 @@ impl Session {
         }
     }
 
+    /// Whether `topic` is `priv/<this connection's id>`.
+    pub fn is_own_topic(&self, topic: &str) -> bool {
+        topic.strip_prefix("priv/") == Some(&*self.id_text)
+    }
+
+    pub fn permissions(&self) -> &PermissionSet {
+        &self.grants.permissions
+    }
+
     pub fn is_subscribed(&self, topic: &str) -> bool {
+        if self.is_own_topic(topic) {
+            return !self.own_topic_muted.get();
+        }
         self.subscriptions.borrow().iter().any(|t| &**t == topic)
     }
+
+    /// Subscriptions held, implicit ones included.
+    pub fn subscription_count(&self) -> usize {
+        self.subscriptions.borrow().len() + usize::from(!self.own_topic_muted.get())
+    }
+}
+
+/// The connection id of a `priv/<12 hex>` topic, if it is one.
+pub fn private_connection_id(topic: &str) -> Option<u64> {
+    topic.strip_prefix("priv/").and_then(parse_connection_id)
 }
 
 /// Formats a numeric connection id as 12 lowercase hex characters.

@@ -16,7 +16,7 @@
 use super::apps::{App, Registry};
 use super::interest::workers_in;
 use super::mesh::{MeshMessage, Outbox};
-use super::session::{format_connection_id, worker_of, Session};
+use super::session::{format_connection_id, private_connection_id, worker_of, Grants, Session};
 use crate::auth::{Claims, PermissionSet};
 use crate::error::CloseKind;
 use crate::metrics::WorkerMetrics;
@@ -34,6 +34,10 @@ use std::sync::Arc;
 
 /// The topic WebSocket inbound messages and presence events are published on.
 pub const INBOUND_TOPIC: &str = "secure/inbound";
+/// Distinct permission lists whose compiled form a worker keeps for sharing between
+/// sessions. Tokens are usually minted from a handful of templates, so a few hundred cover
+/// a deployment; past the limit each session compiles its own (correct, just unshared).
+pub const GRANTS_CACHE_ENTRIES: usize = 1024;
 
 /// Per-thread broker state.
 pub struct Worker {
@@ -51,6 +55,10 @@ pub struct Worker {
     pending_closes: RefCell<Vec<(Rc<Session>, CloseKind)>>,
     /// Seconds since the worker started (advanced by the runtime's ticker).
     pub tick: Cell<u64>,
+    /// Compiled permission lists, shared by sessions (bounded by [`GRANTS_CACHE_ENTRIES`]).
+    grants: RefCell<HashMap<Box<[String]>, Rc<Grants>>>,
+    /// Scratch for assembling a sender's client descriptor (see [`Worker::client_frame`]).
+    client_scratch: RefCell<Vec<u8>>,
 }
 
 /// What the runtime must do after a client message.
@@ -83,7 +91,38 @@ impl Worker {
             dirty: RefCell::new(Vec::new()),
             pending_closes: RefCell::new(Vec::new()),
             tick: Cell::new(0),
+            grants: RefCell::new(HashMap::new()),
+            client_scratch: RefCell::new(Vec::new()),
         }
+    }
+
+    /// The compiled form of a token's permission list, shared when seen before.
+    fn grants_for(&self, permissions: &[String]) -> Rc<Grants> {
+        if let Some(grants) = self.grants.borrow().get(permissions) {
+            return grants.clone();
+        }
+        let grants = Rc::new(Grants {
+            permissions: PermissionSet::compile(permissions),
+            permissions_json: envelope::permissions_json(permissions),
+        });
+        let mut cache = self.grants.borrow_mut();
+        if cache.len() < GRANTS_CACHE_ENTRIES {
+            cache.insert(permissions.into(), grants.clone());
+        }
+        grants
+    }
+
+    /// Builds a frame that embeds `session`'s client descriptor (assembled on demand: an
+    /// idle session keeps only its parts).
+    fn client_frame(&self, session: &Session, build: impl FnOnce(&[u8]) -> Bytes) -> Bytes {
+        let mut scratch = self.client_scratch.borrow_mut();
+        envelope::write_client_descriptor(
+            &session.id_text,
+            &session.subject,
+            &session.grants.permissions_json,
+            &mut scratch,
+        );
+        build(&scratch)
     }
 
     pub fn metrics(&self) -> &WorkerMetrics {
@@ -122,17 +161,15 @@ impl Worker {
         let id = self.new_connection_id();
         let id_text = format_connection_id(id);
         let subject = claims.subject.unwrap_or_else(|| id_text.clone());
-        let permissions = PermissionSet::compile(&claims.permissions);
-        let client = envelope::client_descriptor(&id_text, &subject, &claims.permissions);
         let session = Rc::new(Session {
             id,
             id_text: id_text.clone().into(),
             app: app.clone(),
             subject: subject.into(),
-            permissions,
-            client,
+            grants: self.grants_for(&claims.permissions),
             remote_address: remote_address.into(),
             subscriptions: RefCell::new(Vec::new()),
+            own_topic_muted: Cell::new(false),
             outbound: RefCell::new(VecDeque::new()),
             written_of_front: Cell::new(0),
             pending_bytes: Cell::new(0),
@@ -154,16 +191,14 @@ impl Worker {
             &session,
             envelope::welcome_frame(&id_text, &app.id, remote_address),
         );
+        // `priv/<id>` needs no entry: it is routed by id (see `deliver_local`).
         self.add_subscription(&session, "main");
-        self.add_subscription(&session, &format!("priv/{id_text}"));
         let own_subject = format!("priv/{}", session.subject);
         self.add_subscription(&session, &own_subject);
         if app.inbound_enabled {
-            self.publish(
-                app,
-                INBOUND_TOPIC,
-                envelope::presence_frame(&session.client, true),
-            );
+            let frame =
+                self.client_frame(&session, |client| envelope::presence_frame(client, true));
+            self.publish(app, INBOUND_TOPIC, frame);
         }
         self.run_pending_closes();
         session
@@ -221,7 +256,7 @@ impl Worker {
                     self.close(session, CloseKind::InvalidTopic);
                     return;
                 };
-                if !session.permissions.can_publish(topic) {
+                if !session.permissions().can_publish(topic) {
                     self.close(session, CloseKind::PublishForbidden);
                     return;
                 }
@@ -249,14 +284,16 @@ impl Worker {
                 generated.as_bytes()
             }
         };
-        let frame = envelope::publication_frame(
-            topic,
-            &publication.message_type,
-            &session.client,
-            publication.payload,
-            id,
-            publication.compress,
-        );
+        let frame = self.client_frame(session, |client| {
+            envelope::publication_frame(
+                topic,
+                &publication.message_type,
+                client,
+                publication.payload,
+                id,
+                publication.compress,
+            )
+        });
         self.publish(&session.app, topic, frame);
         if session.app.ack_enabled {
             self.enqueue(session, envelope::ack_frame(id));
@@ -268,19 +305,19 @@ impl Worker {
         if session.is_subscribed(topic) {
             return;
         }
-        if topic.starts_with("secure/") && !session.permissions.can_subscribe(topic) {
+        if topic.starts_with("secure/") && !session.permissions().can_subscribe(topic) {
             self.close(session, CloseKind::SecureSubscribeForbidden);
             return;
         }
         if topic.starts_with("priv/")
             && !session.owns_private_topic(topic)
-            && !session.permissions.can_subscribe(topic)
+            && !session.permissions().can_subscribe(topic)
         {
             self.close(session, CloseKind::PrivateSubscribeForbidden);
             return;
         }
         let max = session.app.limits.max_subscriptions_per_connection;
-        if max != 0 && session.subscriptions.borrow().len() as u64 >= max {
+        if max != 0 && session.subscription_count() as u64 >= max {
             self.close(session, CloseKind::TooManySubscriptions);
             return;
         }
@@ -288,6 +325,10 @@ impl Worker {
     }
 
     fn add_subscription(&self, session: &Rc<Session>, topic: &str) {
+        if session.is_own_topic(topic) {
+            session.own_topic_muted.set(false);
+            return;
+        }
         if session.is_subscribed(topic) {
             return;
         }
@@ -304,6 +345,10 @@ impl Worker {
 
     /// Removes one subscription; a no-op when not subscribed.
     pub fn remove_subscription(&self, session: &Session, topic: &str) {
+        if session.is_own_topic(topic) {
+            session.own_topic_muted.set(true);
+            return;
+        }
         let mut subscriptions = session.subscriptions.borrow_mut();
         let Some(position) = subscriptions.iter().position(|t| &**t == topic) else {
             return;
@@ -320,7 +365,11 @@ impl Worker {
     /// other worker that has subscribers.
     pub fn publish(&self, app: &App, topic: &str, frame: Bytes) {
         self.deliver_local(app.index, topic, &frame);
-        let others = app.interest.workers(topic) & !(1u64 << self.index);
+        let mut targets = app.interest.workers(topic);
+        if let Some(id) = private_connection_id(topic) {
+            targets |= 1u64 << worker_of(id);
+        }
+        let others = targets & !(1u64 << self.index);
         if others != 0 {
             let topic: Arc<str> = topic.into();
             for to in workers_in(others) {
@@ -339,6 +388,15 @@ impl Worker {
     }
 
     fn deliver_local(&self, app: usize, topic: &str, frame: &Bytes) {
+        if let Some(id) = private_connection_id(topic) {
+            let owner = self.sessions.borrow().get(&id).cloned();
+            if let Some(session) = owner {
+                if session.app.index == app && !session.own_topic_muted.get() {
+                    self.enqueue(&session, frame.clone());
+                    WorkerMetrics::add(&self.metrics().deliveries, 1);
+                }
+            }
+        }
         let tables = self.tables.borrow();
         let subscribers = tables[app].subscribers(topic);
         for (_, session) in subscribers {
@@ -440,11 +498,9 @@ impl Worker {
         self.mark_dirty(session);
         if session.app.inbound_enabled {
             let app = session.app.clone();
-            self.publish(
-                &app,
-                INBOUND_TOPIC,
-                envelope::presence_frame(&session.client, false),
-            );
+            let frame =
+                self.client_frame(session, |client| envelope::presence_frame(client, false));
+            self.publish(&app, INBOUND_TOPIC, frame);
         }
         tracing::debug!(
             connection = %session.id_text,
@@ -542,13 +598,17 @@ impl Worker {
             if session.app.index != app || &*session.subject != subject {
                 continue;
             }
-            let topics: Vec<Box<str>> = session
+            let own = format!("priv/{}", session.id_text);
+            let mut topics: Vec<Box<str>> = session
                 .subscriptions
                 .borrow()
                 .iter()
                 .filter(|topic| patterns.iter().any(|p| p.matches(topic)))
                 .cloned()
                 .collect();
+            if patterns.iter().any(|p| p.matches(&own)) {
+                topics.push(own.into());
+            }
             for topic in topics {
                 self.remove_subscription(&session, &topic);
             }

@@ -112,24 +112,50 @@ fn data_opcode(binary: bool) -> OpCode {
 }
 
 /// `{"connectionId":"..","subject":"..","permissions":[..]}` — the sender description
-/// embedded in publications and presence events; computed once per connection.
+/// embedded in publications and presence events.
 pub fn client_descriptor(connection_id: &str, subject: &str, permissions: &[String]) -> Box<[u8]> {
-    let mut parts = Vec::with_capacity(6 + 2 * permissions.len());
-    parts.extend([
-        Part::Raw(b"{\"connectionId\":"),
-        Part::Text(connection_id),
-        Part::Raw(b",\"subject\":"),
-        Part::Text(subject),
-        Part::Raw(b",\"permissions\":["),
-    ]);
+    let mut out = Vec::new();
+    write_client_descriptor(
+        connection_id,
+        subject,
+        &permissions_json(permissions),
+        &mut out,
+    );
+    out.into_boxed_slice()
+}
+
+/// The JSON array of a token's permission strings (shared by every connection holding the
+/// same list).
+pub fn permissions_json(permissions: &[String]) -> Box<[u8]> {
+    let mut parts = Vec::with_capacity(2 + 2 * permissions.len());
+    parts.push(Part::Raw(b"["));
     for (index, permission) in permissions.iter().enumerate() {
         if index > 0 {
             parts.push(Part::Raw(b","));
         }
         parts.push(Part::Text(permission));
     }
-    parts.push(Part::Raw(b"]}"));
+    parts.push(Part::Raw(b"]"));
     assemble(&parts, 0).into_boxed_slice()
+}
+
+/// Writes a [`client_descriptor`] into `out` (cleared first) from a connection's parts, so
+/// an idle connection need not hold its descriptor; `permissions_json` is a
+/// [`permissions_json`] array.
+pub fn write_client_descriptor(
+    connection_id: &str,
+    subject: &str,
+    permissions_json: &[u8],
+    out: &mut Vec<u8>,
+) {
+    out.clear();
+    out.extend_from_slice(b"{\"connectionId\":");
+    push_json_string(connection_id, out);
+    out.extend_from_slice(b",\"subject\":");
+    push_json_string(subject, out);
+    out.extend_from_slice(b",\"permissions\":");
+    out.extend_from_slice(permissions_json);
+    out.push(b'}');
 }
 
 /// §5.2: `{"topic":T,"messageType":M,"data":{"client":<client>,"subProtocol":1,

@@ -400,7 +400,8 @@ async fn accept_loop(runtime: Rc<WorkerRuntime>, listener: TcpListener) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
-                monoio::spawn(connection::serve(runtime.clone(), stream, peer));
+                let future = connection::serve(runtime.clone(), stream, peer);
+                monoio::spawn(future);
             }
             Err(error) => {
                 tracing::warn!(%error, "accept failed");
