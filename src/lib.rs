@@ -17,6 +17,7 @@
 //! topic/       glob patterns, per-worker topic table
 //! protocol/    sans-IO: HTTP request heads, WebSocket frames, commands, envelopes
 //! config.rs, error.rs, metrics.rs   leaves anyone may import
+//! starter      files written by `ringcast keys` / `ringcast init` (tooling, not runtime)
 //! ```
 //! Dependencies point down only: `protocol`, `topic` and `auth` do no I/O, no async and
 //! read no clock (time is a parameter).
@@ -44,4 +45,5 @@ pub mod http_api;
 pub mod metrics;
 pub mod protocol;
 pub mod runtime;
+pub mod starter;
 pub mod topic;

@@ -17,10 +17,12 @@
 //! - [`permissions`]: [`PermissionSet`], compiled once per connection from the claims.
 //! - [`address`]: [`SourceFilter`], the `adminSourceAddress` / `clientSourceAddress` lists.
 //! - [`mint`]: signing tokens, for the `ringcast token` command and tests.
+//! - [`keygen`]: fresh secrets and key pairs, for `ringcast keys` and `ringcast init`.
 
 pub mod address;
 pub mod algorithm;
 pub mod jwt;
+pub mod keygen;
 pub mod mint;
 pub mod permissions;
 
@@ -30,5 +32,6 @@ mod jwt_tests;
 pub use address::{AddressError, SourceFilter};
 pub use algorithm::Algorithm;
 pub use jwt::{Claims, KeyError, TokenError, Verifier, VerifierConfig, LEEWAY_S, MAX_TOKEN_BYTES};
+pub use keygen::{KeyMaterial, KeygenError};
 pub use mint::{random_hs_secret, sign, MintError};
 pub use permissions::PermissionSet;
