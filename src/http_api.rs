@@ -11,8 +11,8 @@
 
 use crate::auth::PermissionSet;
 use crate::broker::apps::{canonical_ip, App};
-use crate::broker::session::{parse_connection_id, worker_of};
-use crate::broker::worker::Worker;
+use crate::broker::session::parse_connection_id;
+use crate::broker::worker::{Found, Worker};
 use crate::metrics;
 use crate::protocol::command::validate_topic;
 use crate::protocol::http::bearer_token;
@@ -33,6 +33,23 @@ pub struct ApiRequest<'a> {
     /// The client address (the TCP peer, or `X-Forwarded-For` from a trusted proxy).
     pub peer: IpAddr,
     pub body: &'a [u8],
+}
+
+/// The answer now, or once another worker has answered (`DELETE` of one connection that
+/// lives elsewhere): the runtime waits on the channel, then calls [`connection_reply`].
+pub enum ApiReply {
+    Ready(ApiResponse),
+    WaitForWorker(crossbeam_channel::Receiver<bool>),
+}
+
+/// The response to a single-connection `DELETE` once the owning worker answered
+/// (`None`: it did not answer in time).
+pub fn connection_reply(found: Option<bool>) -> ApiResponse {
+    match found {
+        Some(true) => ApiResponse::ok(),
+        Some(false) => ApiResponse::error(404, "unknown connection"),
+        None => ApiResponse::error(504, "the worker holding the connection did not answer"),
+    }
 }
 
 /// What to answer.
@@ -90,7 +107,21 @@ struct UnsubscribeBody {
 }
 
 /// Serves one request.
-pub fn handle(worker: &Worker, io_driver: &str, request: &ApiRequest<'_>) -> ApiResponse {
+pub fn handle(worker: &Worker, io_driver: &str, request: &ApiRequest<'_>) -> ApiReply {
+    let mut pending = None;
+    let response = respond(worker, io_driver, request, &mut pending);
+    match pending {
+        Some(answer) => ApiReply::WaitForWorker(answer),
+        None => ApiReply::Ready(response),
+    }
+}
+
+fn respond(
+    worker: &Worker,
+    io_driver: &str,
+    request: &ApiRequest<'_>,
+    pending: &mut Option<crossbeam_channel::Receiver<bool>>,
+) -> ApiResponse {
     let segments: Vec<&str> = request.path.trim_matches('/').split('/').collect();
     match segments.as_slice() {
         ["health"] => only_get(request, || ApiResponse::json(200, r#"{"status":"ok"}"#)),
@@ -117,7 +148,7 @@ pub fn handle(worker: &Worker, io_driver: &str, request: &ApiRequest<'_>) -> Api
                         "missing permission realtime:admin:manage:connections",
                     );
                 }
-                worker.terminate(app.index, None);
+                worker.terminate_app(app.index);
                 ApiResponse::ok()
             })
         }
@@ -129,12 +160,16 @@ pub fn handle(worker: &Worker, io_driver: &str, request: &ApiRequest<'_>) -> Api
                         "missing permission realtime:admin:manage:connections",
                     );
                 }
-                match parse_connection_id(connection) {
-                    Some(id) if worker_of(id) < worker.outbox.workers() => {
-                        worker.terminate(app.index, Some(id));
+                let Some(id) = parse_connection_id(connection) else {
+                    return ApiResponse::error(404, "unknown connection");
+                };
+                match worker.terminate_connection(app.index, id) {
+                    Found::Yes => ApiResponse::ok(),
+                    Found::No => ApiResponse::error(404, "unknown connection"),
+                    Found::Later(answer) => {
+                        *pending = Some(answer);
                         ApiResponse::ok()
                     }
-                    _ => ApiResponse::error(404, "unknown connection"),
                 }
             })
         }

@@ -705,8 +705,10 @@ fn admin_calls_of_one_app_do_not_touch_another_apps_connections() {
     let mut api = KeepAlive::open(&server);
     // QUIET_APP's admin names APP's connection id and APP's subject.
     let path = format!("/api/connections/{QUIET_APP}/{}", victim.id());
-    assert_ok(
+    // Not a connection of QUIET_APP: 404, and nothing is closed.
+    assert_refusal(
         api.request("DELETE", &path, &admin, ""),
+        404,
         "delete other app's id",
     );
     let body = json!({"topicPatterns": ["*"], "subject": "shared"}).to_string();
@@ -728,4 +730,42 @@ fn admin_calls_of_one_app_do_not_touch_another_apps_connections() {
     let frame = victim.next_non_ack();
     assert_eq!(frame["data"], "still here", "{frame}");
     victim.sync();
+}
+
+#[test]
+fn delete_of_a_well_formed_but_unknown_connection_is_404_on_every_worker() {
+    let server = start_server();
+    let token = admin_token(&["realtime:admin:manage:connections"]);
+    // The low byte names the owning worker: ask both workers (whichever serves the call).
+    for id in [
+        "0123456789".to_string() + "00",
+        "0123456789".to_string() + "01",
+    ] {
+        for _ in 0..4 {
+            let (status, body) = http(
+                &server,
+                "DELETE",
+                &format!("/api/connections/{APP}/{id}"),
+                Some(&token),
+                "",
+            );
+            assert_eq!(status, 404, "{id}: {body}");
+        }
+    }
+    // A live connection on either worker is found from either worker.
+    let (zero, one) = clients_on_both_workers(&server, || common::token("u", &[]));
+    for mut client in [zero, one] {
+        let (status, _) = http(
+            &server,
+            "DELETE",
+            &format!("/api/connections/{APP}/{}", client.id()),
+            Some(&token),
+            "",
+        );
+        assert_eq!(status, 200);
+        assert_eq!(
+            client.expect_close(),
+            (4000, "Connection terminated by admin".to_string())
+        );
+    }
 }

@@ -172,3 +172,37 @@ fn frames_sent_right_after_the_upgrade_are_accepted() {
     client.publish("burst", "t", json!("now"), "b1");
     assert_eq!(client.next_non_ack()["data"]["payload"], "now");
 }
+
+fn upgrade_with_forwarded_for(server: &TestServer, forwarded: &str) -> serde_json::Value {
+    use tungstenite::client::IntoClientRequest;
+    let mut request = server
+        .url(APP, &token("u", &[]))
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("X-Forwarded-For", forwarded.parse().unwrap());
+    let stream = std::net::TcpStream::connect(server.address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let (mut socket, _) = tungstenite::client::client(request, stream).unwrap();
+    let welcome = socket.read().unwrap();
+    serde_json::from_str(welcome.to_text().unwrap()).unwrap()
+}
+
+#[test]
+fn forwarded_for_is_ignored_unless_the_proxy_is_trusted() {
+    let untrusted = start_server();
+    let welcome = upgrade_with_forwarded_for(&untrusted, "203.0.113.7");
+    assert_eq!(welcome["data"]["connection"]["remoteAddress"], "127.0.0.1");
+
+    let mut config = base_config();
+    config["server"]["trustedProxies"] = json!(["127.0.0.0/8"]);
+    let trusted = start_with(config);
+    let welcome = upgrade_with_forwarded_for(&trusted, "198.51.100.1, 203.0.113.7");
+    assert_eq!(
+        welcome["data"]["connection"]["remoteAddress"],
+        "203.0.113.7"
+    );
+}

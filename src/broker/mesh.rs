@@ -39,8 +39,13 @@ pub enum MeshMessage {
         topic: Arc<str>,
         frame: Bytes,
     },
-    /// Close one connection (by numeric id) or every connection of an app with 4000.
-    Terminate { app: usize, connection: Option<u64> },
+    /// Close one connection (by numeric id) or every connection of an app with 4000;
+    /// `reply` (single-connection calls) learns whether the connection existed.
+    Terminate {
+        app: usize,
+        connection: Option<u64>,
+        reply: Option<crossbeam_channel::Sender<bool>>,
+    },
     /// Remove the subscriptions matching `patterns` of every connection of `subject`.
     Unsubscribe {
         app: usize,

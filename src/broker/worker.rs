@@ -61,6 +61,14 @@ pub struct Worker {
     client_scratch: RefCell<Vec<u8>>,
 }
 
+/// Whether an admin call found its connection: known at once when it lives on this
+/// worker, or answered later by the owning worker.
+pub enum Found {
+    Yes,
+    No,
+    Later(crossbeam_channel::Receiver<bool>),
+}
+
 /// What the runtime must do after a client message.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Verdict {
@@ -516,7 +524,17 @@ impl Worker {
         WorkerMetrics::add(&self.metrics().mesh_messages_in, 1);
         match message {
             MeshMessage::Publish { app, topic, frame } => self.deliver_local(app, &topic, &frame),
-            MeshMessage::Terminate { app, connection } => self.terminate_local(app, connection),
+            MeshMessage::Terminate {
+                app,
+                connection,
+                reply,
+            } => {
+                let found = self.terminate_local(app, connection);
+                if let Some(reply) = reply {
+                    // The asker may have given up waiting; nothing to do then.
+                    let _ = reply.try_send(found);
+                }
+            }
             MeshMessage::Unsubscribe {
                 app,
                 subject,
@@ -539,33 +557,43 @@ impl Worker {
         self.run_pending_closes();
     }
 
-    /// Admin: close one connection (wherever it lives) or all of an app's, with 4000.
-    /// Returns false when `connection` names a worker that does not exist.
-    pub fn terminate(&self, app: usize, connection: Option<u64>) -> bool {
-        match connection {
-            Some(id) => {
-                let owner = worker_of(id);
-                if owner == self.index {
-                    self.terminate_local(app, Some(id));
-                } else if owner < self.outbox.workers() {
-                    self.outbox
-                        .push(owner, MeshMessage::Terminate { app, connection });
-                } else {
-                    return false;
-                }
-            }
-            None => {
-                self.terminate_local(app, None);
-                self.broadcast(|| MeshMessage::Terminate {
-                    app,
-                    connection: None,
-                });
-            }
-        }
-        true
+    /// Admin: close every connection of an app, on every worker, with 4000.
+    pub fn terminate_app(&self, app: usize) {
+        self.terminate_local(app, None);
+        self.broadcast(|| MeshMessage::Terminate {
+            app,
+            connection: None,
+            reply: None,
+        });
     }
 
-    fn terminate_local(&self, app: usize, connection: Option<u64>) {
+    /// Admin: close one connection, wherever it lives, with 4000.
+    pub fn terminate_connection(&self, app: usize, id: u64) -> Found {
+        let owner = worker_of(id);
+        if owner == self.index {
+            return if self.terminate_local(app, Some(id)) {
+                Found::Yes
+            } else {
+                Found::No
+            };
+        }
+        if owner >= self.outbox.workers() {
+            return Found::No;
+        }
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        self.outbox.push(
+            owner,
+            MeshMessage::Terminate {
+                app,
+                connection: Some(id),
+                reply: Some(reply),
+            },
+        );
+        Found::Later(answer)
+    }
+
+    /// Closes the matching sessions of this worker; whether any was found.
+    fn terminate_local(&self, app: usize, connection: Option<u64>) -> bool {
         let targets: Vec<Rc<Session>> = match connection {
             Some(id) => self
                 .sessions
@@ -576,10 +604,13 @@ impl Worker {
                 .collect(),
             None => self.sessions(),
         };
+        let mut found = false;
         for session in targets.iter().filter(|s| s.app.index == app) {
+            found = true;
             self.close(session, CloseKind::AdminTerminated);
         }
         self.run_pending_closes();
+        found
     }
 
     /// Admin: remove the subscriptions matching `patterns` of every connection of `subject`.

@@ -14,7 +14,7 @@ use crate::broker::apps::{canonical_ip, LimitRefusal, Registry};
 use crate::broker::session::Session;
 use crate::broker::worker::Verdict;
 use crate::error::CloseKind;
-use crate::http_api::{self, ApiRequest};
+use crate::http_api::{self, ApiReply, ApiRequest, ApiResponse};
 use crate::metrics::WorkerMetrics;
 use crate::protocol::frame::Progress;
 use crate::protocol::http::{self as http1, RequestHead};
@@ -206,8 +206,16 @@ async fn serve_http(
             body: &buffer[head.head_len..body_end],
         };
         WorkerMetrics::add(&runtime.broker.metrics().http_requests, 1);
-        let response = http_api::handle(&runtime.broker, runtime.driver, &request);
-        flush(runtime);
+        let response = match http_api::handle(&runtime.broker, runtime.driver, &request) {
+            ApiReply::Ready(response) => {
+                flush(runtime);
+                response
+            }
+            ApiReply::WaitForWorker(answer) => {
+                flush(runtime);
+                Box::pin(wait_for_worker(answer)).await
+            }
+        };
         let mut out = Vec::new();
         let body: &[u8] = if head.method == "HEAD" {
             &[]
@@ -226,6 +234,27 @@ async fn serve_http(
             return None;
         }
         buffer.drain(..body_end);
+    }
+}
+
+/// How long an admin call waits for the worker holding a connection to answer.
+const WORKER_ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Waits (polling: admin calls are rare) for another worker's answer to an admin call.
+async fn wait_for_worker(answer: crossbeam_channel::Receiver<bool>) -> ApiResponse {
+    let deadline = std::time::Instant::now() + WORKER_ANSWER_TIMEOUT;
+    loop {
+        match answer.try_recv() {
+            Ok(found) => return http_api::connection_reply(Some(found)),
+            Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                return http_api::connection_reply(None)
+            }
+            Err(crossbeam_channel::TryRecvError::Empty) => {}
+        }
+        if std::time::Instant::now() >= deadline {
+            return http_api::connection_reply(None);
+        }
+        monoio::time::sleep(Duration::from_millis(1)).await;
     }
 }
 
