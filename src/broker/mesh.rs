@@ -31,13 +31,39 @@ pub const OUTBOX_HIGH_WATER: usize = 64 * 1024;
 /// Messages handled per drain before the receiver flushes writes and lets others run.
 pub const DRAIN_BATCH: usize = 1024;
 
+/// A publication's frame, built once: the plain form, and for `compress: true`
+/// publications the permessage-deflate form shared by every subscriber that negotiated it.
+#[derive(Clone)]
+pub struct Frame {
+    pub plain: Bytes,
+    pub deflated: Option<Bytes>,
+}
+
+impl Frame {
+    /// A frame without a compressed form.
+    pub fn plain(plain: Bytes) -> Frame {
+        Frame {
+            plain,
+            deflated: None,
+        }
+    }
+
+    /// The form to send to a session.
+    pub fn for_session(&self, deflate: bool) -> &Bytes {
+        match (&self.deflated, deflate) {
+            (Some(deflated), true) => deflated,
+            _ => &self.plain,
+        }
+    }
+}
+
 /// What crosses between workers.
 pub enum MeshMessage {
     /// A frame serialized once by the publishing worker, for the receiver's local subscribers.
     Publish {
         app: usize,
         topic: Arc<str>,
-        frame: Bytes,
+        frame: Frame,
     },
     /// Close one connection (by numeric id) or every connection of an app with 4000;
     /// `reply` (single-connection calls) learns whether the connection existed.

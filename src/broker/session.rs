@@ -39,6 +39,8 @@ pub struct Session {
     /// permission list (see `Worker::grants_for`).
     pub grants: Rc<Grants>,
     pub remote_address: Box<str>,
+    /// permessage-deflate was negotiated: compressed frames are sent in their deflated form.
+    pub deflate: bool,
     /// Topics subscribed, except `priv/<own id>`, which is routed by id (no table entry).
     pub subscriptions: RefCell<Vec<Box<str>>>,
     /// The session unsubscribed from its own `priv/<id>` topic.

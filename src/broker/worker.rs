@@ -15,12 +15,13 @@
 
 use super::apps::{App, Registry};
 use super::interest::workers_in;
-use super::mesh::{MeshMessage, Outbox};
+use super::mesh::{Frame, MeshMessage, Outbox};
 use super::session::{format_connection_id, private_connection_id, worker_of, Grants, Session};
 use crate::auth::{Claims, PermissionSet};
 use crate::error::CloseKind;
 use crate::metrics::WorkerMetrics;
 use crate::protocol::command::{parse_command, Command, CommandError, Publication};
+use crate::protocol::deflate::{Deflater, InflateError, Inflater};
 use crate::protocol::envelope;
 use crate::protocol::frame::{FrameReader, Incoming};
 use crate::topic::pattern::Pattern;
@@ -59,6 +60,9 @@ pub struct Worker {
     grants: RefCell<HashMap<Box<[String]>, Rc<Grants>>>,
     /// Scratch for assembling a sender's client descriptor (see [`Worker::client_frame`]).
     client_scratch: RefCell<Vec<u8>>,
+    /// permessage-deflate, shared by every session of the worker (no context takeover).
+    deflater: RefCell<Deflater>,
+    inflater: RefCell<Inflater>,
 }
 
 /// Whether an admin call found its connection: known at once when it lives on this
@@ -101,7 +105,20 @@ impl Worker {
             tick: Cell::new(0),
             grants: RefCell::new(HashMap::new()),
             client_scratch: RefCell::new(Vec::new()),
+            deflater: RefCell::new(Deflater::default()),
+            inflater: RefCell::new(Inflater::default()),
         }
+    }
+
+    /// A publication frame, with its deflated twin when it was published with `compress`
+    /// (binary): compressed once here, shared by every deflate subscriber on every worker.
+    fn publication(&self, plain: Bytes, compress: bool) -> Frame {
+        let deflated = if compress {
+            self.deflater.borrow_mut().deflate_frame(&plain)
+        } else {
+            None
+        };
+        Frame { plain, deflated }
     }
 
     /// The compiled form of a token's permission list, shared when seen before.
@@ -165,6 +182,7 @@ impl Worker {
         app: &Arc<App>,
         claims: Claims,
         remote_address: &str,
+        deflate: bool,
     ) -> Rc<Session> {
         let id = self.new_connection_id();
         let id_text = format_connection_id(id);
@@ -176,6 +194,7 @@ impl Worker {
             subject: subject.into(),
             grants: self.grants_for(&claims.permissions),
             remote_address: remote_address.into(),
+            deflate,
             subscriptions: RefCell::new(Vec::new()),
             own_topic_muted: Cell::new(false),
             outbound: RefCell::new(VecDeque::new()),
@@ -192,6 +211,9 @@ impl Worker {
             rate_count: Cell::new(0),
             slot: Cell::new(usize::MAX),
         });
+        if deflate {
+            session.frames.borrow_mut().enable_deflate();
+        }
         self.sessions.borrow_mut().insert(id, session.clone());
         WorkerMetrics::add(&self.metrics().connections_open, 1);
         WorkerMetrics::add(&self.metrics().handshakes_accepted, 1);
@@ -206,7 +228,7 @@ impl Worker {
         if app.inbound_enabled {
             let frame =
                 self.client_frame(&session, |client| envelope::presence_frame(client, true));
-            self.publish(app, INBOUND_TOPIC, frame);
+            self.publish(app, INBOUND_TOPIC, Frame::plain(frame));
         }
         self.run_pending_closes();
         session
@@ -226,6 +248,28 @@ impl Worker {
                     match parse_command(bytes) {
                         Ok(command) => self.on_command(session, command),
                         Err(error) => self.close(session, command_error_kind(&error)),
+                    }
+                }
+            }
+            Incoming::Compressed { text, data } => {
+                WorkerMetrics::add(&self.metrics().messages_in, 1);
+                let max = session.app.limits.max_message_bytes as usize;
+                let mut inflater = self.inflater.borrow_mut();
+                match inflater.inflate(data, max) {
+                    Err(InflateError::TooBig) => self.close(session, CloseKind::MessageTooBig),
+                    Err(InflateError::Corrupt) => self.close(session, CloseKind::ProtocolError),
+                    Ok(bytes) if text && std::str::from_utf8(bytes).is_err() => {
+                        self.close(session, CloseKind::InvalidUtf8)
+                    }
+                    Ok(bytes) => {
+                        if !self.within_rate(session) {
+                            self.close(session, CloseKind::RateLimited);
+                        } else {
+                            match parse_command(bytes) {
+                                Ok(command) => self.on_command(session, command),
+                                Err(error) => self.close(session, command_error_kind(&error)),
+                            }
+                        }
                     }
                 }
             }
@@ -292,7 +336,7 @@ impl Worker {
                 generated.as_bytes()
             }
         };
-        let frame = self.client_frame(session, |client| {
+        let plain = self.client_frame(session, |client| {
             envelope::publication_frame(
                 topic,
                 &publication.message_type,
@@ -302,6 +346,7 @@ impl Worker {
                 publication.compress,
             )
         });
+        let frame = self.publication(plain, publication.compress);
         self.publish(&session.app, topic, frame);
         if session.app.ack_enabled {
             self.enqueue(session, envelope::ack_frame(id));
@@ -371,7 +416,7 @@ impl Worker {
 
     /// Fans `frame` out to `topic`'s subscribers on this worker and hands it once to each
     /// other worker that has subscribers.
-    pub fn publish(&self, app: &App, topic: &str, frame: Bytes) {
+    pub fn publish(&self, app: &App, topic: &str, frame: Frame) {
         self.deliver_local(app.index, topic, &frame);
         let mut targets = app.interest.workers(topic);
         if let Some(id) = private_connection_id(topic) {
@@ -395,12 +440,12 @@ impl Worker {
         }
     }
 
-    fn deliver_local(&self, app: usize, topic: &str, frame: &Bytes) {
+    fn deliver_local(&self, app: usize, topic: &str, frame: &Frame) {
         if let Some(id) = private_connection_id(topic) {
             let owner = self.sessions.borrow().get(&id).cloned();
             if let Some(session) = owner {
                 if session.app.index == app && !session.own_topic_muted.get() {
-                    self.enqueue(&session, frame.clone());
+                    self.enqueue(&session, frame.for_session(session.deflate).clone());
                     WorkerMetrics::add(&self.metrics().deliveries, 1);
                 }
             }
@@ -408,7 +453,7 @@ impl Worker {
         let tables = self.tables.borrow();
         let subscribers = tables[app].subscribers(topic);
         for (_, session) in subscribers {
-            self.enqueue(session, frame.clone());
+            self.enqueue(session, frame.for_session(session.deflate).clone());
         }
         WorkerMetrics::add(&self.metrics().deliveries, subscribers.len() as u64);
     }
@@ -422,7 +467,8 @@ impl Worker {
         message: &[u8],
         compress: bool,
     ) {
-        let frame = envelope::http_publication_frame(topic, message_type, message, compress);
+        let plain = envelope::http_publication_frame(topic, message_type, message, compress);
+        let frame = self.publication(plain, compress);
         self.publish(app, topic, frame);
         self.run_pending_closes();
     }
@@ -508,7 +554,7 @@ impl Worker {
             let app = session.app.clone();
             let frame =
                 self.client_frame(session, |client| envelope::presence_frame(client, false));
-            self.publish(&app, INBOUND_TOPIC, frame);
+            self.publish(&app, INBOUND_TOPIC, Frame::plain(frame));
         }
         tracing::debug!(
             connection = %session.id_text,

@@ -95,6 +95,9 @@ pub enum Incoming<'a> {
     /// The client closes. `code` is `None` when the close frame had no payload; the caller
     /// should answer with a close frame (echoing `code`, or none) and end the connection.
     Close { code: Option<u16>, reason: &'a str },
+    /// A permessage-deflate compressed message (sync tail stripped, as on the wire); the
+    /// caller inflates it (bounded) and, for text, checks UTF-8 on the result.
+    Compressed { text: bool, data: &'a [u8] },
 }
 
 /// What one call to [`FrameReader::read`] achieved.
@@ -212,6 +215,10 @@ pub struct FrameReader {
     fragments: Vec<u8>,
     /// Whether `fragments` holds a message in progress, a delivered one, or nothing.
     assembly: Assembly,
+    /// permessage-deflate was negotiated: RSV1 may mark a compressed message.
+    deflate: bool,
+    /// The message in progress is compressed.
+    compressed: bool,
 }
 
 impl Default for FrameReader {
@@ -222,6 +229,8 @@ impl Default for FrameReader {
 
 /// A parsed frame header.
 struct Header {
+    /// RSV1: the message is compressed (permessage-deflate, first frame only).
+    compressed: bool,
     is_final: bool,
     opcode: OpCode,
     mask: [u8; 4],
@@ -231,12 +240,13 @@ struct Header {
 
 /// Parses and checks the framing rules a header alone can violate. `Ok(None)`: the input
 /// does not yet hold the whole header.
-fn parse_header(input: &[u8]) -> Result<Option<Header>, FrameError> {
+fn parse_header(input: &[u8], allow_rsv1: bool) -> Result<Option<Header>, FrameError> {
     let (first, second) = match input {
         [first, second, ..] => (*first, *second),
         _ => return Ok(None),
     };
-    if first & 0x70 != 0 {
+    let compressed = first & 0x40 != 0;
+    if first & 0x30 != 0 || (compressed && !allow_rsv1) {
         return Err(FrameError::ReservedBits);
     }
     let opcode_bits = first & 0x0F;
@@ -279,6 +289,7 @@ fn parse_header(input: &[u8]) -> Result<Option<Header>, FrameError> {
         None => return Ok(None),
     };
     Ok(Some(Header {
+        compressed,
         is_final,
         opcode,
         mask,
@@ -332,7 +343,14 @@ impl FrameReader {
         FrameReader {
             fragments: Vec::new(),
             assembly: Assembly::Idle,
+            deflate: false,
+            compressed: false,
         }
+    }
+
+    /// Accepts compressed messages (RSV1) from now on: permessage-deflate was negotiated.
+    pub fn enable_deflate(&mut self) {
+        self.deflate = true;
     }
 
     /// True when no fragmented message is in progress and no assembled message is held,
@@ -355,7 +373,7 @@ impl FrameReader {
             self.fragments = Vec::new();
             self.assembly = Assembly::Idle;
         }
-        let header = match parse_header(input)? {
+        let header = match parse_header(input, self.deflate)? {
             Some(header) => header,
             None => return Ok(Progress::NeedMore),
         };
@@ -363,6 +381,10 @@ impl FrameReader {
             Assembly::InProgress(kind) => Some(kind),
             _ => None,
         };
+        if header.compressed && !matches!(header.opcode, OpCode::Text | OpCode::Binary) {
+            // RSV1 belongs on the first frame of a data message only (RFC 7692 §6.1).
+            return Err(FrameError::ReservedBits);
+        }
         let data_kind = match header.opcode {
             OpCode::Text | OpCode::Binary if in_progress.is_some() => {
                 return Err(FrameError::ExpectedContinuation)
@@ -401,17 +423,28 @@ impl FrameReader {
             };
             return Ok(Progress::Message { message, consumed });
         };
+        if header.opcode != OpCode::Continuation {
+            self.compressed = header.compressed;
+        }
         if !header.is_final {
             self.fragments.extend_from_slice(payload);
             self.assembly = Assembly::InProgress(kind);
             return Ok(Progress::Fragment { consumed });
         }
-        let message = if header.opcode == OpCode::Continuation {
+        let bytes: &'a [u8] = if header.opcode == OpCode::Continuation {
             self.fragments.extend_from_slice(payload);
             self.assembly = Assembly::Delivered;
-            finish_data(kind, &self.fragments)?
+            &self.fragments
         } else {
-            finish_data(kind, payload)?
+            payload
+        };
+        let message = if self.compressed {
+            Incoming::Compressed {
+                text: kind == MessageKind::Text,
+                data: bytes,
+            }
+        } else {
+            finish_data(kind, bytes)?
         };
         Ok(Progress::Message { message, consumed })
     }

@@ -39,6 +39,7 @@ enum Owned {
     Ping(Vec<u8>),
     Pong,
     Close(Option<u16>, String),
+    Compressed(bool, Vec<u8>),
 }
 
 fn to_owned(message: Incoming<'_>) -> Owned {
@@ -48,6 +49,7 @@ fn to_owned(message: Incoming<'_>) -> Owned {
         Incoming::Ping(bytes) => Owned::Ping(bytes.to_vec()),
         Incoming::Pong => Owned::Pong,
         Incoming::Close { code, reason } => Owned::Close(code, reason.to_string()),
+        Incoming::Compressed { text, data } => Owned::Compressed(text, data.to_vec()),
     }
 }
 
@@ -386,4 +388,53 @@ fn never_panics_on_arbitrary_bytes() {
             }
         }
     }
+}
+
+#[test]
+fn rsv1_marks_a_compressed_message_only_when_deflate_was_negotiated() {
+    // FIN + RSV1 + text, masked, 3 bytes; then a fragmented compressed binary message.
+    let frame = |first: u8, payload: &[u8]| {
+        let mask = [1u8, 2, 3, 4];
+        let mut bytes = vec![first, 0x80 | payload.len() as u8];
+        bytes.extend_from_slice(&mask);
+        bytes.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        bytes
+    };
+    let mut plain_reader = FrameReader::new();
+    let mut input = frame(0xC1, b"abc");
+    assert!(matches!(
+        plain_reader.read(&mut input, 1000),
+        Err(FrameError::ReservedBits)
+    ));
+
+    let mut reader = FrameReader::new();
+    reader.enable_deflate();
+    let mut input = frame(0xC1, b"abc");
+    match reader.read(&mut input, 1000).unwrap() {
+        Progress::Message { message, .. } => {
+            assert_eq!(to_owned(message), Owned::Compressed(true, b"abc".to_vec()))
+        }
+        _ => panic!("expected a message"),
+    }
+    let mut first = frame(0x42, b"ab");
+    assert!(matches!(
+        reader.read(&mut first, 1000).unwrap(),
+        Progress::Fragment { .. }
+    ));
+    let mut last = frame(0x80, b"cd");
+    match reader.read(&mut last, 1000).unwrap() {
+        Progress::Message { message, .. } => {
+            assert_eq!(
+                to_owned(message),
+                Owned::Compressed(false, b"abcd".to_vec())
+            )
+        }
+        _ => panic!("expected a message"),
+    }
+    // RSV1 on a continuation or a control frame is a protocol error.
+    let mut ping = frame(0xC9, b"");
+    assert!(matches!(
+        reader.read(&mut ping, 1000),
+        Err(FrameError::ReservedBits)
+    ));
 }

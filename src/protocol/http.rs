@@ -379,11 +379,15 @@ pub fn query_param<'q>(query: &'q str, name: &str) -> Option<Cow<'q, str>> {
 }
 
 /// Appends the `101 Switching Protocols` response that completes an upgrade.
-pub fn write_upgrade_response(accept: &str, out: &mut Vec<u8>) {
+pub fn write_upgrade_response(accept: &str, extensions: Option<&str>, out: &mut Vec<u8>) {
     out.extend_from_slice(
         b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ",
     );
     push_header_value(accept, out);
+    if let Some(extensions) = extensions {
+        out.extend_from_slice(b"\r\nSec-WebSocket-Extensions: ");
+        push_header_value(extensions, out);
+    }
     out.extend_from_slice(b"\r\n\r\n");
 }
 

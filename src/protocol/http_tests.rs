@@ -135,7 +135,7 @@ fn accepts_a_valid_upgrade() {
         "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
     );
     let mut out = Vec::new();
-    write_upgrade_response("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", &mut out);
+    write_upgrade_response("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", None, &mut out);
     assert_eq!(
         out,
         b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"

@@ -10,6 +10,8 @@
 //!   payload kept as raw bytes.
 //! - [`envelope`]: server → client frames (PROTOCOL.md §5), each built once per message
 //!   into one shared `Bytes`.
+//! - [`deflate`]: permessage-deflate (RFC 7692) negotiation, bounded inflate, and the
+//!   compressed twin of a server frame; no per-connection state.
 //!
 //! A connection's bytes flow `http` (upgrade) → `frame` (messages) → `command`; what the
 //! broker sends is built by `envelope` (which uses `frame` for headers) and `http`.
@@ -20,6 +22,7 @@
 //! code or HTTP status they map to.
 
 pub mod command;
+pub mod deflate;
 pub mod envelope;
 pub mod frame;
 pub mod http;

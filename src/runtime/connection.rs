@@ -16,6 +16,7 @@ use crate::broker::worker::Verdict;
 use crate::error::CloseKind;
 use crate::http_api::{self, ApiReply, ApiRequest, ApiResponse};
 use crate::metrics::WorkerMetrics;
+use crate::protocol::deflate;
 use crate::protocol::frame::Progress;
 use crate::protocol::http::{self as http1, RequestHead};
 use monoio::net::TcpStream;
@@ -41,6 +42,8 @@ struct Head {
     keep_alive: bool,
     /// `Some` when the request asks for a WebSocket upgrade: the accept key or why not.
     upgrade: Option<Result<String, String>>,
+    /// The client offered a permessage-deflate configuration we accept.
+    deflate: bool,
     head_len: usize,
 }
 
@@ -68,6 +71,9 @@ impl Head {
                 .header("transfer-encoding")
                 .is_some_and(|value| value.to_ascii_lowercase().contains("chunked")),
             keep_alive: head.keep_alive(),
+            deflate: head
+                .header("sec-websocket-extensions")
+                .is_some_and(deflate::accepts_offer),
             upgrade: http1::is_websocket_upgrade(head)
                 .then(|| http1::websocket_accept(head).map_err(|e| e.to_string())),
             head_len: head.head_len,
@@ -360,14 +366,15 @@ async fn upgrade(
         return None;
     }
     let mut response = Vec::with_capacity(160);
-    http1::write_upgrade_response(&accept, &mut response);
+    let extensions = head.deflate.then_some(deflate::RESPONSE_EXTENSION);
+    http1::write_upgrade_response(&accept, extensions, &mut response);
     if write_all(stream, &response).await.is_err() {
         app.release(&subject);
         return None;
     }
     let session = runtime
         .broker
-        .open_session(&app, claims, &client_ip.to_string());
+        .open_session(&app, claims, &client_ip.to_string(), head.deflate);
     session.slot.set(slot);
     runtime.attach(slot, session.clone());
     flush(runtime);

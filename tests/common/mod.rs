@@ -146,6 +146,20 @@ impl Client {
         self.sync();
     }
 
+    /// Round trip for a client without publish rights: a ping answered after everything
+    /// sent before it was processed.
+    pub fn sync_without_publish(&mut self) {
+        self.socket
+            .send(Message::Ping(b"sync".to_vec().into()))
+            .unwrap();
+        loop {
+            match self.socket.read().unwrap() {
+                Message::Pong(payload) if &payload[..] == b"sync" => return,
+                _ => continue,
+            }
+        }
+    }
+
     /// Round trip: publish a marker to `priv/<own id>` and wait for it (and its ack).
     pub fn sync(&mut self) {
         let own = format!("priv/{}", self.id());
@@ -369,6 +383,18 @@ pub fn connect_raw(
     token: &str,
     receive_buffer: Option<usize>,
 ) -> RawClient {
+    connect_raw_with(server, app, token, receive_buffer, "").0
+}
+
+/// Like [`connect_raw`], with extra request header lines (each ending in `\r\n`); also
+/// returns the response head.
+pub fn connect_raw_with(
+    server: &TestServer,
+    app: &str,
+    token: &str,
+    receive_buffer: Option<usize>,
+    extra_headers: &str,
+) -> (RawClient, String) {
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     if let Some(bytes) = receive_buffer {
         socket.set_recv_buffer_size(bytes).unwrap();
@@ -379,7 +405,7 @@ pub fn connect_raw(
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     let request = format!(
-        "GET /apps/{app}?access_token={token} HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        "GET /apps/{app}?access_token={token} HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra_headers}\r\n"
     );
     stream.write_all(request.as_bytes()).unwrap();
     let mut buffer = Vec::new();
@@ -388,15 +414,15 @@ pub fn connect_raw(
         stream.read_exact(&mut byte).unwrap();
         buffer.push(byte[0]);
     }
-    assert!(
-        buffer.starts_with(b"HTTP/1.1 101"),
-        "{}",
-        String::from_utf8_lossy(&buffer)
-    );
-    RawClient {
-        stream,
-        buffer: Vec::new(),
-    }
+    let head = String::from_utf8_lossy(&buffer).to_string();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    (
+        RawClient {
+            stream,
+            buffer: Vec::new(),
+        },
+        head,
+    )
 }
 
 impl RawClient {
@@ -452,6 +478,31 @@ impl RawClient {
             match self.stream.read(&mut chunk) {
                 Ok(0) | Err(_) => return None,
                 Ok(n) => self.buffer.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    /// Next data frame as (first header byte, payload), skipping the welcome/pings; `None`
+    /// on timeout or EOF.
+    pub fn read_frame_with_flags(&mut self) -> Option<(u8, Vec<u8>)> {
+        loop {
+            let first = loop {
+                if let Some(first) = self.buffer.first() {
+                    break *first;
+                }
+                let mut chunk = [0u8; 65536];
+                match self.stream.read(&mut chunk) {
+                    Ok(0) | Err(_) => return None,
+                    Ok(n) => self.buffer.extend_from_slice(&chunk[..n]),
+                }
+            };
+            let (opcode, payload) = self.read_frame()?;
+            if opcode == 0x1 || opcode == 0x2 {
+                let text = String::from_utf8_lossy(&payload);
+                if first & 0x40 == 0 && (text.contains("\"welcome\"") || text.contains("\"ack\"")) {
+                    continue;
+                }
+                return Some((first, payload));
             }
         }
     }
