@@ -164,6 +164,11 @@ pub struct AppConfig {
     pub enable_web_socket_inbound_topic: bool,
     #[serde(default = "default_true", rename = "enableWebSocketInboundAck")]
     pub enable_web_socket_inbound_ack: bool,
+    /// TEST ONLY (WebSocket conformance runs, e.g. Autobahn): every data message a client
+    /// sends is echoed back to it unchanged instead of being read as a command. Off by
+    /// default; never enable it for a real app.
+    #[serde(default)]
+    pub echo_for_conformance_tests: bool,
     #[serde(default)]
     pub max_connections: Option<u64>,
     #[serde(default)]

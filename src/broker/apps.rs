@@ -29,6 +29,8 @@ pub struct App {
     pub admin_sources: SourceFilter,
     pub inbound_enabled: bool,
     pub ack_enabled: bool,
+    /// Test-only echo mode (`echoForConformanceTests`).
+    pub echo: bool,
     pub limits: LimitsConfig,
     /// Open connections of this app, all workers (checked against `maxConnections`).
     pub connections: AtomicU64,
@@ -127,6 +129,7 @@ impl Registry {
                 )?,
                 inbound_enabled: app.enable_web_socket_inbound_topic,
                 ack_enabled: app.enable_web_socket_inbound_ack,
+                echo: app.echo_for_conformance_tests,
                 limits: app.limits(&defaults),
                 connections: AtomicU64::new(0),
                 subjects: Mutex::new(HashMap::new()),

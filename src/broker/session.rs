@@ -55,6 +55,8 @@ pub struct Session {
     pub dirty: Cell<bool>,
     /// Set once the session is closing; further frames are not queued.
     pub closing: Cell<Option<CloseKind>>,
+    /// The status code of the client's close frame (0: none), echoed in our close frame.
+    pub peer_close_code: Cell<u16>,
     /// Worker tick at which closing began (the runtime drops the socket after a grace).
     pub closing_since_tick: Cell<u64>,
     /// A writer task is waiting for the socket to become writable.

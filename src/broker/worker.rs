@@ -23,7 +23,7 @@ use crate::metrics::WorkerMetrics;
 use crate::protocol::command::{parse_command, Command, CommandError, Publication};
 use crate::protocol::deflate::{Deflater, InflateError, Inflater};
 use crate::protocol::envelope;
-use crate::protocol::frame::{FrameReader, Incoming};
+use crate::protocol::frame::{encode_frame, FrameReader, Incoming, OpCode};
 use crate::topic::pattern::Pattern;
 use crate::topic::table::TopicTable;
 use bytes::Bytes;
@@ -202,6 +202,7 @@ impl Worker {
             pending_bytes: Cell::new(0),
             dirty: Cell::new(false),
             closing: Cell::new(None),
+            peer_close_code: Cell::new(0),
             closing_since_tick: Cell::new(0),
             writer_parked: Cell::new(false),
             frames: RefCell::new(FrameReader::new()),
@@ -239,6 +240,11 @@ impl Worker {
         if session.closing.get().is_some() {
             return Verdict::Closing;
         }
+        if session.app.echo {
+            self.echo(session, message);
+            self.run_pending_closes();
+            return self.verdict(session);
+        }
         match message {
             Incoming::Text(bytes) | Incoming::Binary(bytes) => {
                 WorkerMetrics::add(&self.metrics().messages_in, 1);
@@ -275,13 +281,57 @@ impl Worker {
             }
             Incoming::Ping(payload) => self.enqueue(session, envelope::pong_frame(payload)),
             Incoming::Pong => {}
-            Incoming::Close { .. } => self.close(session, CloseKind::ClientClosed),
+            Incoming::Close { code, .. } => {
+                session.peer_close_code.set(code.unwrap_or(0));
+                self.close(session, CloseKind::ClientClosed);
+            }
         }
         self.run_pending_closes();
+        self.verdict(session)
+    }
+
+    fn verdict(&self, session: &Session) -> Verdict {
         if session.closing.get().is_some() {
             Verdict::Closing
         } else {
             Verdict::Continue
+        }
+    }
+
+    /// Test-only echo mode: data messages go back to the sender unchanged (compressed ones
+    /// inflated first, within `maxMessageBytes`); control frames behave as usual.
+    fn echo(&self, session: &Rc<Session>, message: Incoming<'_>) {
+        let frame = |opcode: OpCode, payload: &[u8]| {
+            let mut out = Vec::with_capacity(payload.len() + 10);
+            encode_frame(opcode, payload, &mut out);
+            Bytes::from(out)
+        };
+        match message {
+            Incoming::Text(bytes) => self.enqueue(session, frame(OpCode::Text, bytes)),
+            Incoming::Binary(bytes) => self.enqueue(session, frame(OpCode::Binary, bytes)),
+            Incoming::Compressed { text, data } => {
+                let max = session.app.limits.max_message_bytes as usize;
+                let mut inflater = self.inflater.borrow_mut();
+                match inflater.inflate(data, max) {
+                    Err(InflateError::TooBig) => self.close(session, CloseKind::MessageTooBig),
+                    Err(InflateError::Corrupt) => self.close(session, CloseKind::ProtocolError),
+                    Ok(bytes) if text && std::str::from_utf8(bytes).is_err() => {
+                        self.close(session, CloseKind::InvalidUtf8)
+                    }
+                    Ok(bytes) => {
+                        let opcode = if text { OpCode::Text } else { OpCode::Binary };
+                        let plain = frame(opcode, bytes);
+                        drop(inflater);
+                        self.enqueue(session, plain);
+                    }
+                }
+            }
+            Incoming::Ping(payload) => self.enqueue(session, envelope::pong_frame(payload)),
+            Incoming::Pong => {}
+            Incoming::Close { code, .. } => {
+                session.peer_close_code.set(code.unwrap_or(0));
+                self.close(session, CloseKind::ClientClosed);
+            }
         }
     }
 
@@ -543,7 +593,12 @@ impl Worker {
             session.pending_bytes.set(pending);
         }
         if kind.sends_close_frame() {
-            let frame = envelope::close_frame(kind.code(), kind.reason());
+            // A client's close is answered with its own status code (RFC 6455 §5.5.1).
+            let code = match (kind, session.peer_close_code.get()) {
+                (CloseKind::ClientClosed, code) if code != 0 => code,
+                _ => kind.code(),
+            };
+            let frame = envelope::close_frame(code, kind.reason());
             session
                 .pending_bytes
                 .set(session.pending_bytes.get() + frame.len());
