@@ -31,8 +31,11 @@ pub const DEFAULT_MAX_SUBSCRIPTIONS_PER_CONNECTION: u64 = 1_000;
 pub const DEFAULT_MAX_HTTP_BODY_BYTES: u64 = 1024 * 1024;
 /// A connection that has not completed its HTTP request head in this time is dropped.
 pub const DEFAULT_HANDSHAKE_TIMEOUT_SECONDS: u64 = 10;
-/// Upper bound on worker threads: connection ids carry the worker index in one byte.
-pub const MAX_WORKERS: usize = 256;
+/// Time a graceful shutdown may take before the process exits anyway.
+pub const DEFAULT_SHUTDOWN_DEADLINE_SECONDS: u64 = 10;
+/// Upper bound on worker threads: the interest map keeps a 64-bit worker mask per topic
+/// (and connection ids carry the worker index in their low byte).
+pub const MAX_WORKERS: usize = 64;
 /// Source-address lists hold at most this many entries (PROTOCOL.md §1).
 pub const MAX_SOURCE_ENTRIES: usize = 10;
 
@@ -73,8 +76,17 @@ pub struct ServerConfig {
     pub io_driver: IoDriverChoice,
     /// Seconds between server pings; 0 disables pings and the liveness check.
     pub ping_interval_seconds: u64,
-    /// Seconds to receive a complete HTTP request head; 0 = 10 s default is never disabled.
+    /// Seconds to receive a complete HTTP request head (slowloris guard); at least 1.
     pub handshake_timeout_seconds: u64,
+    /// WebSocket upgrades accepted per second, server-wide (each worker's listener takes
+    /// its share); beyond: 503 before any token is verified. 0 = unlimited.
+    pub max_handshakes_per_second: u64,
+    /// Kernel send buffer per client socket (`SO_SNDBUF`); 0 = the kernel's autotuning.
+    /// Smaller values cut slow consumers sooner and bound kernel memory per connection.
+    pub socket_send_buffer_bytes: u64,
+    /// On SIGTERM/SIGINT: seconds to close every client (1001, in batches) and flush
+    /// before the process exits anyway.
+    pub shutdown_deadline_seconds: u64,
     /// Peers (IP or CIDR) whose `X-Forwarded-For` header is believed. Empty = never.
     pub trusted_proxies: Vec<String>,
     /// Largest HTTP API request body in bytes.
@@ -97,6 +109,9 @@ impl Default for ServerConfig {
             io_driver: IoDriverChoice::Auto,
             ping_interval_seconds: DEFAULT_PING_INTERVAL_SECONDS,
             handshake_timeout_seconds: DEFAULT_HANDSHAKE_TIMEOUT_SECONDS,
+            max_handshakes_per_second: 0,
+            socket_send_buffer_bytes: 0,
+            shutdown_deadline_seconds: DEFAULT_SHUTDOWN_DEADLINE_SECONDS,
             trusted_proxies: Vec::new(),
             max_http_body_bytes: DEFAULT_MAX_HTTP_BODY_BYTES,
             max_connections: 0,

@@ -13,8 +13,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Refusal reasons before the upgrade, by HTTP status.
-pub const REFUSAL_STATUSES: [u16; 6] = [400, 401, 403, 404, 429, 503];
+/// Refusals (before the upgrade, and HTTP errors), by HTTP status.
+pub const REFUSAL_STATUSES: [u16; 9] = [400, 401, 403, 404, 411, 413, 429, 431, 503];
 
 /// Counters of one worker. Written by that worker only (relaxed adds), read at scrape.
 #[derive(Default)]

@@ -49,6 +49,11 @@ pub struct Settings {
     pub handshake_timeout: Duration,
     pub max_http_body_bytes: usize,
     pub trusted_proxies: Vec<IpNet>,
+    /// Server-wide upgrade rate (0 = unlimited); each worker enforces its share.
+    pub max_handshakes_per_second: u64,
+    /// `SO_SNDBUF` for client sockets (0 = kernel autotuning).
+    pub socket_send_buffer_bytes: usize,
+    pub shutdown_deadline: Duration,
 }
 
 /// Every app, by index and by id.
@@ -161,6 +166,9 @@ impl Registry {
                 handshake_timeout: Duration::from_secs(server.handshake_timeout_seconds.max(1)),
                 max_http_body_bytes: server.max_http_body_bytes as usize,
                 trusted_proxies,
+                max_handshakes_per_second: server.max_handshakes_per_second,
+                socket_send_buffer_bytes: server.socket_send_buffer_bytes as usize,
+                shutdown_deadline: Duration::from_secs(server.shutdown_deadline_seconds),
             },
         })
     }

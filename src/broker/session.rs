@@ -67,9 +67,10 @@ pub struct Session {
     pub partial: RefCell<Vec<u8>>,
     /// Worker tick of the last bytes received.
     pub last_seen_tick: Cell<u64>,
-    /// Rate limit window (worker tick) and messages counted in it.
-    pub rate_window_tick: Cell<u64>,
-    pub rate_count: Cell<u64>,
+    /// `maxMessagesPerSecond` token bucket: thousandths of a message available, and the
+    /// worker clock (ms) at the last refill.
+    pub rate_millitokens: Cell<u64>,
+    pub rate_refilled_ms: Cell<u64>,
     /// The runtime's key for this connection's socket.
     pub slot: Cell<usize>,
 }

@@ -56,6 +56,9 @@ pub struct Worker {
     pending_closes: RefCell<Vec<(Rc<Session>, CloseKind)>>,
     /// Seconds since the worker started (advanced by the runtime's ticker).
     pub tick: Cell<u64>,
+    /// Milliseconds since the worker started, refreshed by the runtime before each batch
+    /// of work (rate limits).
+    pub now_ms: Cell<u64>,
     /// Compiled permission lists, shared by sessions (bounded by [`GRANTS_CACHE_ENTRIES`]).
     grants: RefCell<HashMap<Box<[String]>, Rc<Grants>>>,
     /// Scratch for assembling a sender's client descriptor (see [`Worker::client_frame`]).
@@ -103,6 +106,7 @@ impl Worker {
             dirty: RefCell::new(Vec::new()),
             pending_closes: RefCell::new(Vec::new()),
             tick: Cell::new(0),
+            now_ms: Cell::new(0),
             grants: RefCell::new(HashMap::new()),
             client_scratch: RefCell::new(Vec::new()),
             deflater: RefCell::new(Deflater::default()),
@@ -208,8 +212,8 @@ impl Worker {
             frames: RefCell::new(FrameReader::new()),
             partial: RefCell::new(Vec::new()),
             last_seen_tick: Cell::new(self.tick.get()),
-            rate_window_tick: Cell::new(self.tick.get()),
-            rate_count: Cell::new(0),
+            rate_millitokens: Cell::new(app.limits.max_messages_per_second.saturating_mul(1000)),
+            rate_refilled_ms: Cell::new(self.now_ms.get()),
             slot: Cell::new(usize::MAX),
         });
         if deflate {
@@ -340,13 +344,23 @@ impl Worker {
         if max == 0 {
             return true;
         }
-        let now = self.tick.get();
-        if session.rate_window_tick.get() != now {
-            session.rate_window_tick.set(now);
-            session.rate_count.set(0);
+        // Token bucket: capacity and refill are both `max` per second (one burst of `max`,
+        // then `max` per second sustained), counted in thousandths of a message.
+        let capacity = max.saturating_mul(1000);
+        let now = self.now_ms.get();
+        let elapsed = now.saturating_sub(session.rate_refilled_ms.get());
+        session.rate_refilled_ms.set(now);
+        let tokens = session
+            .rate_millitokens
+            .get()
+            .saturating_add(elapsed.saturating_mul(max))
+            .min(capacity);
+        if tokens < 1000 {
+            session.rate_millitokens.set(tokens);
+            return false;
         }
-        session.rate_count.set(session.rate_count.get() + 1);
-        session.rate_count.get() <= max
+        session.rate_millitokens.set(tokens - 1000);
+        true
     }
 
     fn on_command(&self, session: &Rc<Session>, command: Command<'_>) {
@@ -641,10 +655,8 @@ impl Worker {
                 subject,
                 patterns,
             } => self.unsubscribe_subject_local(app, &subject, &patterns),
-            MeshMessage::Shutdown => {
-                self.close_all(CloseKind::ServerShutdown);
-                return false;
-            }
+            // The runtime closes sessions in batches (see `close_batch`).
+            MeshMessage::Shutdown => return false,
         }
         self.run_pending_closes();
         true
@@ -656,6 +668,22 @@ impl Worker {
             self.close(&session, kind);
         }
         self.run_pending_closes();
+    }
+
+    /// Closes at most `count` sessions with `kind`; returns how many remain open.
+    pub fn close_batch(&self, kind: CloseKind, count: usize) -> usize {
+        let batch: Vec<Rc<Session>> = self
+            .sessions
+            .borrow()
+            .values()
+            .take(count)
+            .cloned()
+            .collect();
+        for session in batch {
+            self.close(&session, kind);
+        }
+        self.run_pending_closes();
+        self.session_count()
     }
 
     /// Admin: close every connection of an app, on every worker, with 4000.

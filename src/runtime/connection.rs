@@ -86,6 +86,10 @@ pub async fn serve(runtime: Rc<WorkerRuntime>, stream: TcpStream, peer: SocketAd
     if sys::prepare(&stream).is_err() {
         return;
     }
+    let send_buffer = runtime.broker.registry.settings.socket_send_buffer_bytes;
+    if send_buffer > 0 {
+        sys::set_send_buffer(&stream, send_buffer);
+    }
     let stream = Rc::new(stream);
     let slot = runtime.register(stream.clone());
     // The HTTP phase's state (request buffer, timers, head) is ~1.5 KB: boxed, it is freed
@@ -145,7 +149,7 @@ async fn serve_http(
                 match http1::parse_request(&buffer) {
                     Ok(Some(head)) => return Ok(Head::from_request(&head)),
                     Ok(None) => {}
-                    Err(error) => return Err(Some(error.to_string())),
+                    Err(error) => return Err(Some((error.status(), error.to_string()))),
                 }
                 match read_more(stream, &mut buffer).await {
                     Ok(0) | Err(_) => return Err(None),
@@ -156,8 +160,8 @@ async fn serve_http(
         .await;
         let head = match head {
             Ok(Ok(head)) => head,
-            Ok(Err(Some(message))) => {
-                respond_error(runtime, stream, 400, &message, false).await;
+            Ok(Err(Some((status, message)))) => {
+                respond_error(runtime, stream, status, &message, false).await;
                 return None;
             }
             Ok(Err(None)) | Err(_) => return None,
@@ -324,6 +328,18 @@ async fn upgrade(
             return None;
         }
     };
+    // Before any lookup or signature check, so a reconnect storm costs little.
+    if !runtime.admit_handshake() {
+        respond_error(
+            runtime,
+            stream,
+            503,
+            "handshake rate limit reached; retry shortly",
+            false,
+        )
+        .await;
+        return None;
+    }
     let registry = runtime.broker.registry.clone();
     let Some(app) = registry.get(app_id).cloned() else {
         respond_error(runtime, stream, 404, "unknown app", false).await;
@@ -411,6 +427,7 @@ fn process(runtime: &WorkerRuntime, session: &Rc<Session>, data: &mut [u8]) -> (
 
 /// Processes freshly read bytes (in the pooled buffer or appended to the split frame).
 fn ingest(runtime: &WorkerRuntime, session: &Rc<Session>, fresh: &mut [u8]) -> bool {
+    runtime.refresh_clock();
     session.last_seen_tick.set(runtime.broker.tick.get());
     WorkerMetrics::add(&runtime.broker.metrics().bytes_in, fresh.len() as u64);
     let mut partial = session.partial.borrow_mut();

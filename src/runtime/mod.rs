@@ -38,8 +38,11 @@ pub const LISTEN_BACKLOG: i32 = 4096;
 pub const CLOSE_GRACE_SECONDS: u64 = 5;
 /// io_uring submission queue entries per worker.
 const URING_ENTRIES: u32 = 4096;
-/// How long shutdown waits for connections to end after sending them 1001.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+/// Sessions a worker closes with 1001 per shutdown batch, and the pause between batches:
+/// 1,000 per 50 ms spreads 20,000 connections' reconnects over a second instead of one
+/// instant, while staying far inside the default 10 s deadline.
+pub const SHUTDOWN_BATCH_SIZE: usize = 1000;
+pub const SHUTDOWN_BATCH_INTERVAL: Duration = Duration::from_millis(50);
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -121,6 +124,15 @@ impl Drop for ServerHandle {
 pub struct WorkerRuntime {
     pub broker: Worker,
     pub driver: &'static str,
+    /// Start of the worker's millisecond clock (`Worker::now_ms`).
+    epoch: std::time::Instant,
+    /// Upgrade-rate token bucket (thousandths of a handshake, clock ms at last refill);
+    /// unused when `maxHandshakesPerSecond` is 0.
+    handshake_bucket: Cell<(u64, u64)>,
+    /// This worker's share of `maxHandshakesPerSecond` (0 = unlimited).
+    handshakes_per_second: u64,
+    /// The listener's descriptor, shut down to stop accepting at shutdown.
+    listener_fd: Cell<Option<std::os::fd::RawFd>>,
     connections: RefCell<Slab<Connection>>,
     read_buffer: RefCell<Box<[u8]>>,
     dirty_scratch: RefCell<Vec<Rc<Session>>>,
@@ -133,6 +145,33 @@ struct Connection {
 }
 
 impl WorkerRuntime {
+    /// Refreshes the broker's millisecond clock (one `Instant` read per batch of work).
+    fn refresh_clock(&self) {
+        self.broker
+            .now_ms
+            .set(self.epoch.elapsed().as_millis() as u64);
+    }
+
+    /// Takes one upgrade from the handshake-rate bucket; `false` = answer 503.
+    fn admit_handshake(&self) -> bool {
+        let rate = self.handshakes_per_second;
+        if rate == 0 {
+            return true;
+        }
+        self.refresh_clock();
+        let now = self.broker.now_ms.get();
+        let (tokens, refilled) = self.handshake_bucket.get();
+        let tokens = tokens
+            .saturating_add(now.saturating_sub(refilled).saturating_mul(rate))
+            .min(rate.saturating_mul(1000));
+        if tokens < 1000 {
+            self.handshake_bucket.set((tokens, now));
+            return false;
+        }
+        self.handshake_bucket.set((tokens - 1000, now));
+        true
+    }
+
     fn register(&self, stream: Rc<TcpStream>) -> usize {
         self.connections.borrow_mut().insert(Connection {
             stream,
@@ -373,9 +412,16 @@ async fn worker_main(
             return;
         }
     };
+    let settings = broker.registry.settings.clone();
+    let workers = broker.outbox.workers() as u64;
+    let handshakes_per_second = settings.max_handshakes_per_second.div_ceil(workers.max(1));
     let runtime = Rc::new(WorkerRuntime {
         broker,
         driver,
+        epoch: std::time::Instant::now(),
+        handshake_bucket: Cell::new((handshakes_per_second.saturating_mul(1000), 0)),
+        handshakes_per_second,
+        listener_fd: Cell::new(None),
         connections: RefCell::new(Slab::new()),
         read_buffer: RefCell::new(vec![0u8; READ_BUFFER_BYTES].into_boxed_slice()),
         dirty_scratch: RefCell::new(Vec::new()),
@@ -387,22 +433,52 @@ async fn worker_main(
     monoio::spawn(accept_loop(runtime.clone(), listener));
     monoio::spawn(ticker(runtime.clone(), ping_seconds));
     mesh_loop(&runtime, &mailbox).await;
-    // Shutting down: every session was sent 1001; give them a moment to finish.
-    let deadline = std::time::Instant::now() + SHUTDOWN_GRACE;
-    while !runtime.connections.borrow().is_empty() && std::time::Instant::now() < deadline {
-        monoio::time::sleep(Duration::from_millis(20)).await;
-        writer::flush(&runtime);
-    }
+    shut_down(&runtime, settings.shutdown_deadline).await;
     tracing::info!(worker = index, "worker stopped");
 }
 
+/// Graceful shutdown of one worker: stop accepting, end plain HTTP connections, close
+/// sessions with 1001 in batches (queued frames go out before each close frame), then wait
+/// for the close handshakes — all within `deadline`.
+async fn shut_down(runtime: &Rc<WorkerRuntime>, deadline: Duration) {
+    use std::os::fd::AsRawFd as _;
+    let give_up = std::time::Instant::now() + deadline;
+    if let Some(fd) = runtime.listener_fd.take() {
+        // Wakes the pending accept with an error; the accept loop then ends.
+        sys::shutdown(&fd.as_raw_fd(), Shutdown::Read);
+    }
+    for (_, connection) in runtime.connections.borrow().iter() {
+        if connection.session.is_none() {
+            sys::shutdown(&*connection.stream, Shutdown::Both);
+        }
+    }
+    loop {
+        runtime.refresh_clock();
+        let remaining = runtime
+            .broker
+            .close_batch(crate::error::CloseKind::ServerShutdown, SHUTDOWN_BATCH_SIZE);
+        writer::flush(runtime);
+        if remaining == 0 || std::time::Instant::now() >= give_up {
+            break;
+        }
+        monoio::time::sleep(SHUTDOWN_BATCH_INTERVAL).await;
+    }
+    while !runtime.connections.borrow().is_empty() && std::time::Instant::now() < give_up {
+        monoio::time::sleep(Duration::from_millis(20)).await;
+        writer::flush(runtime);
+    }
+}
+
 async fn accept_loop(runtime: Rc<WorkerRuntime>, listener: TcpListener) {
+    use std::os::fd::AsRawFd as _;
+    runtime.listener_fd.set(Some(listener.as_raw_fd()));
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
                 let future = connection::serve(runtime.clone(), stream, peer);
                 monoio::spawn(future);
             }
+            Err(_) if runtime.listener_fd.get().is_none() => return,
             Err(error) => {
                 tracing::warn!(%error, "accept failed");
                 // Out of descriptors or memory: back off instead of spinning.
@@ -431,6 +507,7 @@ async fn mesh_loop(runtime: &Rc<WorkerRuntime>, mailbox: &Mailbox) {
             continue;
         }
         let mut running = true;
+        runtime.refresh_clock();
         for message in batch.drain(..) {
             running &= runtime.broker.on_mesh(message);
         }

@@ -43,3 +43,10 @@ pub fn shutdown(stream: &impl AsRawFd, how: Shutdown) {
         let _ = socket.shutdown(how);
     });
 }
+
+/// Sets the kernel send buffer (`SO_SNDBUF`); errors are ignored (the default stays).
+pub fn set_send_buffer(stream: &impl AsRawFd, bytes: usize) {
+    with_socket(stream, |socket| {
+        let _ = socket.set_send_buffer_size(bytes);
+    });
+}

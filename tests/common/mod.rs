@@ -482,6 +482,42 @@ impl RawClient {
         }
     }
 
+    /// Reads what is available without blocking (the socket must be non-blocking) and
+    /// returns the complete frames; `Err` on EOF or a socket error.
+    pub fn poll_frames(&mut self, out: &mut Vec<(u8, Vec<u8>)>) -> std::io::Result<()> {
+        let mut chunk = [0u8; 65536];
+        match self.stream.read(&mut chunk) {
+            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => self.buffer.extend_from_slice(&chunk[..n]),
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(error) => return Err(error),
+        }
+        loop {
+            if self.buffer.len() < 2 {
+                return Ok(());
+            }
+            let short = (self.buffer[1] & 0x7f) as usize;
+            let (length, header) = match short {
+                126 if self.buffer.len() >= 4 => (
+                    u16::from_be_bytes([self.buffer[2], self.buffer[3]]) as usize,
+                    4,
+                ),
+                127 if self.buffer.len() >= 10 => (
+                    u64::from_be_bytes(self.buffer[2..10].try_into().unwrap()) as usize,
+                    10,
+                ),
+                126 | 127 => return Ok(()),
+                n => (n, 2),
+            };
+            if self.buffer.len() < header + length {
+                return Ok(());
+            }
+            let opcode = self.buffer[0] & 0x0f;
+            out.push((opcode, self.buffer[header..header + length].to_vec()));
+            self.buffer.drain(..header + length);
+        }
+    }
+
     /// Next data frame as (first header byte, payload), skipping the welcome/pings; `None`
     /// on timeout or EOF.
     pub fn read_frame_with_flags(&mut self) -> Option<(u8, Vec<u8>)> {
