@@ -244,25 +244,10 @@ impl Worker {
         if session.closing.get().is_some() {
             return Verdict::Closing;
         }
-        if session.app.echo {
-            self.echo(session, message);
-            self.run_pending_closes();
-            return self.verdict(session);
-        }
         match message {
-            Incoming::Text(bytes) | Incoming::Binary(bytes) => {
-                WorkerMetrics::add(&self.metrics().messages_in, 1);
-                if !self.within_rate(session) {
-                    self.close(session, CloseKind::RateLimited);
-                } else {
-                    match parse_command(bytes) {
-                        Ok(command) => self.on_command(session, command),
-                        Err(error) => self.close(session, command_error_kind(&error)),
-                    }
-                }
-            }
+            Incoming::Text(bytes) => self.on_data(session, true, bytes),
+            Incoming::Binary(bytes) => self.on_data(session, false, bytes),
             Incoming::Compressed { text, data } => {
-                WorkerMetrics::add(&self.metrics().messages_in, 1);
                 let max = session.app.limits.max_message_bytes as usize;
                 let mut inflater = self.inflater.borrow_mut();
                 match inflater.inflate(data, max) {
@@ -271,16 +256,8 @@ impl Worker {
                     Ok(bytes) if text && std::str::from_utf8(bytes).is_err() => {
                         self.close(session, CloseKind::InvalidUtf8)
                     }
-                    Ok(bytes) => {
-                        if !self.within_rate(session) {
-                            self.close(session, CloseKind::RateLimited);
-                        } else {
-                            match parse_command(bytes) {
-                                Ok(command) => self.on_command(session, command),
-                                Err(error) => self.close(session, command_error_kind(&error)),
-                            }
-                        }
-                    }
+                    // Nothing below touches the inflater, whose buffer `bytes` borrows.
+                    Ok(bytes) => self.on_data(session, text, bytes),
                 }
             }
             Incoming::Ping(payload) => self.enqueue(session, envelope::pong_frame(payload)),
@@ -291,10 +268,6 @@ impl Worker {
             }
         }
         self.run_pending_closes();
-        self.verdict(session)
-    }
-
-    fn verdict(&self, session: &Session) -> Verdict {
         if session.closing.get().is_some() {
             Verdict::Closing
         } else {
@@ -302,40 +275,24 @@ impl Worker {
         }
     }
 
-    /// Test-only echo mode: data messages go back to the sender unchanged (compressed ones
-    /// inflated first, within `maxMessageBytes`); control frames behave as usual.
-    fn echo(&self, session: &Rc<Session>, message: Incoming<'_>) {
-        let frame = |opcode: OpCode, payload: &[u8]| {
-            let mut out = Vec::with_capacity(payload.len() + 10);
-            encode_frame(opcode, payload, &mut out);
-            Bytes::from(out)
-        };
-        match message {
-            Incoming::Text(bytes) => self.enqueue(session, frame(OpCode::Text, bytes)),
-            Incoming::Binary(bytes) => self.enqueue(session, frame(OpCode::Binary, bytes)),
-            Incoming::Compressed { text, data } => {
-                let max = session.app.limits.max_message_bytes as usize;
-                let mut inflater = self.inflater.borrow_mut();
-                match inflater.inflate(data, max) {
-                    Err(InflateError::TooBig) => self.close(session, CloseKind::MessageTooBig),
-                    Err(InflateError::Corrupt) => self.close(session, CloseKind::ProtocolError),
-                    Ok(bytes) if text && std::str::from_utf8(bytes).is_err() => {
-                        self.close(session, CloseKind::InvalidUtf8)
-                    }
-                    Ok(bytes) => {
-                        let opcode = if text { OpCode::Text } else { OpCode::Binary };
-                        let plain = frame(opcode, bytes);
-                        drop(inflater);
-                        self.enqueue(session, plain);
-                    }
-                }
-            }
-            Incoming::Ping(payload) => self.enqueue(session, envelope::pong_frame(payload)),
-            Incoming::Pong => {}
-            Incoming::Close { code, .. } => {
-                session.peer_close_code.set(code.unwrap_or(0));
-                self.close(session, CloseKind::ClientClosed);
-            }
+    /// One complete data message (inflated if it was compressed): a command — or, in the
+    /// test-only echo mode, a message sent straight back.
+    fn on_data(&self, session: &Rc<Session>, text: bool, bytes: &[u8]) {
+        if session.app.echo {
+            let opcode = if text { OpCode::Text } else { OpCode::Binary };
+            let mut frame = Vec::with_capacity(bytes.len() + 10);
+            encode_frame(opcode, bytes, &mut frame);
+            self.enqueue(session, Bytes::from(frame));
+            return;
+        }
+        WorkerMetrics::add(&self.metrics().messages_in, 1);
+        if !self.within_rate(session) {
+            self.close(session, CloseKind::RateLimited);
+            return;
+        }
+        match parse_command(bytes) {
+            Ok(command) => self.on_command(session, command),
+            Err(error) => self.close(session, command_error_kind(&error)),
         }
     }
 

@@ -450,29 +450,37 @@ impl RawClient {
         self.send_frame(0x1, text.as_bytes());
     }
 
+    /// Removes one complete frame from the front of the buffer, if there is one.
+    fn take_frame(&mut self) -> Option<(u8, Vec<u8>)> {
+        if self.buffer.len() < 2 {
+            return None;
+        }
+        let (length, header) = match (self.buffer[1] & 0x7f) as usize {
+            126 if self.buffer.len() >= 4 => (
+                u16::from_be_bytes([self.buffer[2], self.buffer[3]]) as usize,
+                4,
+            ),
+            127 if self.buffer.len() >= 10 => (
+                u64::from_be_bytes(self.buffer[2..10].try_into().unwrap()) as usize,
+                10,
+            ),
+            126 | 127 => return None,
+            short => (short, 2),
+        };
+        if self.buffer.len() < header + length {
+            return None;
+        }
+        let opcode = self.buffer[0] & 0x0f;
+        let payload = self.buffer[header..header + length].to_vec();
+        self.buffer.drain(..header + length);
+        Some((opcode, payload))
+    }
+
     /// Next server frame as (opcode, payload); `None` at EOF or on a reset.
     pub fn read_frame(&mut self) -> Option<(u8, Vec<u8>)> {
         loop {
-            if self.buffer.len() >= 2 {
-                let opcode = self.buffer[0] & 0x0f;
-                let short = (self.buffer[1] & 0x7f) as usize;
-                let (length, header) = match short {
-                    126 if self.buffer.len() >= 4 => (
-                        u16::from_be_bytes([self.buffer[2], self.buffer[3]]) as usize,
-                        4,
-                    ),
-                    127 if self.buffer.len() >= 10 => (
-                        u64::from_be_bytes(self.buffer[2..10].try_into().unwrap()) as usize,
-                        10,
-                    ),
-                    126 | 127 => (usize::MAX, 0),
-                    n => (n, 2),
-                };
-                if length != usize::MAX && self.buffer.len() >= header + length {
-                    let payload = self.buffer[header..header + length].to_vec();
-                    self.buffer.drain(..header + length);
-                    return Some((opcode, payload));
-                }
+            if let Some(frame) = self.take_frame() {
+                return Some(frame);
             }
             let mut chunk = [0u8; 65536];
             match self.stream.read(&mut chunk) {
@@ -492,30 +500,10 @@ impl RawClient {
             Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(error) => return Err(error),
         }
-        loop {
-            if self.buffer.len() < 2 {
-                return Ok(());
-            }
-            let short = (self.buffer[1] & 0x7f) as usize;
-            let (length, header) = match short {
-                126 if self.buffer.len() >= 4 => (
-                    u16::from_be_bytes([self.buffer[2], self.buffer[3]]) as usize,
-                    4,
-                ),
-                127 if self.buffer.len() >= 10 => (
-                    u64::from_be_bytes(self.buffer[2..10].try_into().unwrap()) as usize,
-                    10,
-                ),
-                126 | 127 => return Ok(()),
-                n => (n, 2),
-            };
-            if self.buffer.len() < header + length {
-                return Ok(());
-            }
-            let opcode = self.buffer[0] & 0x0f;
-            out.push((opcode, self.buffer[header..header + length].to_vec()));
-            self.buffer.drain(..header + length);
+        while let Some(frame) = self.take_frame() {
+            out.push(frame);
         }
+        Ok(())
     }
 
     /// Next data frame as (first header byte, payload), skipping the welcome/pings; `None`
