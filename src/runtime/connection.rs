@@ -8,7 +8,7 @@
 //! Writes happen in `writer`; this task never waits on a write except for handshake
 //! responses.
 
-use super::writer::{flush, write_all};
+use super::writer::write_all;
 use super::{sys, WorkerRuntime};
 use crate::broker::apps::{canonical_ip, LimitRefusal, Registry};
 use crate::broker::session::Session;
@@ -218,11 +218,11 @@ async fn serve_http(
         WorkerMetrics::add(&runtime.broker.metrics().http_requests, 1);
         let response = match http_api::handle(&runtime.broker, runtime.driver, &request) {
             ApiReply::Ready(response) => {
-                flush(runtime);
+                runtime.request_flush();
                 response
             }
             ApiReply::WaitForWorker(answer) => {
-                flush(runtime);
+                runtime.request_flush();
                 Box::pin(wait_for_worker(answer)).await
             }
         };
@@ -393,7 +393,7 @@ async fn upgrade(
         .open_session(&app, claims, &client_ip.to_string(), head.deflate);
     session.slot.set(slot);
     runtime.attach(slot, session.clone());
-    flush(runtime);
+    runtime.request_flush();
     buffer.drain(..head.head_len);
     Some((session, buffer))
 }
@@ -470,7 +470,7 @@ async fn websocket(
     let mut closing = false;
     if !leftover.is_empty() {
         closing = ingest(runtime, session, &mut leftover);
-        flush(runtime);
+        runtime.request_flush();
     }
     drop(leftover);
     let mut full_reads = 0;
@@ -499,11 +499,14 @@ async fn websocket(
         match result {
             Ok(None) => break,
             Ok(Some(full)) => {
-                flush(runtime);
                 if full && full_reads < READS_BEFORE_YIELD {
+                    // Reading on without yielding: flush now, so what one read queued is
+                    // bounded by one read buffer, never several.
+                    super::writer::flush(runtime);
                     full_reads += 1;
                     continue;
                 }
+                runtime.request_flush();
                 full_reads = 0;
                 if stream.readable(false).await.is_err() {
                     break;
@@ -523,5 +526,5 @@ async fn websocket(
     runtime.broker.close(session, CloseKind::ConnectionLost);
     session.outbound.borrow_mut().clear();
     session.pending_bytes.set(0);
-    flush(runtime);
+    runtime.request_flush();
 }

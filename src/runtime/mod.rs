@@ -133,6 +133,10 @@ pub struct WorkerRuntime {
     handshakes_per_second: u64,
     /// The listener's descriptor, shut down to stop accepting at shutdown.
     listener_fd: Cell<Option<std::os::fd::RawFd>>,
+    /// A flush is requested and the flusher task has not run yet.
+    flush_requested: Cell<bool>,
+    /// The parked flusher task.
+    flusher: RefCell<Option<std::task::Waker>>,
     connections: RefCell<Slab<Connection>>,
     read_buffer: RefCell<Box<[u8]>>,
     dirty_scratch: RefCell<Vec<Rc<Session>>>,
@@ -145,6 +149,18 @@ struct Connection {
 }
 
 impl WorkerRuntime {
+    /// Asks the flusher task to write every dirty session and hand over the outbox. It runs
+    /// after the tasks that are already ready (the other readers woken by the same poll),
+    /// so frames a subscriber gets from several reads leave in one vectored send. Measured
+    /// with the harness (`ringcast-loadtest http`/`topics`): see the commit that added it.
+    pub fn request_flush(&self) {
+        if !self.flush_requested.replace(true) {
+            if let Some(waker) = self.flusher.borrow_mut().take() {
+                waker.wake();
+            }
+        }
+    }
+
     /// Refreshes the broker's millisecond clock (one `Instant` read per batch of work).
     fn refresh_clock(&self) {
         self.broker
@@ -192,11 +208,14 @@ impl WorkerRuntime {
         }
     }
 
-    fn stream(&self, slot: usize) -> Option<Rc<TcpStream>> {
-        self.connections
-            .borrow()
-            .get(slot)
-            .map(|connection| connection.stream.clone())
+    /// The socket of `session`, if its connection is still registered. The slot alone is
+    /// not enough: once a connection ends its slot is reused, while the ended session may
+    /// still wait in a flush list.
+    fn stream_of(&self, session: &Session) -> Option<Rc<TcpStream>> {
+        let connections = self.connections.borrow();
+        let connection = connections.get(session.slot.get())?;
+        let owner = connection.session.as_ref()?;
+        std::ptr::eq(Rc::as_ptr(owner), session).then(|| connection.stream.clone())
     }
 
     /// Shuts down sockets whose close handshake overran [`CLOSE_GRACE_SECONDS`].
@@ -422,6 +441,8 @@ async fn worker_main(
         handshake_bucket: Cell::new((handshakes_per_second.saturating_mul(1000), 0)),
         handshakes_per_second,
         listener_fd: Cell::new(None),
+        flush_requested: Cell::new(false),
+        flusher: RefCell::new(None),
         connections: RefCell::new(Slab::new()),
         read_buffer: RefCell::new(vec![0u8; READ_BUFFER_BYTES].into_boxed_slice()),
         dirty_scratch: RefCell::new(Vec::new()),
@@ -432,6 +453,7 @@ async fn worker_main(
     drop(ready);
     monoio::spawn(accept_loop(runtime.clone(), listener));
     monoio::spawn(ticker(runtime.clone(), ping_seconds));
+    monoio::spawn(flusher(runtime.clone()));
     mesh_loop(&runtime, &mailbox).await;
     shut_down(&runtime, settings.shutdown_deadline).await;
     tracing::info!(worker = index, "worker stopped");
@@ -488,6 +510,23 @@ async fn accept_loop(runtime: Rc<WorkerRuntime>, listener: TcpListener) {
     }
 }
 
+/// Runs requested flushes (see [`WorkerRuntime::request_flush`]).
+async fn flusher(runtime: Rc<WorkerRuntime>) {
+    loop {
+        std::future::poll_fn(|cx| {
+            if runtime.flush_requested.get() {
+                std::task::Poll::Ready(())
+            } else {
+                *runtime.flusher.borrow_mut() = Some(cx.waker().clone());
+                std::task::Poll::Pending
+            }
+        })
+        .await;
+        runtime.flush_requested.set(false);
+        writer::flush(&runtime);
+    }
+}
+
 async fn ticker(runtime: Rc<WorkerRuntime>, ping_seconds: u64) {
     loop {
         monoio::time::sleep(Duration::from_secs(1)).await;
@@ -511,7 +550,7 @@ async fn mesh_loop(runtime: &Rc<WorkerRuntime>, mailbox: &Mailbox) {
         for message in batch.drain(..) {
             running &= runtime.broker.on_mesh(message);
         }
-        writer::flush(runtime);
+        runtime.request_flush();
         if !running {
             return;
         }

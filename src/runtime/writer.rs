@@ -32,7 +32,7 @@ enum Drained {
 }
 
 fn write_session(runtime: &WorkerRuntime, session: &Session) -> Drained {
-    let Some(stream) = runtime.stream(session.slot.get()) else {
+    let Some(stream) = runtime.stream_of(session) else {
         return Drained::Failed;
     };
     loop {
@@ -109,7 +109,7 @@ fn flush_session(runtime: &Rc<WorkerRuntime>, session: &Rc<Session>) {
 /// After the close frame is out, half-close so the peer sees it and ends the connection.
 fn finish_if_closing(runtime: &WorkerRuntime, session: &Session) {
     if session.closing.get().is_some() {
-        if let Some(stream) = runtime.stream(session.slot.get()) {
+        if let Some(stream) = runtime.stream_of(session) {
             sys::shutdown(&*stream, Shutdown::Write);
         }
     }
@@ -119,14 +119,14 @@ fn lost(runtime: &WorkerRuntime, session: &Rc<Session>) {
     runtime.broker.close(session, CloseKind::ConnectionLost);
     session.outbound.borrow_mut().clear();
     session.pending_bytes.set(0);
-    if let Some(stream) = runtime.stream(session.slot.get()) {
+    if let Some(stream) = runtime.stream_of(session) {
         sys::shutdown(&*stream, Shutdown::Both);
     }
 }
 
 async fn park_writer(runtime: Rc<WorkerRuntime>, session: Rc<Session>) {
     loop {
-        let Some(stream) = runtime.stream(session.slot.get()) else {
+        let Some(stream) = runtime.stream_of(&session) else {
             break;
         };
         if stream.writable(false).await.is_err() {
