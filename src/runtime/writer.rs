@@ -85,6 +85,11 @@ fn consume(session: &Session, mut written: usize) {
             written = 0;
         }
     }
+    if outbound.is_empty() {
+        // An idle connection keeps no queue buffer (a 4-slot deque: 128 bytes); the next
+        // frame allocates it again, one small malloc per flush at most.
+        *outbound = std::collections::VecDeque::new();
+    }
 }
 
 /// Writes one session now; parks a writer task if the socket is full.
