@@ -9,10 +9,10 @@ export CARGO_TERM_COLOR=never
 step() { printf '\n== %s\n' "$*"; }
 
 step "cargo build (debug, all targets)"
-cargo build --all-targets --locked
+cargo build --workspace --all-targets --locked
 
 step "cargo test (io_uring driver, falling back to legacy where io_uring is unavailable)"
-cargo test --locked
+cargo test --workspace --locked
 
 step "cargo test (legacy epoll driver forced)"
 RINGCAST_TEST_IO_DRIVER=legacy cargo test --locked --tests

@@ -1,0 +1,319 @@
+//! `ringcast-loadtest`: drives ringcast, the tokio baseline or nats-server with one scenario
+//! and reports throughput, loss, latency, server CPU and memory, with provenance.
+//!
+//! # Layout
+//! ```text
+//! main.rs       CLI, client pinning, one run or a --compare series, writing results
+//! scenarios     what each scenario opens, publishes and measures
+//! client        client tasks (subscriber, publishers, idle, handshake storm) + thread pool
+//! wire          minimal WebSocket client codec, payload stamps, source-address binding
+//! server        credentials, configs, starting servers, provenance
+//! stats         shared counters, HDR latency histogram, /proc readings
+//! report        JSON record, summaries, comparison ratios, SVG chart
+//! ```
+//! The tokio baseline server is `src/bin/tokio-baseline.rs`.
+
+mod client;
+mod report;
+mod scenarios;
+mod server;
+mod stats;
+mod wire;
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use client::{Flavor, Target};
+use report::RunRecord;
+use scenarios::{Scenario, ScenarioOptions};
+use serde_json::json;
+use server::{Credentials, Provenance, ServerKind, ServerOptions, APP_ES256, APP_HS256};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Load-test a Realtime Pub/Sub server (or nats-server over WebSocket).
+#[derive(Parser, Debug)]
+#[command(name = "ringcast-loadtest", version)]
+struct Cli {
+    /// The scenario to run.
+    #[arg(value_enum)]
+    scenario: Scenario,
+    /// Server to start (ignored with --url or --compare).
+    #[arg(long, value_enum, default_value = "ringcast")]
+    server: ServerKind,
+    /// Start each of these servers in turn, A B A B … for --rounds, and print ratios.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    compare: Vec<ServerKind>,
+    /// Rounds of a --compare series.
+    #[arg(long, default_value_t = 2)]
+    rounds: usize,
+    /// Use a running server at IP:PORT instead of starting one (127.0.0.0/8 only).
+    #[arg(long)]
+    url: Option<SocketAddr>,
+    /// With --url: the server's pid, for CPU and RSS figures.
+    #[arg(long)]
+    pid: Option<u32>,
+    /// With --url: wire protocol of the server.
+    #[arg(long, default_value = "realtime")]
+    flavor: String,
+    /// With --url: app id, and the HS256 secrets of its authKey and adminKey.
+    #[arg(long, default_value = APP_HS256)]
+    app: String,
+    #[arg(long)]
+    secret: Option<String>,
+    #[arg(long)]
+    admin_secret: Option<String>,
+    /// Port of a started server.
+    #[arg(long, default_value_t = 18_080)]
+    port: u16,
+    /// Server workers (ringcast `server.workers`, tokio worker threads, GOMAXPROCS).
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
+    /// CPU list for the server (`taskset -c`), e.g. `0`.
+    #[arg(long)]
+    server_cpus: Option<String>,
+    /// CPU list this harness pins itself to, e.g. `1`.
+    #[arg(long)]
+    client_cpus: Option<String>,
+    /// ringcast io driver: auto, uring, legacy.
+    #[arg(long)]
+    io_driver: Option<String>,
+    /// Directory of the `ringcast` and `tokio-baseline` binaries (default: next to this one).
+    #[arg(long)]
+    bin_dir: Option<PathBuf>,
+    /// nats-server executable (default: .build/nats-venv/bin/nats-server, then PATH).
+    #[arg(long)]
+    nats_bin: Option<PathBuf>,
+    /// JSON result file (default: loadtest/results/<scenario>-<unix time>.json).
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// SVG chart of a --compare series.
+    #[arg(long)]
+    chart: Option<PathBuf>,
+    #[command(flatten)]
+    options: ScenarioOptions,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if let Some(cpus) = &cli.client_cpus {
+        pin_process(cpus)?;
+    }
+    let credentials = Credentials::generate()?;
+    let work_dir = std::env::temp_dir().join(format!("ringcast-loadtest-{}", std::process::id()));
+    let mut records = Vec::new();
+    let servers: Vec<ServerKind> = if !cli.compare.is_empty() {
+        cli.compare.clone()
+    } else {
+        vec![cli.server]
+    };
+    let rounds = if cli.compare.is_empty() {
+        1
+    } else {
+        cli.rounds.max(1)
+    };
+    if let Some(address) = cli.url {
+        if !matches!(address.ip(), IpAddr::V4(ip) if ip.octets()[0] == 127) {
+            bail!("--url must be a 127.0.0.0/8 address: load targets are local only");
+        }
+        records.push(run_external(&cli, address)?);
+        println!("{}", report::summary(&records[0]));
+    } else {
+        for round in 1..=rounds {
+            for &kind in &servers {
+                let record = run_started(&cli, kind, round, &credentials, &work_dir)?;
+                println!("{}", report::summary(&record));
+                records.push(record);
+            }
+        }
+    }
+    let names: Vec<String> = records
+        .iter()
+        .map(|record| record.provenance.server.clone())
+        .fold(Vec::new(), |mut names, name| {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+            names
+        });
+    if names.len() > 1 {
+        print!("{}", report::comparison(&records, &names));
+    }
+    let output = cli.output.clone().unwrap_or_else(|| {
+        PathBuf::from("loadtest/results").join(
+            format!(
+                "{:?}-{}.json",
+                cli.scenario, records[0].provenance.started_unix_seconds
+            )
+            .to_lowercase(),
+        )
+    });
+    if let Some(parent) = output.parent() {
+        std::fs::create_dir_all(parent).ok();
+    }
+    std::fs::write(&output, serde_json::to_vec_pretty(&records)?)
+        .with_context(|| format!("write {}", output.display()))?;
+    println!("result: {}", output.display());
+    if let Some(chart) = &cli.chart {
+        report::chart(&records, &names, chart)?;
+        println!("chart: {}", chart.display());
+    }
+    std::fs::remove_dir_all(&work_dir).ok();
+    Ok(())
+}
+
+fn sources(count: u8) -> Vec<IpAddr> {
+    if count <= 1 {
+        return Vec::new();
+    }
+    (1..=count)
+        .map(|last| IpAddr::V4(Ipv4Addr::new(127, 0, 0, last)))
+        .collect()
+}
+
+/// Tokens are distinct per connection up to this many (more would only cost signing time).
+const DISTINCT_TOKENS: usize = 1000;
+
+fn run_started(
+    cli: &Cli,
+    kind: ServerKind,
+    round: usize,
+    credentials: &Credentials,
+    work_dir: &std::path::Path,
+) -> anyhow::Result<RunRecord> {
+    let bin_dir = match &cli.bin_dir {
+        Some(directory) => directory.clone(),
+        None => std::env::current_exe()?
+            .parent()
+            .context("binary directory")?
+            .to_path_buf(),
+    };
+    let nats_bin = cli.nats_bin.clone().unwrap_or_else(|| {
+        let local = PathBuf::from(".build/nats-venv/bin/nats-server");
+        if local.exists() {
+            local
+        } else {
+            PathBuf::from("nats-server")
+        }
+    });
+    let options = ServerOptions {
+        kind,
+        port: cli.port,
+        workers: cli.workers,
+        cpus: cli.server_cpus.clone(),
+        io_driver: cli.io_driver.clone(),
+        bin_dir,
+        nats_bin,
+    };
+    let server = server::start(&options, credentials, work_dir)?;
+    let app = if cli.scenario == Scenario::Connect && cli.options.alg.eq_ignore_ascii_case("ES256")
+    {
+        APP_ES256
+    } else {
+        APP_HS256
+    };
+    let target = Arc::new(Target {
+        address: server.address,
+        flavor: if kind == ServerKind::Nats {
+            Flavor::Nats
+        } else {
+            Flavor::Realtime
+        },
+        app_id: app.to_string(),
+        tokens: credentials.client_tokens(app, DISTINCT_TOKENS)?,
+        admin_token: credentials.admin_token()?,
+        sources: sources(cli.options.source_addresses),
+    });
+    let measurement = scenarios::run(cli.scenario, &cli.options, target, Some(server.pid));
+    let provenance = Provenance::collect(&server.name, &server.version, &server.io_driver);
+    drop(server);
+    Ok(RunRecord {
+        scenario: cli.scenario,
+        round,
+        provenance,
+        options: cli.options.clone(),
+        server_settings: serde_json::to_value(&options)?,
+        client_cpus: cli.client_cpus.clone(),
+        measurement: measurement?,
+    })
+}
+
+fn run_external(cli: &Cli, address: SocketAddr) -> anyhow::Result<RunRecord> {
+    let flavor = if cli.flavor == "nats" {
+        Flavor::Nats
+    } else {
+        Flavor::Realtime
+    };
+    let sign = |secret: &Option<String>, admin: bool| -> anyhow::Result<String> {
+        let Some(secret) = secret else {
+            return Ok(String::new());
+        };
+        let claims = json!({
+            "sub": if admin { "loadtest-admin" } else { "load" },
+            "exp": 4_000_000_000u64,
+            "permissions": ["realtime:publisher:write:topic:*", "realtime:subscriber:read:topic:*"],
+        });
+        Ok(ringcast::auth::sign(
+            ringcast::auth::Algorithm::HS256,
+            secret,
+            &claims,
+        )?)
+    };
+    let target = Arc::new(Target {
+        address,
+        flavor,
+        app_id: cli.app.clone(),
+        tokens: vec![sign(&cli.secret, false)?],
+        admin_token: sign(&cli.admin_secret, true)?,
+        sources: sources(cli.options.source_addresses),
+    });
+    let measurement = scenarios::run(cli.scenario, &cli.options, target, cli.pid)?;
+    let name = if flavor == Flavor::Nats {
+        "nats (external)"
+    } else {
+        "external"
+    };
+    let driver = if flavor == Flavor::Realtime {
+        server::io_driver_of(ServerKind::Ringcast, address)
+    } else {
+        "unknown".into()
+    };
+    Ok(RunRecord {
+        scenario: cli.scenario,
+        round: 1,
+        provenance: Provenance::collect(name, "unknown", &driver),
+        options: cli.options.clone(),
+        server_settings: json!({ "url": address.to_string(), "pid": cli.pid }),
+        client_cpus: cli.client_cpus.clone(),
+        measurement,
+    })
+}
+
+/// Pins this process (and the client threads it will start) to a CPU list like `1` or `2-3,5`.
+fn pin_process(list: &str) -> anyhow::Result<()> {
+    // SAFETY: an all-zero cpu_set_t is the empty set; CPU_SET writes inside it.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for part in list.split(',') {
+        let (first, last) = match part.split_once('-') {
+            Some((first, last)) => (
+                first.trim().parse::<usize>()?,
+                last.trim().parse::<usize>()?,
+            ),
+            None => (part.trim().parse()?, part.trim().parse()?),
+        };
+        for cpu in first..=last {
+            // SAFETY: `set` is a valid cpu_set_t; CPU_SET bounds-checks against its size.
+            unsafe { libc::CPU_SET(cpu, &mut set) };
+        }
+    }
+    // SAFETY: pid 0 = this thread (threads started later inherit it); `set` is initialised.
+    let status =
+        unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    if status != 0 {
+        bail!(
+            "sched_setaffinity({list}): {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(())
+}
