@@ -129,7 +129,32 @@ struct TokenArgs {
     alg: Option<String>,
 }
 
+/// The environment variable that turns off mimalloc's eager arena commit.
+const ARENA_EAGER_COMMIT_VARIABLE: &str = "MIMALLOC_ARENA_EAGER_COMMIT";
+
+/// mimalloc commits each new arena eagerly, which made the broker's RSS start at 17.4 MB
+/// and grow in 4 MiB steps. With `MIMALLOC_ARENA_EAGER_COMMIT=0`, connections are charged
+/// what they touch: measured start RSS 7.8 MB, growth in small steps. mimalloc reads the
+/// option when the process starts (before `main`), so when it is unset the binary replaces
+/// itself once (`exec`, same pid) with it set. An operator may set it (or `=1`) instead.
+fn configure_allocator() {
+    use std::os::unix::process::CommandExt;
+    if std::env::var_os(ARENA_EAGER_COMMIT_VARIABLE).is_some() {
+        return;
+    }
+    let Ok(executable) = std::env::current_exe() else {
+        return;
+    };
+    let error = std::process::Command::new(executable)
+        .args(std::env::args_os().skip(1))
+        .env(ARENA_EAGER_COMMIT_VARIABLE, "0")
+        .exec();
+    // Only reached when exec failed: run on with the default allocator settings.
+    eprintln!("ringcast: could not re-exec with {ARENA_EAGER_COMMIT_VARIABLE}=0: {error}");
+}
+
 fn main() -> ExitCode {
+    configure_allocator();
     let cli = Cli::parse();
     init_logging();
     let result = match cli.command {

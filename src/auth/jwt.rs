@@ -442,6 +442,9 @@ fn decode_json_part<T: DeserializeOwned>(part: &str) -> Result<T, TokenError> {
     let bytes = URL_SAFE_NO_PAD
         .decode(part)
         .map_err(|_| TokenError::Malformed)?;
+    // RFC 7519 §7.2: the header and claims are UTF-8. serde would skip an ignored field's
+    // invalid bytes without looking, so check the whole part first (found by fuzzing).
+    std::str::from_utf8(&bytes).map_err(|_| TokenError::Malformed)?;
     serde_json::from_slice(&bytes).map_err(|_| TokenError::Malformed)
 }
 

@@ -222,10 +222,14 @@ impl Worker {
         self.sessions.borrow_mut().insert(id, session.clone());
         WorkerMetrics::add(&self.metrics().connections_open, 1);
         WorkerMetrics::add(&self.metrics().handshakes_accepted, 1);
-        self.enqueue(
-            &session,
-            envelope::welcome_frame(&id_text, &app.id, remote_address),
-        );
+        // Echo mode (conformance runs) sends nothing unsolicited: a conformance client
+        // expects exactly the frames it provoked.
+        if !app.echo {
+            self.enqueue(
+                &session,
+                envelope::welcome_frame(&id_text, &app.id, remote_address),
+            );
+        }
         // `priv/<id>` needs no entry: it is routed by id (see `deliver_local`).
         self.add_subscription(&session, "main");
         let own_subject = format!("priv/{}", session.subject);

@@ -427,8 +427,12 @@ impl FrameReader {
             self.compressed = header.compressed;
         }
         if !header.is_final {
+            let checked = self.fragments.len();
             self.fragments.extend_from_slice(payload);
             self.assembly = Assembly::InProgress(kind);
+            if kind == MessageKind::Text && !self.compressed {
+                check_utf8_prefix(&self.fragments, checked)?;
+            }
             return Ok(Progress::Fragment { consumed });
         }
         let bytes: &'a [u8] = if header.opcode == OpCode::Continuation {
@@ -447,6 +451,29 @@ impl FrameReader {
             finish_data(kind, bytes)?
         };
         Ok(Progress::Message { message, consumed })
+    }
+}
+
+/// Fails fast on text that can no longer become valid UTF-8: checks `text` from the last
+/// character start at or before `checked` (bytes before it were checked already); an
+/// incomplete character at the end is fine, more may follow in the next fragment.
+fn check_utf8_prefix(text: &[u8], checked: usize) -> Result<(), FrameError> {
+    if checked >= text.len() {
+        // An empty fragment added nothing to check (found by the frame_decoder fuzz target).
+        return Ok(());
+    }
+    let mut start = checked;
+    // Step back over at most 3 continuation bytes to the start of a character.
+    for _ in 0..3 {
+        if start == 0 || text[start] & 0xC0 != 0x80 {
+            break;
+        }
+        start -= 1;
+    }
+    match std::str::from_utf8(&text[start..]) {
+        Ok(_) => Ok(()),
+        Err(error) if error.error_len().is_none() => Ok(()),
+        Err(_) => Err(FrameError::InvalidUtf8),
     }
 }
 

@@ -438,3 +438,41 @@ fn rsv1_marks_a_compressed_message_only_when_deflate_was_negotiated() {
         Err(FrameError::ReservedBits)
     ));
 }
+
+#[test]
+fn invalid_utf8_in_a_text_fragment_fails_before_the_message_ends() {
+    let frame = |first: u8, payload: &[u8]| {
+        let mask = [9u8, 8, 7, 6];
+        let mut bytes = vec![first, 0x80 | payload.len() as u8];
+        bytes.extend_from_slice(&mask);
+        bytes.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        bytes
+    };
+    // "κόσμε" split inside a character across fragments is fine…
+    let text = "κόσμε".as_bytes();
+    let mut reader = FrameReader::new();
+    let mut first = frame(0x01, &text[..3]);
+    assert!(matches!(
+        reader.read(&mut first, 1000).unwrap(),
+        Progress::Fragment { .. }
+    ));
+    let mut second = frame(0x00, &text[3..7]);
+    assert!(matches!(
+        reader.read(&mut second, 1000).unwrap(),
+        Progress::Fragment { .. }
+    ));
+    let mut last = frame(0x80, &text[7..]);
+    assert!(matches!(
+        reader.read(&mut last, 1000).unwrap(),
+        Progress::Message { .. }
+    ));
+    // …but a byte that can never be UTF-8 fails at its fragment, not at the end.
+    let mut reader = FrameReader::new();
+    let mut first = frame(0x01, &text[..3]);
+    assert!(reader.read(&mut first, 1000).is_ok());
+    let mut bad = frame(0x00, &[0xF4, 0x90, 0x80, 0x80]);
+    assert!(matches!(
+        reader.read(&mut bad, 1000),
+        Err(FrameError::InvalidUtf8)
+    ));
+}

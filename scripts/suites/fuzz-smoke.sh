@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Fuzzing smoke run (issue 5, item 3), registered with scripts/test.sh: builds the cargo-fuzz
+# targets in fuzz/ (libFuzzer; nightly features enabled on the stable toolchain with
+# RUSTC_BOOTSTRAP=1) and runs each one briefly from its committed seeds (fuzz/seeds/<target>),
+# failing on any crash, panic, failed check, timeout or out-of-memory.
+#   FUZZ_SECONDS=N   seconds per target (default 20; 7 targets)
+#   FUZZ_TARGETS="a b"  only these targets
+# cargo-fuzz is installed into .build/cargo-bin (crates.io). Skips with a notice, printing
+# "0 passed, 0 failed", only when cargo-fuzz cannot be installed (no network and no copy).
+# Long runs: see fuzz/README.md. Ends with "N passed, N failed"; exits non-zero on failure.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+repository="$PWD"
+seconds="${FUZZ_SECONDS:-20}"
+cargo_fuzz="$repository/.build/cargo-bin/bin/cargo-fuzz"
+cargo_fuzz_version=0.13.2
+
+if ! "$cargo_fuzz" --version 2>/dev/null | grep -q "$cargo_fuzz_version"; then
+  echo "installing cargo-fuzz $cargo_fuzz_version into .build/cargo-bin"
+  if ! CARGO_TARGET_DIR="$repository/.build/cargo-install-target" cargo install --quiet --locked \
+    --version "$cargo_fuzz_version" --root .build/cargo-bin cargo-fuzz; then
+    echo "notice: cargo-fuzz could not be installed (crates.io unreachable?): fuzzing smoke run skipped"
+    echo "0 passed, 0 failed"
+    exit 0
+  fi
+fi
+
+# Sanitizer `none`: ringcast's parsers are safe Rust, so AddressSanitizer would only slow the
+# run; panics, failed assertions, overflow checks (debug assertions are on), timeouts and
+# allocations past -rss_limit_mb/-malloc_limit_mb are what a smoke run catches.
+fuzz() { (cd fuzz && RUSTC_BOOTSTRAP=1 "$cargo_fuzz" "$@"); }
+
+work="$(mktemp -d "${TMPDIR:-/tmp}/ringcast-fuzz.XXXXXX")"
+trap 'rm -rf "$work"' EXIT
+trap 'exit 130' INT TERM
+
+echo "building fuzz targets"
+build_started=$SECONDS
+if ! fuzz build --sanitizer none > "$work/build.log" 2>&1; then
+  tail -n 30 "$work/build.log"
+  echo "FAIL - cargo fuzz build"
+  echo "0 passed, 1 failed"
+  exit 1
+fi
+echo "built in $((SECONDS - build_started)) s"
+targets="${FUZZ_TARGETS:-$(fuzz list)}"
+
+passed=0
+failed=0
+for target in $targets; do
+  mkdir -p "$work/$target"
+  # New inputs go to a scratch corpus; the seeds stay as committed. Crash inputs are kept
+  # in fuzz/artifacts/<target>/ (ignored by git) to reproduce with `cargo fuzz run T FILE`.
+  if fuzz run --sanitizer none "$target" "$work/$target" "seeds/$target" -- \
+    -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=512 \
+    -print_final_stats=1 > "$work/$target.log" 2>&1; then
+    executions="$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$work/$target.log" | grep -o '[0-9]*$')"
+    echo "ok   - $target (${executions:-?} executions in ${seconds} s)"
+    passed=$((passed + 1))
+  else
+    echo "FAIL - $target"
+    grep -v '^#\|^INFO\|^stat::' "$work/$target.log" | tail -n 40 | sed 's/^/       | /'
+    failed=$((failed + 1))
+  fi
+done
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
