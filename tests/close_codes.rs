@@ -162,6 +162,8 @@ fn a_client_answering_pings_stays_connected() {
 
 #[test]
 fn slow_consumer_is_closed_4008_while_a_fast_one_receives_everything() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
     let mut config = base_config();
     config["apps"][0]["maxPendingBytes"] = json!(262_144);
     let server = start_with(config);
@@ -169,27 +171,35 @@ fn slow_consumer_is_closed_4008_while_a_fast_one_receives_everything() {
     slow.send_text(r#"{"type":"subscribe","data":{"topic":"firehose"}}"#);
     let mut fast = connect(&server, APP, &token("fast", &[]));
     fast.subscribe("firehose");
+    fast.sync_without_publish();
     let mut publisher = connect(&server, APP, &token("pub", &[PUBLISH_ALL]));
     publisher.sync();
-    // Make sure both subscriptions were processed before publishing (bounded retry).
+    // 3,000 × 8 KiB = 24 MB: far past what the never-reading consumer's kernel buffers and
+    // its 256 KiB pending limit hold. The publisher stays within WINDOW messages (128 KiB)
+    // of the fast consumer, so "fast" holds however loaded the machine is.
     const COUNT: usize = 3000;
+    const WINDOW: usize = 16;
     let payload = "p".repeat(8192);
-    let reader = std::thread::spawn(move || {
-        let mut next = 0;
-        while next < COUNT {
-            let frame = fast.next_json();
-            if frame["topic"] == "firehose" {
-                assert_eq!(
-                    frame["data"]["id"],
-                    format!("f{next}"),
-                    "fast consumer missed or reordered"
-                );
-                next += 1;
+    let progress = Arc::new(AtomicUsize::new(0));
+    let reader = std::thread::spawn({
+        let progress = progress.clone();
+        move || {
+            let mut next = 0;
+            while next < COUNT {
+                let frame = fast.next_json();
+                if frame["topic"] == "firehose" {
+                    assert_eq!(
+                        frame["data"]["id"],
+                        format!("f{next}"),
+                        "fast consumer missed or reordered"
+                    );
+                    next += 1;
+                    progress.store(next, Ordering::Release);
+                }
             }
+            fast
         }
-        fast
     });
-    std::thread::sleep(Duration::from_millis(200));
     let acks = std::thread::spawn({
         let mut publisher_reader = publisher.socket.get_ref().try_clone().unwrap();
         move || {
@@ -203,11 +213,38 @@ fn slow_consumer_is_closed_4008_while_a_fast_one_receives_everything() {
             }
         }
     });
+    // The slow consumer resumes reading once the broker reports the cut (within the 5 s
+    // close grace) and must then find the 4008 close frame after its backlog.
+    let address = server.address;
+    let slow_reader = std::thread::spawn(move || {
+        let probe = TestServer {
+            handle: None,
+            address,
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let (_, metrics) = http(&probe, "GET", "/metrics", None, "");
+            if metrics.contains("ringcast_closes_total{reason=\"slow_consumer\"} 1") {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "never cut");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        slow.close_code()
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
     for sequence in 0..COUNT {
+        while progress.load(Ordering::Acquire) + WINDOW < sequence && !reader.is_finished() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "fast consumer stalled"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
         publisher.publish("firehose", "bulk", json!(payload), &format!("f{sequence}"));
     }
     let _fast = reader.join().unwrap();
-    assert_eq!(slow.close_code(), Some(4008));
+    assert_eq!(slow_reader.join().unwrap(), Some(4008));
     let (_, metrics) = http(&server, "GET", "/metrics", None, "");
     assert!(
         metrics.contains("ringcast_closes_total{reason=\"slow_consumer\"} 1"),
