@@ -219,6 +219,9 @@ pub struct FrameReader {
     deflate: bool,
     /// The message in progress is compressed.
     compressed: bool,
+    /// Payload bytes of the frame at the front of the input already checked as UTF-8
+    /// while it was still arriving (text only); 0 once the frame is complete.
+    validated: u32,
 }
 
 impl Default for FrameReader {
@@ -345,6 +348,7 @@ impl FrameReader {
             assembly: Assembly::Idle,
             deflate: false,
             compressed: false,
+            validated: 0,
         }
     }
 
@@ -408,8 +412,22 @@ impl FrameReader {
         let payload_bytes = usize::try_from(header.payload_bytes).unwrap_or(usize::MAX);
         let consumed = match header.header_bytes.checked_add(payload_bytes) {
             Some(frame_bytes) if frame_bytes <= input.len() => frame_bytes,
-            _ => return Ok(Progress::NeedMore),
+            _ => {
+                let continuation = header.opcode == OpCode::Continuation;
+                let compressed = if continuation {
+                    self.compressed
+                } else {
+                    header.compressed
+                };
+                if data_kind == Some(MessageKind::Text) && !compressed {
+                    // Fail fast on text that can no longer be UTF-8, even mid-frame.
+                    let available = &input[header.header_bytes..];
+                    self.check_arriving_text(continuation, available, header.mask)?;
+                }
+                return Ok(Progress::NeedMore);
+            }
         };
+        self.validated = 0;
         // From here on the frame is consumed: state may change.
         let payload = &mut input[header.header_bytes..consumed];
         unmask(payload, header.mask);
@@ -451,6 +469,64 @@ impl FrameReader {
             finish_data(kind, bytes)?
         };
         Ok(Progress::Message { message, consumed })
+    }
+}
+
+impl FrameReader {
+    /// Checks the arriving part of a text frame (still masked in `masked`) as UTF-8, from
+    /// where the previous call stopped, stepping back up to 3 bytes — into the message's
+    /// earlier fragments for a continuation frame — so that a character split across
+    /// reads is seen whole. Linear over the frame however it is split; nothing consumed.
+    fn check_arriving_text(
+        &mut self,
+        continuation: bool,
+        masked: &[u8],
+        mask: [u8; 4],
+    ) -> Result<(), FrameError> {
+        let from = self.validated as usize;
+        if masked.len() <= from {
+            return Ok(());
+        }
+        let earlier: &[u8] = if continuation { &self.fragments } else { &[] };
+        let byte_at = |index: usize| -> u8 {
+            if index < earlier.len() {
+                earlier[index]
+            } else {
+                let offset = index - earlier.len();
+                masked[offset] ^ mask[offset & 3]
+            }
+        };
+        let end = earlier.len() + masked.len();
+        let mut position = earlier.len() + from;
+        for _ in 0..3 {
+            if position == 0 || byte_at(position) & 0xC0 != 0x80 {
+                break;
+            }
+            position -= 1;
+        }
+        let mut chunk = [0u8; 256];
+        let mut carried = 0;
+        while position < end {
+            let mut filled = carried;
+            while filled < chunk.len() && position < end {
+                chunk[filled] = byte_at(position);
+                filled += 1;
+                position += 1;
+            }
+            match std::str::from_utf8(&chunk[..filled]) {
+                Ok(_) => carried = 0,
+                Err(error) if error.error_len().is_none() => {
+                    // An incomplete character at the end: carry it into the next chunk.
+                    let valid = error.valid_up_to();
+                    chunk.copy_within(valid..filled, 0);
+                    carried = filled - valid;
+                }
+                Err(_) => return Err(FrameError::InvalidUtf8),
+            }
+        }
+        // Frames are bounded by `max_message_bytes` (≤ 16 MiB), so this fits.
+        self.validated = u32::try_from(masked.len()).unwrap_or(u32::MAX);
+        Ok(())
     }
 }
 

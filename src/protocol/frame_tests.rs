@@ -476,3 +476,49 @@ fn invalid_utf8_in_a_text_fragment_fails_before_the_message_ends() {
         Err(FrameError::InvalidUtf8)
     ));
 }
+
+#[test]
+fn invalid_utf8_fails_while_a_text_frame_is_still_arriving() {
+    // One masked text frame of 8 payload bytes: "κό" then an impossible byte 0xF8.
+    let mask = [1u8, 2, 3, 4];
+    let payload: &[u8] = &[0xCE, 0xBA, 0xCF, 0x8C, 0xF8, b'a', b'b', b'c'];
+    let mut frame = vec![0x81, 0x80 | payload.len() as u8];
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    // Valid prefix split inside a character: need more, no error.
+    let mut reader = FrameReader::new();
+    for end in [6, 7, 8, 9] {
+        let mut part = frame[..end].to_vec();
+        assert!(matches!(
+            reader.read(&mut part, 1000).unwrap(),
+            Progress::NeedMore
+        ));
+    }
+    // Once the impossible byte has arrived the frame fails, before its end.
+    let mut part = frame[..11].to_vec();
+    assert!(matches!(
+        reader.read(&mut part, 1000),
+        Err(FrameError::InvalidUtf8)
+    ));
+    // A valid frame that arrives byte by byte still decodes.
+    let text = "κόσμε ok".as_bytes();
+    let mut valid = vec![0x81, 0x80 | text.len() as u8];
+    valid.extend_from_slice(&mask);
+    valid.extend(text.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    let mut reader = FrameReader::new();
+    for end in 6..valid.len() {
+        let mut part = valid[..end].to_vec();
+        assert!(matches!(
+            reader.read(&mut part, 1000).unwrap(),
+            Progress::NeedMore
+        ));
+    }
+    let mut whole = valid.clone();
+    match reader.read(&mut whole, 1000).unwrap() {
+        Progress::Message {
+            message: Incoming::Text(bytes),
+            ..
+        } => assert_eq!(bytes, text),
+        _ => panic!("expected the text message"),
+    }
+}
