@@ -55,9 +55,17 @@ fn deflate_is_negotiated_when_offered_and_not_otherwise() {
             .contains("sec-websocket-extensions"),
         "{head}"
     );
-    // An offer we cannot honour (a smaller server window) is declined, not failed.
+    // A limit on the server's window is accepted and echoed (ringcast then sends that
+    // client plain frames); an offer it cannot parse is declined, not failed.
     let narrow = "Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=9\r\n";
     let (_, head) = connect_raw_with(&server, APP, &token("u", &[]), None, narrow);
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("server_max_window_bits=9"),
+        "{head}"
+    );
+    let bogus = "Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=99\r\n";
+    let (_, head) = connect_raw_with(&server, APP, &token("u", &[]), None, bogus);
     assert!(
         !head
             .to_ascii_lowercase()

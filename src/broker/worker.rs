@@ -21,7 +21,7 @@ use crate::auth::{Claims, PermissionSet};
 use crate::error::CloseKind;
 use crate::metrics::WorkerMetrics;
 use crate::protocol::command::{parse_command, Command, CommandError, Publication};
-use crate::protocol::deflate::{Deflater, InflateError, Inflater};
+use crate::protocol::deflate::{Deflater, InflateError, Inflater, Negotiated};
 use crate::protocol::envelope;
 use crate::protocol::frame::{encode_frame, FrameReader, Incoming, OpCode};
 use crate::topic::pattern::Pattern;
@@ -186,7 +186,7 @@ impl Worker {
         app: &Arc<App>,
         claims: Claims,
         remote_address: &str,
-        deflate: bool,
+        deflate: Option<Negotiated>,
     ) -> Rc<Session> {
         let id = self.new_connection_id();
         let id_text = format_connection_id(id);
@@ -198,7 +198,7 @@ impl Worker {
             subject: subject.into(),
             grants: self.grants_for(&claims.permissions),
             remote_address: remote_address.into(),
-            deflate,
+            deflate: deflate.is_some_and(|negotiated| negotiated.sends_compressed()),
             subscriptions: RefCell::new(Vec::new()),
             own_topic_muted: Cell::new(false),
             outbound: RefCell::new(VecDeque::new()),
@@ -216,7 +216,7 @@ impl Worker {
             rate_refilled_ms: Cell::new(self.now_ms.get()),
             slot: Cell::new(usize::MAX),
         });
-        if deflate {
+        if deflate.is_some() {
             session.frames.borrow_mut().enable_deflate();
         }
         self.sessions.borrow_mut().insert(id, session.clone());

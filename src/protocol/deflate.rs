@@ -22,30 +22,69 @@ pub const RESPONSE_EXTENSION: &str =
 /// The four bytes a sync flush ends with, removed on the wire (RFC 7692 §7.2.1).
 const SYNC_TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 
-/// Whether any permessage-deflate offer in a `Sec-WebSocket-Extensions` value can be
-/// accepted: ours compresses with a 32 KiB window, so an offer limiting
-/// `server_max_window_bits` below 15 is declined; unknown parameters decline the offer.
-pub fn accepts_offer(header_value: &str) -> bool {
-    header_value.split(',').any(|offer| {
+/// An accepted permessage-deflate offer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Negotiated {
+    /// The `server_max_window_bits` the client asked for (15 when it set none).
+    pub server_window_bits: u8,
+}
+
+impl Negotiated {
+    /// Whether this client may be sent deflated frames: ringcast compresses once per
+    /// publication with a 15-bit window, so a client that limited the server's window gets
+    /// plain frames (RFC 7692 lets any message go uncompressed) and still sends compressed.
+    pub fn sends_compressed(&self) -> bool {
+        self.server_window_bits == 15
+    }
+
+    /// The `Sec-WebSocket-Extensions` response value (echoing a window limit, as RFC 7692
+    /// §7.1.2.1 requires of a server that accepts one).
+    pub fn response(&self) -> String {
+        if self.server_window_bits == 15 {
+            RESPONSE_EXTENSION.to_string()
+        } else {
+            format!(
+                "{RESPONSE_EXTENSION}; server_max_window_bits={}",
+                self.server_window_bits
+            )
+        }
+    }
+}
+
+/// The first permessage-deflate offer in a `Sec-WebSocket-Extensions` value that can be
+/// accepted: known parameters with valid values (window bits 8–15); an offer with an
+/// unknown parameter is declined.
+pub fn negotiate(header_value: &str) -> Option<Negotiated> {
+    header_value.split(',').find_map(|offer| {
         let mut parts = offer.split(';').map(str::trim);
         if parts.next() != Some("permessage-deflate") {
-            return false;
+            return None;
         }
-        parts.all(|parameter| {
+        let mut negotiated = Negotiated {
+            server_window_bits: 15,
+        };
+        for parameter in parts {
             let (name, value) = match parameter.split_once('=') {
                 Some((name, value)) => (name.trim(), Some(value.trim().trim_matches('"'))),
                 None => (parameter, None),
             };
-            match name {
-                "server_no_context_takeover" | "client_no_context_takeover" => value.is_none(),
-                "client_max_window_bits" => {
-                    value.is_none_or(|bits| matches!(bits.parse::<u8>(), Ok(8..=15)))
+            let bits = value.map(|bits| bits.parse::<u8>());
+            match (name, bits) {
+                ("server_no_context_takeover" | "client_no_context_takeover", None) => {}
+                ("client_max_window_bits", None | Some(Ok(8..=15))) => {}
+                ("server_max_window_bits", Some(Ok(bits @ 8..=15))) => {
+                    negotiated.server_window_bits = bits
                 }
-                "server_max_window_bits" => value == Some("15"),
-                _ => false,
+                _ => return None,
             }
-        })
+        }
+        Some(negotiated)
     })
+}
+
+/// Whether any offer can be accepted (see [`negotiate`]).
+pub fn accepts_offer(header_value: &str) -> bool {
+    negotiate(header_value).is_some()
 }
 
 /// Why an inbound compressed message was refused.
@@ -216,9 +255,14 @@ mod tests {
         assert!(accepts_offer(
             "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
         ));
+        let narrow = negotiate("permessage-deflate; server_max_window_bits=10").unwrap();
+        assert!(!narrow.sends_compressed());
+        assert!(narrow.response().ends_with("; server_max_window_bits=10"));
+        assert!(negotiate("permessage-deflate").unwrap().sends_compressed());
         assert!(!accepts_offer(
-            "permessage-deflate; server_max_window_bits=10"
+            "permessage-deflate; server_max_window_bits=7"
         ));
+        assert!(!accepts_offer("permessage-deflate; server_max_window_bits"));
         assert!(!accepts_offer("permessage-deflate; unknown_param"));
         assert!(!accepts_offer("x-webkit-deflate-frame"));
         assert!(!accepts_offer(""));

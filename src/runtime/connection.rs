@@ -42,8 +42,8 @@ struct Head {
     keep_alive: bool,
     /// `Some` when the request asks for a WebSocket upgrade: the accept key or why not.
     upgrade: Option<Result<String, String>>,
-    /// The client offered a permessage-deflate configuration we accept.
-    deflate: bool,
+    /// The permessage-deflate offer we accept, if the client made one.
+    deflate: Option<deflate::Negotiated>,
     head_len: usize,
 }
 
@@ -73,7 +73,7 @@ impl Head {
             keep_alive: head.keep_alive(),
             deflate: head
                 .header("sec-websocket-extensions")
-                .is_some_and(deflate::accepts_offer),
+                .and_then(deflate::negotiate),
             upgrade: http1::is_websocket_upgrade(head)
                 .then(|| http1::websocket_accept(head).map_err(|e| e.to_string())),
             head_len: head.head_len,
@@ -386,8 +386,8 @@ async fn upgrade(
         return None;
     }
     let mut response = Vec::with_capacity(160);
-    let extensions = head.deflate.then_some(deflate::RESPONSE_EXTENSION);
-    http1::write_upgrade_response(&accept, extensions, &mut response);
+    let extensions = head.deflate.map(|negotiated| negotiated.response());
+    http1::write_upgrade_response(&accept, extensions.as_deref(), &mut response);
     if write_all(stream, &response).await.is_err() {
         app.release(&subject);
         return None;
