@@ -497,12 +497,16 @@ impl FrameReader {
             }
         };
         let end = earlier.len() + masked.len();
-        let mut position = earlier.len() + from;
-        for _ in 0..3 {
-            if position == 0 || byte_at(position) & 0xC0 != 0x80 {
+        let checked = earlier.len() + from;
+        // Restart at the last character that began before `checked` (it may be incomplete
+        // there): within 3 bytes back, the nearest byte that is not a continuation byte.
+        // The result must not depend on where reads split the frame (found by fuzzing).
+        let mut position = checked;
+        for back in 1..=checked.min(3) {
+            if byte_at(checked - back) & 0xC0 != 0x80 {
+                position = checked - back;
                 break;
             }
-            position -= 1;
         }
         let mut chunk = [0u8; 256];
         let mut carried = 0;
@@ -538,13 +542,14 @@ fn check_utf8_prefix(text: &[u8], checked: usize) -> Result<(), FrameError> {
         // An empty fragment added nothing to check (found by the frame_decoder fuzz target).
         return Ok(());
     }
+    // Restart at the last character that began before `checked` (see
+    // `check_arriving_text`): within 3 bytes back, the nearest non-continuation byte.
     let mut start = checked;
-    // Step back over at most 3 continuation bytes to the start of a character.
-    for _ in 0..3 {
-        if start == 0 || text[start] & 0xC0 != 0x80 {
+    for back in 1..=checked.min(3) {
+        if text[checked - back] & 0xC0 != 0x80 {
+            start = checked - back;
             break;
         }
-        start -= 1;
     }
     match std::str::from_utf8(&text[start..]) {
         Ok(_) => Ok(()),

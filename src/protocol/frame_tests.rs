@@ -522,3 +522,35 @@ fn invalid_utf8_fails_while_a_text_frame_is_still_arriving() {
         _ => panic!("expected the text message"),
     }
 }
+
+#[test]
+fn an_incomplete_character_before_a_read_boundary_is_rechecked() {
+    // Fuzzing regression: a lead byte 0xC4 then a non-continuation 'L' must fail whether
+    // the frame arrives whole or byte by byte.
+    let mask = [249u8, 137, 250, 33];
+    let mut frame = vec![0x01, 0x80 | 67];
+    frame.extend_from_slice(&mask);
+    frame.extend(
+        [0xC4u8, b'L']
+            .iter()
+            .enumerate()
+            .map(|(i, b)| b ^ mask[i % 4]),
+    );
+    let mut whole = FrameReader::new();
+    let mut input = frame.clone();
+    assert!(matches!(
+        whole.read(&mut input, 1000),
+        Err(FrameError::InvalidUtf8)
+    ));
+    let mut split = FrameReader::new();
+    let mut first = frame[..7].to_vec();
+    assert!(matches!(
+        split.read(&mut first, 1000).unwrap(),
+        Progress::NeedMore
+    ));
+    let mut second = frame.clone();
+    assert!(matches!(
+        split.read(&mut second, 1000),
+        Err(FrameError::InvalidUtf8)
+    ));
+}
