@@ -47,6 +47,21 @@ pub struct Config {
     pub server: ServerConfig,
     #[serde(default)]
     pub apps: Vec<AppConfig>,
+    /// The file this configuration was read from (`None`: built in code, e.g. the
+    /// development app). A reload (SIGHUP, `POST /admin/reload`) re-reads it.
+    #[serde(skip)]
+    pub source: Option<std::path::PathBuf>,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line (for log shippers).
+    Json,
 }
 
 /// Which io driver the workers run.
@@ -89,6 +104,14 @@ pub struct ServerConfig {
     pub shutdown_deadline_seconds: u64,
     /// Peers (IP or CIDR) whose `X-Forwarded-For` header is believed. Empty = never.
     pub trusted_proxies: Vec<String>,
+    /// Verifies the bearer token of `POST /admin/reload` (same shape as an app's
+    /// `adminKey`). Absent: the endpoint answers 403 (SIGHUP still reloads).
+    pub admin_key: Option<KeyConfig>,
+    /// Who may read `/metrics`, `/stats` and `/dashboard` (same syntax as
+    /// `clientSourceAddress`). Absent: anyone who reaches the port.
+    pub monitoring_source_address: Option<Vec<String>>,
+    /// Log line format: `text` (default) or `json` (one JSON object per line).
+    pub log_format: LogFormat,
     /// Largest HTTP API request body in bytes.
     pub max_http_body_bytes: u64,
     /// Default limits for every app (each may be overridden per app, same names).
@@ -113,6 +136,9 @@ impl Default for ServerConfig {
             socket_send_buffer_bytes: 0,
             shutdown_deadline_seconds: DEFAULT_SHUTDOWN_DEADLINE_SECONDS,
             trusted_proxies: Vec::new(),
+            admin_key: None,
+            monitoring_source_address: None,
+            log_format: LogFormat::Text,
             max_http_body_bytes: DEFAULT_MAX_HTTP_BODY_BYTES,
             max_connections: 0,
             max_connections_per_subject: 0,
@@ -297,6 +323,16 @@ impl Config {
             )
         })?;
         config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads and validates the file at `path` (remembered in [`Config::source`]).
+    pub fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|error| {
+            ConfigError::new(None, &path.display().to_string(), format!("cannot read: {error}"))
+        })?;
+        let mut config = Config::from_json(&text)?;
+        config.source = Some(path.to_path_buf());
         Ok(config)
     }
 

@@ -42,6 +42,8 @@ pub enum CloseKind {
     InternalError,
     /// 4000: `DELETE /api/connections/...`.
     AdminTerminated,
+    /// 4000: the app was removed from the configuration by a reload.
+    AppRemoved,
     /// 4001: nothing received (not even a pong) for two ping intervals.
     LivenessTimeout,
     /// 4008: outbound queue above `maxPendingBytes`.
@@ -50,7 +52,7 @@ pub enum CloseKind {
 
 impl CloseKind {
     /// Every kind, in metric order.
-    pub const ALL: [CloseKind; 18] = [
+    pub const ALL: [CloseKind; 19] = [
         CloseKind::ClientClosed,
         CloseKind::ConnectionLost,
         CloseKind::ServerShutdown,
@@ -67,6 +69,7 @@ impl CloseKind {
         CloseKind::MessageTooBig,
         CloseKind::InternalError,
         CloseKind::AdminTerminated,
+        CloseKind::AppRemoved,
         CloseKind::LivenessTimeout,
         CloseKind::SlowConsumer,
     ];
@@ -87,7 +90,7 @@ impl CloseKind {
             | CloseKind::RateLimited => 1008,
             CloseKind::MessageTooBig => 1009,
             CloseKind::InternalError => 1011,
-            CloseKind::AdminTerminated => 4000,
+            CloseKind::AdminTerminated | CloseKind::AppRemoved => 4000,
             CloseKind::LivenessTimeout => 4001,
             CloseKind::SlowConsumer => 4008,
         }
@@ -111,6 +114,7 @@ impl CloseKind {
             CloseKind::MessageTooBig => "Message too big",
             CloseKind::InternalError => "Internal error",
             CloseKind::AdminTerminated => "Connection terminated by admin",
+            CloseKind::AppRemoved => "App removed from the configuration",
             CloseKind::LivenessTimeout => "No pong received",
             CloseKind::SlowConsumer => "Slow consumer",
         }
@@ -135,6 +139,7 @@ impl CloseKind {
             CloseKind::MessageTooBig => "message_too_big",
             CloseKind::InternalError => "internal_error",
             CloseKind::AdminTerminated => "admin_terminated",
+            CloseKind::AppRemoved => "app_removed",
             CloseKind::LivenessTimeout => "liveness_timeout",
             CloseKind::SlowConsumer => "slow_consumer",
         }

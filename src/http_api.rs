@@ -1,4 +1,5 @@
-//! The HTTP endpoints: the admin/backend API (PROTOCOL.md §6) and `/health`, `/metrics`.
+//! The HTTP endpoints: the admin/backend API (PROTOCOL.md §6), `/health`, the monitoring
+//! endpoints (`/metrics`, `/stats`, `/dashboard`) and `POST /admin/reload`.
 //!
 //! Responsibility: given a complete request (head fields + body) and the worker's broker,
 //! authorize it and perform it through the same broker functions the WebSocket path uses
@@ -10,9 +11,10 @@
 //! method; 413 is decided by the runtime before the body is read.
 
 use crate::auth::PermissionSet;
-use crate::broker::apps::{canonical_ip, App};
+use crate::broker::apps::{canonical_ip, App, Registry};
 use crate::broker::session::parse_connection_id;
 use crate::broker::worker::{Found, Worker};
+use crate::control::{ControlRequest, ReloadOutcome};
 use crate::metrics;
 use crate::protocol::command::validate_topic;
 use crate::protocol::http::bearer_token;
@@ -40,7 +42,28 @@ pub struct ApiRequest<'a> {
 pub enum ApiReply {
     Ready(ApiResponse),
     WaitForWorker(crossbeam_channel::Receiver<bool>),
+    /// `POST /admin/reload`: the control thread answers with the outcome.
+    WaitForControl(crossbeam_channel::Receiver<ReloadOutcome>),
 }
+
+/// The response to `POST /admin/reload` once the control thread answered (`None`: it did
+/// not answer in time).
+pub fn reload_reply(outcome: Option<ReloadOutcome>) -> ApiResponse {
+    match outcome {
+        Some(Ok(summary)) => ApiResponse::json(
+            200,
+            &serde_json::json!({ "ok": true, "reload": summary }).to_string(),
+        ),
+        Some(Err(error)) => ApiResponse::error(
+            422,
+            &format!("configuration rejected, the previous one stays in force: {error}"),
+        ),
+        None => ApiResponse::error(504, "the reload did not finish in time; see the server log"),
+    }
+}
+
+/// The live dashboard page (static, no build step; polls `/stats` every second).
+const DASHBOARD_HTML: &str = include_str!("dashboard.html");
 
 /// The response to a single-connection `DELETE` once the owning worker answered
 /// (`None`: it did not answer in time).
@@ -108,12 +131,73 @@ struct UnsubscribeBody {
 
 /// Serves one request.
 pub fn handle(worker: &Worker, io_driver: &str, request: &ApiRequest<'_>) -> ApiReply {
+    if request.path.trim_matches('/') == "admin/reload" {
+        return admin_reload(worker, request);
+    }
     let mut pending = None;
     let response = respond(worker, io_driver, request, &mut pending);
     match pending {
         Some(answer) => ApiReply::WaitForWorker(answer),
         None => ApiReply::Ready(response),
     }
+}
+
+/// `POST /admin/reload`: guarded by a token of `server.adminKey`; relayed to the control
+/// thread, which re-reads the configuration file.
+fn admin_reload(worker: &Worker, request: &ApiRequest<'_>) -> ApiReply {
+    if request.method != "POST" {
+        return ApiReply::Ready(ApiResponse::error(405, "method not allowed"));
+    }
+    let registry = worker.registry();
+    let Some(verifier) = &registry.server_admin_verifier else {
+        return ApiReply::Ready(ApiResponse::error(
+            403,
+            "no server.adminKey is configured: reload with SIGHUP",
+        ));
+    };
+    let Some(token) = request.authorization.and_then(bearer_token) else {
+        return ApiReply::Ready(ApiResponse::error(401, "missing bearer token"));
+    };
+    if let Err(error) = verifier.verify(token, unix_now()) {
+        return ApiReply::Ready(ApiResponse::error(
+            401,
+            &format!("invalid token: {error}"),
+        ));
+    }
+    let Some(control) = worker.control() else {
+        return ApiReply::Ready(ApiResponse::error(503, "no control thread"));
+    };
+    let (reply, outcome) = crossbeam_channel::bounded(1);
+    match control.try_send(ControlRequest::Reload { reply: Some(reply) }) {
+        Ok(()) => ApiReply::WaitForControl(outcome),
+        Err(_) => ApiReply::Ready(ApiResponse::error(
+            503,
+            "too many reloads pending; retry shortly",
+        )),
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Serves a monitoring endpoint to peers inside `server.monitoringSourceAddress`.
+fn monitoring(
+    worker: &Worker,
+    request: &ApiRequest<'_>,
+    respond: impl FnOnce(&Registry) -> ApiResponse,
+) -> ApiResponse {
+    let registry = worker.registry();
+    if !registry
+        .monitoring_sources
+        .allows(canonical_ip(request.peer))
+    {
+        return ApiResponse::error(403, "source address not allowed");
+    }
+    only_get(request, || respond(&registry))
 }
 
 fn respond(
@@ -125,10 +209,20 @@ fn respond(
     let segments: Vec<&str> = request.path.trim_matches('/').split('/').collect();
     match segments.as_slice() {
         ["health"] => only_get(request, || ApiResponse::json(200, r#"{"status":"ok"}"#)),
-        ["metrics"] => only_get(request, || ApiResponse {
+        ["metrics"] => monitoring(worker, request, |registry| ApiResponse {
             status: 200,
             content_type: "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            body: metrics::render(&worker.metrics, io_driver).into_bytes(),
+            body: metrics::render(&worker.metrics, io_driver, registry).into_bytes(),
+        }),
+        ["stats"] => monitoring(worker, request, |registry| ApiResponse {
+            status: 200,
+            content_type: "application/json",
+            body: metrics::stats_json(&worker.metrics, io_driver, registry).into_bytes(),
+        }),
+        ["dashboard"] => monitoring(worker, request, |_| ApiResponse {
+            status: 200,
+            content_type: "text/html; charset=utf-8",
+            body: DASHBOARD_HTML.as_bytes().to_vec(),
         }),
         ["api", "topics", app, "publish"] => {
             with_admin(worker, request, app, "POST", |app, permissions| {
@@ -196,7 +290,8 @@ fn with_admin(
     if request.method != method {
         return ApiResponse::error(405, "method not allowed");
     }
-    let Some(app) = worker.registry.get(app_id) else {
+    let registry = worker.registry();
+    let Some(app) = registry.get(app_id) else {
         return ApiResponse::error(404, "unknown app");
     };
     if !app.admin_sources.allows(canonical_ip(request.peer)) {
@@ -208,11 +303,7 @@ fn with_admin(
     let Some(token) = request.authorization.and_then(bearer_token) else {
         return ApiResponse::error(401, "missing bearer token");
     };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    match verifier.verify(token, now) {
+    match verifier.verify(token, unix_now()) {
         Ok(claims) => action(app, &PermissionSet::compile(&claims.permissions)),
         Err(error) => ApiResponse::error(401, &format!("invalid token: {error}")),
     }

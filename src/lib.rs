@@ -16,6 +16,7 @@
 //! auth/        JWT verification, compiled permissions, source-address filters, minting
 //! topic/       glob patterns, per-worker topic table
 //! protocol/    sans-IO: HTTP request heads, WebSocket frames, commands, envelopes
+//! control      configuration reload: next registry generation → every worker
 //! config.rs, error.rs, metrics.rs   leaves anyone may import
 //! starter      files written by `ringcast keys` / `ringcast init` (tooling, not runtime)
 //! ```
@@ -40,6 +41,7 @@
 pub mod auth;
 pub mod broker;
 pub mod config;
+pub mod control;
 pub mod error;
 pub mod http_api;
 pub mod metrics;

@@ -4,7 +4,7 @@
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use ringcast::auth::{mint, Algorithm};
-use ringcast::config::{AppConfig, Config, IoDriverChoice, KeyConfig};
+use ringcast::config::{AppConfig, Config, IoDriverChoice, KeyConfig, LogFormat};
 use ringcast::runtime::{self, StartError};
 use ringcast::starter::{self, StarterFile};
 use std::path::{Path, PathBuf};
@@ -49,6 +49,9 @@ struct RunArgs {
     /// io driver: auto, uring or legacy (overrides `server.ioDriver`).
     #[arg(long)]
     io_driver: Option<String>,
+    /// Log format: text or json (overrides `server.logFormat`). Levels: `RUST_LOG`.
+    #[arg(long)]
+    log_format: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -156,7 +159,7 @@ fn configure_allocator() {
 fn main() -> ExitCode {
     configure_allocator();
     let cli = Cli::parse();
-    init_logging();
+    let _log_guard = cli.command.is_some().then(|| init_logging(LogFormat::Text));
     let result = match cli.command {
         Some(Command::CheckConfig { file }) => check_config(&file),
         Some(Command::Token(args)) => token(&args),
@@ -173,19 +176,42 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging() {
+/// Logs go to stderr, filtered by `RUST_LOG` (default `info`); `json` writes one JSON
+/// object per line (timestamp, level, target, message and fields). Nothing logged carries
+/// a token, a key or a query string.
+///
+/// Lines are handed to a writer thread through a queue of [`LOG_QUEUE_LINES`] lines, so a
+/// worker never blocks on a slow stderr; when the queue is full, lines are dropped (and
+/// the writer reports how many) rather than stalling connections. The returned guard
+/// flushes the queue when dropped.
+fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(LOG_QUEUE_LINES)
+        .thread_name("ringcast-log")
+        .finish(std::io::stderr());
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(writer);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
+    }
+    guard
 }
 
+/// Log lines queued for the log writer thread before further lines are dropped.
+const LOG_QUEUE_LINES: usize = 64 * 1024;
+
 fn load(path: &str) -> anyhow::Result<Config> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))?;
-    let config =
-        Config::from_json(&text).with_context(|| format!("invalid configuration {path}"))?;
+    let config = Config::load(Path::new(path))
+        .with_context(|| format!("invalid configuration {path}"))?;
     ringcast::broker::apps::Registry::compile(&config)
         .with_context(|| format!("invalid configuration {path}"))?;
     Ok(config)
@@ -344,6 +370,14 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
             other => bail!("unknown --io-driver `{other}` (auto, uring, legacy)"),
         };
     }
+    if let Some(format) = &args.log_format {
+        config.server.log_format = match format.as_str() {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => bail!("unknown --log-format `{other}` (text, json)"),
+        };
+    }
+    let _log_guard = init_logging(config.server.log_format);
     let handle = match runtime::start(&config) {
         Ok(handle) => handle,
         Err(StartError::Config(error)) => return Err(error.into()),
@@ -360,15 +394,22 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
         print_development_help(&config, &handle.local_address.to_string())?;
     }
     let trigger = handle.shutdown_trigger();
+    let reload = handle.reload_trigger();
     std::thread::Builder::new()
         .name("ringcast-signals".into())
         .spawn(move || {
-            use signal_hook::consts::{SIGINT, SIGTERM};
-            let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) else {
+            use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+            let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
+            else {
                 return;
             };
             let mut received = 0;
             for signal in signals.forever() {
+                if signal == SIGHUP {
+                    tracing::info!("SIGHUP: reloading the configuration");
+                    reload();
+                    continue;
+                }
                 received += 1;
                 if received > 1 {
                     eprintln!("ringcast: second signal, exiting now");

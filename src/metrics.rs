@@ -10,11 +10,87 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
+use crate::broker::apps::{App, AppCounters, Registry};
+use prometheus_client::registry::Registry as Registry_;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Refusals (before the upgrade, and HTTP errors), by HTTP status.
-pub const REFUSAL_STATUSES: [u16; 9] = [400, 401, 403, 404, 411, 413, 429, 431, 503];
+/// Why a request was refused before the WebSocket upgrade (or a plain HTTP request at the
+/// framing stage), with the HTTP status it was answered with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Unparseable request head or Content-Length (400), or an unsupported transfer
+    /// encoding (501).
+    MalformedRequest,
+    /// Request head above the limit (431).
+    HeadTooLarge,
+    /// Not an acceptable upgrade: wrong method, version, key or headers (400).
+    BadUpgrade,
+    /// Chunked body (411).
+    LengthRequired,
+    /// Body above `maxHttpBodyBytes` (413).
+    BodyTooLarge,
+    /// `maxHandshakesPerSecond` reached (503).
+    HandshakeRateLimited,
+    /// No such app (404).
+    UnknownApp,
+    /// Outside `clientSourceAddress` (403).
+    SourceAddress,
+    /// No `access_token` (401).
+    MissingToken,
+    /// Token invalid, expired or signed with another key or algorithm (401).
+    InvalidToken,
+    /// `maxConnections` of the app reached (429).
+    AppFull,
+    /// `maxConnectionsPerSubject` reached (429).
+    SubjectFull,
+}
+
+impl Refusal {
+    pub const ALL: [Refusal; 12] = [
+        Refusal::MalformedRequest,
+        Refusal::HeadTooLarge,
+        Refusal::BadUpgrade,
+        Refusal::LengthRequired,
+        Refusal::BodyTooLarge,
+        Refusal::HandshakeRateLimited,
+        Refusal::UnknownApp,
+        Refusal::SourceAddress,
+        Refusal::MissingToken,
+        Refusal::InvalidToken,
+        Refusal::AppFull,
+        Refusal::SubjectFull,
+    ];
+
+    /// Stable label for metrics and logs.
+    pub fn label(self) -> &'static str {
+        match self {
+            Refusal::MalformedRequest => "malformed_request",
+            Refusal::HeadTooLarge => "head_too_large",
+            Refusal::BadUpgrade => "bad_upgrade",
+            Refusal::LengthRequired => "length_required",
+            Refusal::BodyTooLarge => "body_too_large",
+            Refusal::HandshakeRateLimited => "handshake_rate_limited",
+            Refusal::UnknownApp => "unknown_app",
+            Refusal::SourceAddress => "source_address",
+            Refusal::MissingToken => "missing_token",
+            Refusal::InvalidToken => "invalid_token",
+            Refusal::AppFull => "app_full",
+            Refusal::SubjectFull => "subject_full",
+        }
+    }
+
+    /// The refusal for a request-head parse error answered with `status`.
+    pub fn for_head_status(status: u16) -> Refusal {
+        match status {
+            431 => Refusal::HeadTooLarge,
+            _ => Refusal::MalformedRequest,
+        }
+    }
+
+    fn index(self) -> usize {
+        Refusal::ALL.iter().position(|r| *r == self).unwrap_or(0)
+    }
+}
 
 /// Counters of one worker. Written by that worker only (relaxed adds), read at scrape.
 #[derive(Default)]
@@ -22,7 +98,7 @@ pub const REFUSAL_STATUSES: [u16; 9] = [400, 401, 403, 404, 411, 413, 429, 431, 
 pub struct WorkerMetrics {
     pub connections_open: AtomicU64,
     pub handshakes_accepted: AtomicU64,
-    pub handshakes_refused: [AtomicU64; REFUSAL_STATUSES.len()],
+    pub handshakes_refused: [AtomicU64; Refusal::ALL.len()],
     pub messages_in: AtomicU64,
     pub deliveries: AtomicU64,
     pub bytes_in: AtomicU64,
@@ -30,8 +106,13 @@ pub struct WorkerMetrics {
     pub http_requests: AtomicU64,
     pub mesh_messages_in: AtomicU64,
     pub closes: [AtomicU64; CloseKind::ALL.len()],
+    /// Frames not queued to a session because it was closing or over `maxPendingBytes`,
+    /// plus the queued frames a slow consumer's close discarded.
+    pub frames_dropped: AtomicU64,
     /// Largest outbound queue (bytes) seen on this worker.
     pub pending_bytes_high_water: AtomicU64,
+    /// Most messages seen waiting in this worker's outbox for other workers' mailboxes.
+    pub outbox_high_water: AtomicU64,
 }
 
 impl WorkerMetrics {
@@ -40,10 +121,8 @@ impl WorkerMetrics {
         counter.fetch_add(value, Ordering::Relaxed);
     }
 
-    pub fn refused(&self, status: u16) {
-        if let Some(index) = REFUSAL_STATUSES.iter().position(|s| *s == status) {
-            Self::add(&self.handshakes_refused[index], 1);
-        }
+    pub fn refused(&self, reason: Refusal) {
+        Self::add(&self.handshakes_refused[reason.index()], 1);
     }
 
     pub fn closed(&self, kind: CloseKind) {
@@ -51,9 +130,17 @@ impl WorkerMetrics {
     }
 
     pub fn observe_pending(&self, bytes: u64) {
-        if bytes > self.pending_bytes_high_water.load(Ordering::Relaxed) {
-            self.pending_bytes_high_water
-                .store(bytes, Ordering::Relaxed);
+        Self::high_water(&self.pending_bytes_high_water, bytes);
+    }
+
+    pub fn observe_outbox(&self, queued: u64) {
+        Self::high_water(&self.outbox_high_water, queued);
+    }
+
+    #[inline]
+    fn high_water(mark: &AtomicU64, value: u64) {
+        if value > mark.load(Ordering::Relaxed) {
+            mark.store(value, Ordering::Relaxed);
         }
     }
 }
@@ -67,11 +154,19 @@ fn sum(workers: &[WorkerMetrics], pick: impl Fn(&WorkerMetrics) -> &AtomicU64) -
 
 type Labels = Vec<(String, String)>;
 
-/// Renders every worker's counters, summed (and per worker for connections), plus the
-/// io driver in use, as Prometheus text.
-pub fn render(workers: &[WorkerMetrics], io_driver: &str) -> String {
-    let mut registry = Registry::with_prefix("ringcast");
-    let counter = |registry: &mut Registry, name: &str, help: &str, value: u64| {
+fn app_sum(app: &App, pick: impl Fn(&AppCounters) -> &AtomicU64) -> u64 {
+    app.counters
+        .iter()
+        .map(|c| pick(c).load(Ordering::Relaxed))
+        .sum()
+}
+
+/// Renders every worker's counters, summed (and per worker for connections), the per-app
+/// counters of `registry`, and the io driver in use, as Prometheus text.
+pub fn render(workers: &[WorkerMetrics], io_driver: &str, registry: &Registry) -> String {
+    let mut registry_out = Registry_::with_prefix("ringcast");
+    let registry_ref = &mut registry_out;
+    let counter = |registry: &mut Registry_, name: &str, help: &str, value: u64| {
         let c: Counter = Counter::default();
         c.inc_by(value);
         registry.register(name, help, c);
@@ -82,59 +177,105 @@ pub fn render(workers: &[WorkerMetrics], io_driver: &str) -> String {
             .get_or_create(&vec![("worker".into(), index.to_string())])
             .set(worker.connections_open.load(Ordering::Relaxed) as i64);
     }
-    registry.register("connections", "Open WebSocket connections", connections);
+    registry_ref.register(
+        "connections",
+        "Open WebSocket connections, per worker",
+        connections,
+    );
+    let app_connections: Family<Labels, Gauge> = Family::default();
+    let app_messages: Family<Labels, Counter> = Family::default();
+    let app_deliveries: Family<Labels, Counter> = Family::default();
+    for app in &registry.apps {
+        let label = vec![("app".to_string(), app.id.to_string())];
+        app_connections
+            .get_or_create(&label)
+            .set(app_sum(app, |c| &c.connections) as i64);
+        app_messages
+            .get_or_create(&label)
+            .inc_by(app_sum(app, |c| &c.messages_in));
+        app_deliveries
+            .get_or_create(&label)
+            .inc_by(app_sum(app, |c| &c.deliveries));
+    }
+    registry_ref.register(
+        "app_connections",
+        "Open WebSocket connections, per app",
+        app_connections,
+    );
+    registry_ref.register(
+        "app_messages_in",
+        "Client commands received, per app",
+        app_messages,
+    );
+    registry_ref.register(
+        "app_deliveries",
+        "Frames queued to subscribers, per app",
+        app_deliveries,
+    );
     counter(
-        &mut registry,
+        registry_ref,
         "handshakes_accepted",
         "WebSocket upgrades accepted",
         sum(workers, |w| &w.handshakes_accepted),
     );
     let refused: Family<Labels, Counter> = Family::default();
-    for (index, status) in REFUSAL_STATUSES.iter().enumerate() {
+    for reason in Refusal::ALL {
         refused
-            .get_or_create(&vec![("status".into(), status.to_string())])
-            .inc_by(sum(workers, |w| &w.handshakes_refused[index]));
+            .get_or_create(&vec![("reason".into(), reason.label().into())])
+            .inc_by(sum(workers, |w| &w.handshakes_refused[reason.index()]));
     }
-    registry.register(
+    registry_ref.register(
         "handshakes_refused",
-        "Upgrades refused before the upgrade, by HTTP status",
+        "Requests refused before the upgrade, by reason",
         refused,
     );
     counter(
-        &mut registry,
+        registry_ref,
         "messages_in",
         "Client commands received",
         sum(workers, |w| &w.messages_in),
     );
     counter(
-        &mut registry,
+        registry_ref,
         "deliveries",
         "Frames queued to subscribers",
         sum(workers, |w| &w.deliveries),
     );
     counter(
-        &mut registry,
+        registry_ref,
         "bytes_in",
         "Bytes read from clients",
         sum(workers, |w| &w.bytes_in),
     );
     counter(
-        &mut registry,
+        registry_ref,
         "bytes_out",
         "Bytes written to clients",
         sum(workers, |w| &w.bytes_out),
     );
     counter(
-        &mut registry,
+        registry_ref,
         "http_requests",
         "HTTP requests served",
         sum(workers, |w| &w.http_requests),
     );
     counter(
-        &mut registry,
+        registry_ref,
         "mesh_messages_in",
         "Messages received from other workers",
         sum(workers, |w| &w.mesh_messages_in),
+    );
+    counter(
+        registry_ref,
+        "frames_dropped",
+        "Frames not delivered because their session was closing or too slow",
+        sum(workers, |w| &w.frames_dropped),
+    );
+    counter(
+        registry_ref,
+        "slow_consumers",
+        "Connections closed with 4008 (outbound queue above maxPendingBytes)",
+        sum(workers, |w| &w.closes[CloseKind::SlowConsumer.index()]),
     );
     let closes: Family<Labels, Counter> = Family::default();
     for kind in CloseKind::ALL {
@@ -142,29 +283,96 @@ pub fn render(workers: &[WorkerMetrics], io_driver: &str) -> String {
             .get_or_create(&vec![("reason".into(), kind.label().into())])
             .inc_by(sum(workers, |w| &w.closes[kind.index()]));
     }
-    registry.register("closes", "Connections closed, by typed reason", closes);
-    let high_water: Gauge = Gauge::default();
-    high_water.set(
+    registry_ref.register("closes", "Connections closed, by typed reason", closes);
+    let high_water = |registry: &mut Registry_, name: &str, help: &str, value: u64| {
+        let g: Gauge = Gauge::default();
+        g.set(value as i64);
+        registry.register(name, help, g);
+    };
+    high_water(
+        registry_ref,
+        "pending_bytes_high_water",
+        "Largest outbound queue of one connection seen, bytes",
         workers
             .iter()
             .map(|w| w.pending_bytes_high_water.load(Ordering::Relaxed))
             .max()
-            .unwrap_or(0) as i64,
+            .unwrap_or(0),
     );
-    registry.register(
-        "pending_bytes_high_water",
-        "Largest outbound queue seen, bytes",
-        high_water,
+    high_water(
+        registry_ref,
+        "outbox_high_water",
+        "Most cross-worker messages seen waiting in one worker's outbox",
+        workers
+            .iter()
+            .map(|w| w.outbox_high_water.load(Ordering::Relaxed))
+            .max()
+            .unwrap_or(0),
+    );
+    high_water(
+        registry_ref,
+        "config_generation",
+        "Configuration generation in force (1 at start, +1 per reload)",
+        registry.generation,
     );
     let driver: Family<Labels, Gauge> = Family::default();
     driver
         .get_or_create(&vec![("driver".into(), io_driver.into())])
         .set(1);
-    registry.register("io_driver", "The io driver the workers run", driver);
+    registry_ref.register("io_driver", "The io driver the workers run", driver);
     let mut text = String::new();
     // Writing into a String cannot fail.
-    let _ = encode(&mut text, &registry);
+    let _ = encode(&mut text, &registry_out);
     text
+}
+
+/// The `/stats` document the dashboard polls: totals, per app, closes and refusals.
+pub fn stats_json(workers: &[WorkerMetrics], io_driver: &str, registry: &Registry) -> String {
+    let apps: Vec<serde_json::Value> = registry
+        .apps
+        .iter()
+        .map(|app| {
+            serde_json::json!({
+                "id": &*app.id,
+                "connections": app_sum(app, |c| &c.connections),
+                "messagesIn": app_sum(app, |c| &c.messages_in),
+                "deliveries": app_sum(app, |c| &c.deliveries),
+            })
+        })
+        .collect();
+    let closes: serde_json::Map<String, serde_json::Value> = CloseKind::ALL
+        .iter()
+        .map(|kind| {
+            (
+                kind.label().to_string(),
+                sum(workers, |w| &w.closes[kind.index()]).into(),
+            )
+        })
+        .collect();
+    let refused: serde_json::Map<String, serde_json::Value> = Refusal::ALL
+        .iter()
+        .map(|reason| {
+            (
+                reason.label().to_string(),
+                sum(workers, |w| &w.handshakes_refused[reason.index()]).into(),
+            )
+        })
+        .collect();
+    serde_json::json!({
+        "ioDriver": io_driver,
+        "workers": workers.len(),
+        "configGeneration": registry.generation,
+        "connections": sum(workers, |w| &w.connections_open),
+        "messagesIn": sum(workers, |w| &w.messages_in),
+        "deliveries": sum(workers, |w| &w.deliveries),
+        "bytesIn": sum(workers, |w| &w.bytes_in),
+        "bytesOut": sum(workers, |w| &w.bytes_out),
+        "handshakesAccepted": sum(workers, |w| &w.handshakes_accepted),
+        "apps": apps,
+        "closes": closes,
+        "refused": refused,
+    })
+    .to_string()
 }
 
 #[cfg(test)]
@@ -177,7 +385,15 @@ mod tests {
         WorkerMetrics::add(&workers[0].deliveries, 3);
         WorkerMetrics::add(&workers[1].deliveries, 4);
         workers[1].closed(CloseKind::SlowConsumer);
-        let text = render(&workers, "io_uring");
+        let config = crate::config::Config::from_json(
+            r#"{"apps":[{"appId":"a1","authKey":{"source":"raw","key":"s","algorithms":["HS256"]}}]}"#,
+        )
+        .unwrap();
+        let registry = Registry::compile_next(&config, 2, None).unwrap();
+        AppCounters::add(&registry.apps[0].counters[1].deliveries, 5);
+        AppCounters::add(&registry.apps[0].counters[0].deliveries, 6);
+        let text = render(&workers, "io_uring", &registry);
+        assert!(text.contains("ringcast_app_deliveries_total{app=\"a1\"} 11"), "{text}");
         assert!(text.contains("ringcast_deliveries_total 7"), "{text}");
         assert!(text.contains("reason=\"slow_consumer\"} 1"), "{text}");
         assert!(text.contains("driver=\"io_uring\"} 1"), "{text}");

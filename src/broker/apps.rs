@@ -5,8 +5,13 @@
 //! needs at connect time (connection counters, the per-subject count, topic interest).
 //! It must not do I/O. Errors name the app and the field ([`ConfigError`]).
 //!
-//! Invariant: an `App`'s index in `Registry::apps` never changes while the registry lives;
-//! workers address per-app tables by it.
+//! Invariants:
+//! - An app's `index` is a *slot* that never changes while the process lives, across
+//!   configuration reloads ([`Registry::compile_next`]): workers address per-app tables and
+//!   mesh messages by it. A removed app's slot is never reused; an added app gets a new one.
+//! - The cross-worker state of an app (connection counters, per-subject counts, topic
+//!   interest, per-worker counters) is shared by every compiled generation of the same app
+//!   id, so a reload that keeps an app keeps its live state.
 
 use super::interest::InterestMap;
 use crate::auth::{SourceFilter, Verifier, VerifierConfig};
@@ -18,8 +23,26 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// Counters of one app on one worker: written by that worker only (relaxed adds), summed
+/// at scrape (`/metrics`, `/stats`).
+#[derive(Default)]
+#[repr(align(128))]
+pub struct AppCounters {
+    pub connections: AtomicU64,
+    pub messages_in: AtomicU64,
+    pub deliveries: AtomicU64,
+}
+
+impl AppCounters {
+    #[inline]
+    pub fn add(counter: &AtomicU64, value: u64) {
+        counter.fetch_add(value, Ordering::Relaxed);
+    }
+}
+
 /// One tenant, compiled.
 pub struct App {
+    /// The app's slot (see the module invariants).
     pub index: usize,
     pub id: Box<str>,
     pub client_verifier: Verifier,
@@ -33,16 +56,18 @@ pub struct App {
     pub echo: bool,
     pub limits: LimitsConfig,
     /// Open connections of this app, all workers (checked against `maxConnections`).
-    pub connections: AtomicU64,
+    pub connections: Arc<AtomicU64>,
     /// Open connections per subject (checked against `maxConnectionsPerSubject`); only
     /// maintained when that limit is set. Touched at connect/close only.
-    pub subjects: Mutex<HashMap<Box<str>, u64>>,
+    pub subjects: Arc<Mutex<HashMap<Box<str>, u64>>>,
     /// Which workers hold subscribers of each topic.
-    pub interest: InterestMap,
+    pub interest: Arc<InterestMap>,
+    /// Per-worker counters (index = worker).
+    pub counters: Arc<[AppCounters]>,
 }
 
 /// Server-wide settings the workers need at run time.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     /// Zero disables pings and liveness.
     pub ping_interval: Duration,
@@ -56,11 +81,34 @@ pub struct Settings {
     pub shutdown_deadline: Duration,
 }
 
-/// Every app, by index and by id.
+/// Every app, by slot and by id, plus the server-wide settings: one immutable generation of
+/// the configuration. A reload compiles the next generation and hands it to every worker.
 pub struct Registry {
+    /// In configuration order.
     pub apps: Vec<Arc<App>>,
     by_id: HashMap<Box<str>, usize>,
+    /// Slot → position in `apps` (`None`: an app removed by a reload).
+    slots: Vec<Option<usize>>,
+    /// Workers the per-worker counters are sized for.
+    pub workers: usize,
     pub settings: Settings,
+    /// `server.adminKey`: verifies tokens for `POST /admin/reload` (`None`: disabled).
+    pub server_admin_verifier: Option<Verifier>,
+    /// `server.monitoringSourceAddress`: who may read `/metrics`, `/stats`, `/dashboard`.
+    pub monitoring_sources: SourceFilter,
+    /// Which generation this is (1 at start, +1 per successful reload).
+    pub generation: u64,
+}
+
+/// What a reload changed, by app id.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ReloadSummary {
+    pub generation: u64,
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub kept: Vec<String>,
+    /// Server settings that changed in the file but only take effect at a restart.
+    pub restart_required: Vec<String>,
 }
 
 /// Why a connection was refused at the connection-limit check.
@@ -107,13 +155,34 @@ fn compile_sources(
 }
 
 impl Registry {
-    /// Compiles every app of `config`. The first error stops compilation.
+    /// Compiles every app of `config` (first generation, per-worker counters for one
+    /// worker: for validation). The first error stops compilation.
     pub fn compile(config: &Config) -> Result<Registry, ConfigError> {
+        Registry::compile_next(config, 1, None)
+    }
+
+    /// Compiles `config` as the generation after `previous` (or the first one): apps whose
+    /// id `previous` holds keep their slot and live state; new apps get fresh slots.
+    pub fn compile_next(
+        config: &Config,
+        workers: usize,
+        previous: Option<&Registry>,
+    ) -> Result<Registry, ConfigError> {
+        let workers = previous.map(|p| p.workers).unwrap_or(workers).max(1);
         let defaults = config.server.limits();
         let mut apps = Vec::with_capacity(config.apps.len());
         let mut by_id = HashMap::new();
-        for (index, app) in config.apps.iter().enumerate() {
+        let mut next_slot = previous.map(|p| p.slots.len()).unwrap_or(0);
+        for app in config.apps.iter() {
             let id = app.app_id.as_str();
+            let earlier = previous.and_then(|p| p.get(id));
+            let index = match earlier {
+                Some(earlier) => earlier.index,
+                None => {
+                    next_slot += 1;
+                    next_slot - 1
+                }
+            };
             let compiled = App {
                 index,
                 id: id.into(),
@@ -136,12 +205,21 @@ impl Registry {
                 ack_enabled: app.enable_web_socket_inbound_ack,
                 echo: app.echo_for_conformance_tests,
                 limits: app.limits(&defaults),
-                connections: AtomicU64::new(0),
-                subjects: Mutex::new(HashMap::new()),
-                interest: InterestMap::default(),
+                connections: earlier
+                    .map(|e| e.connections.clone())
+                    .unwrap_or_default(),
+                subjects: earlier.map(|e| e.subjects.clone()).unwrap_or_default(),
+                interest: earlier.map(|e| e.interest.clone()).unwrap_or_default(),
+                counters: earlier
+                    .map(|e| e.counters.clone())
+                    .unwrap_or_else(|| (0..workers).map(|_| AppCounters::default()).collect()),
             };
-            by_id.insert(id.into(), index);
+            by_id.insert(id.into(), apps.len());
             apps.push(Arc::new(compiled));
+        }
+        let mut slots = vec![None; next_slot];
+        for (position, app) in apps.iter().enumerate() {
+            slots[app.index] = Some(position);
         }
         let mut trusted_proxies = Vec::new();
         for entry in &config.server.trusted_proxies {
@@ -158,9 +236,20 @@ impl Registry {
             trusted_proxies.push(net);
         }
         let server = &config.server;
+        let server_admin_verifier = match &server.admin_key {
+            Some(key) => Some(compile_key("(server)", "server.adminKey", key)?),
+            None => None,
+        };
+        let monitoring_sources = compile_sources(
+            "(server)",
+            "server.monitoringSourceAddress",
+            &server.monitoring_source_address,
+        )?;
         Ok(Registry {
             apps,
             by_id,
+            slots,
+            workers,
             settings: Settings {
                 ping_interval: Duration::from_secs(server.ping_interval_seconds),
                 handshake_timeout: Duration::from_secs(server.handshake_timeout_seconds.max(1)),
@@ -170,7 +259,42 @@ impl Registry {
                 socket_send_buffer_bytes: server.socket_send_buffer_bytes as usize,
                 shutdown_deadline: Duration::from_secs(server.shutdown_deadline_seconds),
             },
+            server_admin_verifier,
+            monitoring_sources,
+            generation: previous.map(|p| p.generation + 1).unwrap_or(1),
         })
+    }
+
+    /// What changed from `previous` to this generation.
+    pub fn summary_since(&self, previous: &Registry) -> ReloadSummary {
+        let mut summary = ReloadSummary {
+            generation: self.generation,
+            ..ReloadSummary::default()
+        };
+        for app in &self.apps {
+            if previous.get(&app.id).is_some() {
+                summary.kept.push(app.id.to_string());
+            } else {
+                summary.added.push(app.id.to_string());
+            }
+        }
+        for app in &previous.apps {
+            if self.get(&app.id).is_none() {
+                summary.removed.push(app.id.to_string());
+            }
+        }
+        summary
+    }
+
+    /// The app in `slot`, if this generation has it.
+    pub fn at_slot(&self, slot: usize) -> Option<&Arc<App>> {
+        let position = (*self.slots.get(slot)?)?;
+        Some(&self.apps[position])
+    }
+
+    /// Slots allocated so far (removed apps included): per-slot tables need this many.
+    pub fn slot_count(&self) -> usize {
+        self.slots.len()
     }
 
     pub fn get(&self, app_id: &str) -> Option<&Arc<App>> {

@@ -78,6 +78,13 @@ pub enum MeshMessage {
         subject: Arc<str>,
         patterns: Arc<[Pattern]>,
     },
+    /// Switch to a new configuration generation (from the control thread; see
+    /// `Worker::reload`).
+    Reload {
+        next: Arc<crate::broker::apps::Registry>,
+        /// Told once the worker runs `next`.
+        applied: crossbeam_channel::Sender<()>,
+    },
     /// Stop: close every connection with 1001 and end the worker.
     Shutdown,
 }

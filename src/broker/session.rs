@@ -32,7 +32,9 @@ pub struct Session {
     pub id: u64,
     /// `id` as 12 lowercase hex characters.
     pub id_text: Box<str>,
-    pub app: Arc<App>,
+    /// The app's current compiled generation (swapped by a configuration reload; read
+    /// through [`Session::app`]).
+    pub app: RefCell<Arc<App>>,
     /// `sub` claim, or the connection id when the token had none.
     pub subject: Box<str>,
     /// Compiled permissions and their JSON, shared by every session with the same token
@@ -76,6 +78,12 @@ pub struct Session {
 }
 
 impl Session {
+    /// The app this session belongs to, as currently configured.
+    #[inline]
+    pub fn app(&self) -> std::cell::Ref<'_, Arc<App>> {
+        self.app.borrow()
+    }
+
     /// Whether `topic` is one of this connection's own private topics.
     pub fn owns_private_topic(&self, topic: &str) -> bool {
         match topic.strip_prefix("priv/") {

@@ -13,7 +13,7 @@
 //! - No `RefCell` borrow is held across a call that can close a session: closes found while
 //!   iterating subscribers are deferred to `pending_closes`.
 
-use super::apps::{App, Registry};
+use super::apps::{App, AppCounters, Registry};
 use super::interest::workers_in;
 use super::mesh::{Frame, MeshMessage, Outbox};
 use super::session::{format_connection_id, private_connection_id, worker_of, Grants, Session};
@@ -43,10 +43,13 @@ pub const GRANTS_CACHE_ENTRIES: usize = 1024;
 /// Per-thread broker state.
 pub struct Worker {
     pub index: usize,
-    pub registry: Arc<Registry>,
+    /// The current configuration generation (swapped by [`Worker::reload`]).
+    registry: RefCell<Arc<Registry>>,
+    /// Requests to the control thread (configuration reload); unset in unit tests.
+    control: std::cell::OnceCell<crossbeam_channel::Sender<crate::control::ControlRequest>>,
     pub metrics: Arc<[WorkerMetrics]>,
     pub outbox: Outbox,
-    /// Per app (by index): topic → local subscribers.
+    /// Per app slot: topic → local subscribers.
     tables: RefCell<Vec<TopicTable<Rc<Session>>>>,
     /// Open sessions by numeric connection id.
     sessions: RefCell<HashMap<u64, Rc<Session>>>,
@@ -91,14 +94,13 @@ impl Worker {
         outbox: Outbox,
         metrics: Arc<[WorkerMetrics]>,
     ) -> Worker {
-        let tables = registry
-            .apps
-            .iter()
+        let tables = (0..registry.slot_count())
             .map(|_| TopicTable::default())
             .collect();
         Worker {
             index,
-            registry,
+            registry: RefCell::new(registry),
+            control: std::cell::OnceCell::new(),
             metrics,
             outbox,
             tables: RefCell::new(tables),
@@ -111,6 +113,54 @@ impl Worker {
             client_scratch: RefCell::new(Vec::new()),
             deflater: RefCell::new(Deflater::default()),
             inflater: RefCell::new(Inflater::default()),
+        }
+    }
+
+    /// The current configuration generation.
+    pub fn registry(&self) -> Arc<Registry> {
+        self.registry.borrow().clone()
+    }
+
+    /// Connects this worker to the control thread (see [`crate::control`]).
+    pub fn set_control(&self, sender: crossbeam_channel::Sender<crate::control::ControlRequest>) {
+        let _ = self.control.set(sender);
+    }
+
+    /// The control thread's request channel, when running under [`crate::runtime::start`].
+    pub fn control(&self) -> Option<&crossbeam_channel::Sender<crate::control::ControlRequest>> {
+        self.control.get()
+    }
+
+    /// Switches to the configuration generation `next` (sent by the control thread to every
+    /// worker): sessions of kept apps continue under the new settings (keys, limits, flags);
+    /// sessions of removed apps are closed with 4000.
+    pub fn reload(&self, next: Arc<Registry>) {
+        {
+            let mut tables = self.tables.borrow_mut();
+            while tables.len() < next.slot_count() {
+                tables.push(TopicTable::default());
+            }
+        }
+        let mut removed = Vec::new();
+        for session in self.sessions() {
+            let current = session.app().id.clone();
+            match next.get(&current) {
+                Some(app) => *session.app.borrow_mut() = app.clone(),
+                None => removed.push(session),
+            }
+        }
+        *self.registry.borrow_mut() = next;
+        for session in &removed {
+            self.close(session, CloseKind::AppRemoved);
+        }
+        self.run_pending_closes();
+    }
+
+    fn app_counters(&self, slot: usize, count: impl FnOnce(&super::apps::AppCounters)) {
+        if let Some(app) = self.registry.borrow().at_slot(slot) {
+            if let Some(counters) = app.counters.get(self.index) {
+                count(counters);
+            }
         }
     }
 
@@ -194,7 +244,7 @@ impl Worker {
         let session = Rc::new(Session {
             id,
             id_text: id_text.clone().into(),
-            app: app.clone(),
+            app: RefCell::new(app.clone()),
             subject: subject.into(),
             grants: self.grants_for(&claims.permissions),
             remote_address: remote_address.into(),
@@ -222,6 +272,9 @@ impl Worker {
         self.sessions.borrow_mut().insert(id, session.clone());
         WorkerMetrics::add(&self.metrics().connections_open, 1);
         WorkerMetrics::add(&self.metrics().handshakes_accepted, 1);
+        if let Some(counters) = app.counters.get(self.index) {
+            AppCounters::add(&counters.connections, 1);
+        }
         // Echo mode (conformance runs) sends nothing unsolicited: a conformance client
         // expects exactly the frames it provoked.
         if !app.echo {
@@ -252,7 +305,7 @@ impl Worker {
             Incoming::Text(bytes) => self.on_data(session, true, bytes),
             Incoming::Binary(bytes) => self.on_data(session, false, bytes),
             Incoming::Compressed { text, data } => {
-                let max = session.app.limits.max_message_bytes as usize;
+                let max = session.app().limits.max_message_bytes as usize;
                 let mut inflater = self.inflater.borrow_mut();
                 match inflater.inflate(data, max) {
                     Err(InflateError::TooBig) => self.close(session, CloseKind::MessageTooBig),
@@ -282,7 +335,7 @@ impl Worker {
     /// One complete data message (inflated if it was compressed): a command — or, in the
     /// test-only echo mode, a message sent straight back.
     fn on_data(&self, session: &Rc<Session>, text: bool, bytes: &[u8]) {
-        if session.app.echo {
+        if session.app().echo {
             let opcode = if text { OpCode::Text } else { OpCode::Binary };
             let mut frame = Vec::with_capacity(bytes.len() + 10);
             encode_frame(opcode, bytes, &mut frame);
@@ -290,6 +343,8 @@ impl Worker {
             return;
         }
         WorkerMetrics::add(&self.metrics().messages_in, 1);
+        let slot = session.app().index;
+        self.app_counters(slot, |c| AppCounters::add(&c.messages_in, 1));
         if !self.within_rate(session) {
             self.close(session, CloseKind::RateLimited);
             return;
@@ -301,7 +356,7 @@ impl Worker {
     }
 
     fn within_rate(&self, session: &Session) -> bool {
-        let max = session.app.limits.max_messages_per_second;
+        let max = session.app().limits.max_messages_per_second;
         if max == 0 {
             return true;
         }
@@ -340,7 +395,7 @@ impl Worker {
                 self.publish_from_client(session, topic, &publication);
             }
             Command::Message(publication) => {
-                if session.app.inbound_enabled {
+                if session.app().inbound_enabled {
                     self.publish_from_client(session, INBOUND_TOPIC, &publication);
                 }
             }
@@ -372,8 +427,8 @@ impl Worker {
             )
         });
         let frame = self.publication(plain, publication.compress);
-        self.publish(&session.app, topic, frame);
-        if session.app.ack_enabled {
+        self.publish(&session.app(), topic, frame);
+        if session.app().ack_enabled {
             self.enqueue(session, envelope::ack_frame(id));
         }
     }
@@ -394,7 +449,7 @@ impl Worker {
             self.close(session, CloseKind::PrivateSubscribeForbidden);
             return;
         }
-        let max = session.app.limits.max_subscriptions_per_connection;
+        let max = session.app().limits.max_subscriptions_per_connection;
         if max != 0 && session.subscription_count() as u64 >= max {
             self.close(session, CloseKind::TooManySubscriptions);
             return;
@@ -411,13 +466,13 @@ impl Worker {
             return;
         }
         session.subscriptions.borrow_mut().push(topic.into());
-        let first = self.tables.borrow_mut()[session.app.index].subscribe(
+        let first = self.tables.borrow_mut()[session.app().index].subscribe(
             topic,
             session.id,
             session.clone(),
         );
         if first {
-            session.app.interest.add(topic, self.index);
+            session.app().interest.add(topic, self.index);
         }
     }
 
@@ -433,9 +488,9 @@ impl Worker {
         };
         subscriptions.swap_remove(position);
         drop(subscriptions);
-        let last = self.tables.borrow_mut()[session.app.index].unsubscribe(topic, session.id);
+        let last = self.tables.borrow_mut()[session.app().index].unsubscribe(topic, session.id);
         if last {
-            session.app.interest.remove(topic, self.index);
+            session.app().interest.remove(topic, self.index);
         }
     }
 
@@ -469,18 +524,28 @@ impl Worker {
         if let Some(id) = private_connection_id(topic) {
             let owner = self.sessions.borrow().get(&id).cloned();
             if let Some(session) = owner {
-                if session.app.index == app && !session.own_topic_muted.get() {
+                if session.app().index == app && !session.own_topic_muted.get() {
                     self.enqueue(&session, frame.for_session(session.deflate).clone());
                     WorkerMetrics::add(&self.metrics().deliveries, 1);
+                    self.app_counters(app, |c| AppCounters::add(&c.deliveries, 1));
                 }
             }
         }
         let tables = self.tables.borrow();
-        let subscribers = tables[app].subscribers(topic);
+        // A slot this worker does not know yet (an app added by a reload still on its way
+        // here) has no local subscribers.
+        let Some(table) = tables.get(app) else {
+            return;
+        };
+        let subscribers = table.subscribers(topic);
         for (_, session) in subscribers {
             self.enqueue(session, frame.for_session(session.deflate).clone());
         }
-        WorkerMetrics::add(&self.metrics().deliveries, subscribers.len() as u64);
+        let delivered = subscribers.len() as u64;
+        WorkerMetrics::add(&self.metrics().deliveries, delivered);
+        if delivered > 0 {
+            self.app_counters(app, |c| AppCounters::add(&c.deliveries, delivered));
+        }
     }
 
     /// Publishes a message posted to the HTTP API (PROTOCOL.md §5.3).
@@ -501,10 +566,12 @@ impl Worker {
     /// Queues `frame` for `session`, closing it with 4008 when over its pending limit.
     pub fn enqueue(&self, session: &Rc<Session>, frame: Bytes) {
         if session.closing.get().is_some() {
+            WorkerMetrics::add(&self.metrics().frames_dropped, 1);
             return;
         }
         let pending = session.pending_bytes.get() + frame.len();
-        if pending as u64 > session.app.limits.max_pending_bytes {
+        if pending as u64 > session.app().limits.max_pending_bytes {
+            WorkerMetrics::add(&self.metrics().frames_dropped, 1);
             self.pending_closes
                 .borrow_mut()
                 .push((session.clone(), CloseKind::SlowConsumer));
@@ -554,12 +621,18 @@ impl Worker {
         }
         if self.sessions.borrow_mut().remove(&session.id).is_some() {
             WorkerMetrics::add(&self.metrics().connections_open, u64::MAX);
-            session.app.release(&session.subject);
+            let app = session.app();
+            app.release(&session.subject);
+            if let Some(counters) = app.counters.get(self.index) {
+                AppCounters::add(&counters.connections, u64::MAX);
+            }
         }
         if kind == CloseKind::SlowConsumer {
             // Drop what it has not started to read; keep a partly written frame whole.
             let mut outbound = session.outbound.borrow_mut();
             let keep = usize::from(session.written_of_front.get() > 0);
+            let discarded = outbound.len().saturating_sub(keep) as u64;
+            WorkerMetrics::add(&self.metrics().frames_dropped, discarded);
             outbound.truncate(keep);
             let pending = outbound
                 .front()
@@ -580,15 +653,16 @@ impl Worker {
             session.outbound.borrow_mut().push_back(frame);
         }
         self.mark_dirty(session);
-        if session.app.inbound_enabled {
-            let app = session.app.clone();
+        if session.app().inbound_enabled {
+            let app = session.app().clone();
             let frame =
                 self.client_frame(session, |client| envelope::presence_frame(client, false));
             self.publish(&app, INBOUND_TOPIC, Frame::plain(frame));
         }
-        tracing::debug!(
+        // One line per close, with its typed reason (no token, no subject: only ids).
+        tracing::info!(
             connection = %session.id_text,
-            app = %session.app.id,
+            app = %session.app().id,
             reason = kind.label(),
             code = kind.code(),
             "connection closed"
@@ -616,6 +690,10 @@ impl Worker {
                 subject,
                 patterns,
             } => self.unsubscribe_subject_local(app, &subject, &patterns),
+            MeshMessage::Reload { next, applied } => {
+                self.reload(next);
+                let _ = applied.try_send(());
+            }
             // The runtime closes sessions in batches (see `close_batch`).
             MeshMessage::Shutdown => return false,
         }
@@ -695,7 +773,7 @@ impl Worker {
             None => self.sessions(),
         };
         let mut found = false;
-        for session in targets.iter().filter(|s| s.app.index == app) {
+        for session in targets.iter().filter(|s| s.app().index == app) {
             found = true;
             self.close(session, CloseKind::AdminTerminated);
         }
@@ -716,7 +794,7 @@ impl Worker {
 
     fn unsubscribe_subject_local(&self, app: usize, subject: &str, patterns: &[Pattern]) {
         for session in self.sessions() {
-            if session.app.index != app || &*session.subject != subject {
+            if session.app().index != app || &*session.subject != subject {
                 continue;
             }
             let own = format!("priv/{}", session.id_text);

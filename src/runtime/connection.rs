@@ -15,7 +15,7 @@ use crate::broker::session::Session;
 use crate::broker::worker::Verdict;
 use crate::error::CloseKind;
 use crate::http_api::{self, ApiReply, ApiRequest, ApiResponse};
-use crate::metrics::WorkerMetrics;
+use crate::metrics::{Refusal, WorkerMetrics};
 use crate::protocol::deflate;
 use crate::protocol::frame::Progress;
 use crate::protocol::http::{self as http1, RequestHead};
@@ -86,7 +86,7 @@ pub async fn serve(runtime: Rc<WorkerRuntime>, stream: TcpStream, peer: SocketAd
     if sys::prepare(&stream).is_err() {
         return;
     }
-    let send_buffer = runtime.broker.registry.settings.socket_send_buffer_bytes;
+    let send_buffer = runtime.broker.registry().settings.socket_send_buffer_bytes;
     if send_buffer > 0 {
         sys::set_send_buffer(&stream, send_buffer);
     }
@@ -137,7 +137,7 @@ async fn serve_http(
     peer: SocketAddr,
     slot: usize,
 ) -> Option<(Rc<Session>, Vec<u8>)> {
-    let settings = runtime.broker.registry.settings.clone();
+    let settings = runtime.broker.registry().settings.clone();
     let mut buffer: Vec<u8> = Vec::new();
     let mut first = true;
     loop {
@@ -165,7 +165,8 @@ async fn serve_http(
         let head = match head {
             Ok(Ok(head)) => head,
             Ok(Err(Some((status, message)))) => {
-                respond_error(runtime, stream, status, &message, false).await;
+                let reason = Refusal::for_head_status(status);
+                respond_error(runtime, stream, status, reason, &message, false).await;
                 return None;
             }
             Ok(Err(None)) | Err(_) => return None,
@@ -173,7 +174,7 @@ async fn serve_http(
         first = false;
         WorkerMetrics::add(&runtime.broker.metrics().bytes_in, head.head_len as u64);
         let client_ip = client_address(
-            &runtime.broker.registry,
+            &runtime.broker.registry(),
             peer.ip(),
             head.forwarded_for.as_deref(),
         );
@@ -187,6 +188,7 @@ async fn serve_http(
                     runtime,
                     stream,
                     411,
+                    Refusal::LengthRequired,
                     "send the body with Content-Length",
                     false,
                 )
@@ -194,13 +196,27 @@ async fn serve_http(
                 return None;
             }
             (Err(()), _) => {
-                respond_error(runtime, stream, 400, "invalid Content-Length", false).await;
+                respond_error(
+                    runtime,
+                    stream,
+                    400,
+                    Refusal::MalformedRequest,
+                    "invalid Content-Length",
+                    false,
+                ).await;
                 return None;
             }
             (Ok(length), _) => length.unwrap_or(0),
         };
         if length > settings.max_http_body_bytes {
-            respond_error(runtime, stream, 413, "request body too large", false).await;
+            respond_error(
+                runtime,
+                stream,
+                413,
+                Refusal::BodyTooLarge,
+                "request body too large",
+                false,
+            ).await;
             return None;
         }
         while buffer.len() < head.head_len + length {
@@ -229,6 +245,7 @@ async fn serve_http(
                 runtime.request_flush();
                 Box::pin(wait_for_worker(answer)).await
             }
+            ApiReply::WaitForControl(outcome) => Box::pin(wait_for_control(outcome)).await,
         };
         let mut out = Vec::new();
         let body: &[u8] = if head.method == "HEAD" {
@@ -272,6 +289,29 @@ async fn wait_for_worker(answer: crossbeam_channel::Receiver<bool>) -> ApiRespon
     }
 }
 
+/// How long `POST /admin/reload` waits for the control thread.
+const RELOAD_ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Waits (polling every 5 ms: reloads are rare) for the control thread's reload outcome.
+async fn wait_for_control(
+    outcome: crossbeam_channel::Receiver<crate::control::ReloadOutcome>,
+) -> ApiResponse {
+    let deadline = std::time::Instant::now() + RELOAD_ANSWER_TIMEOUT;
+    loop {
+        match outcome.try_recv() {
+            Ok(outcome) => return http_api::reload_reply(Some(outcome)),
+            Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                return http_api::reload_reply(None)
+            }
+            Err(crossbeam_channel::TryRecvError::Empty) => {}
+        }
+        if std::time::Instant::now() >= deadline {
+            return http_api::reload_reply(None);
+        }
+        monoio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// The address a request comes from: the TCP peer, or — only when the peer is a trusted
 /// proxy — the right-most `X-Forwarded-For` entry that is not itself a trusted proxy.
 fn client_address(registry: &Registry, peer: IpAddr, forwarded_for: Option<&str>) -> IpAddr {
@@ -301,10 +341,11 @@ async fn respond_error(
     runtime: &WorkerRuntime,
     stream: &TcpStream,
     status: u16,
+    reason: Refusal,
     message: &str,
     keep_alive: bool,
 ) {
-    runtime.broker.metrics().refused(status);
+    runtime.broker.metrics().refused(reason);
     let mut out = Vec::new();
     http1::write_json_error(status, message, keep_alive, &mut out);
     let _ = write_all(stream, &out).await;
@@ -324,11 +365,18 @@ async fn upgrade(
     let accept = match &head.upgrade {
         Some(Ok(accept)) if head.method == "GET" => accept.clone(),
         Some(Err(message)) => {
-            respond_error(runtime, stream, 400, message, false).await;
+            respond_error(runtime, stream, 400, Refusal::BadUpgrade, message, false).await;
             return None;
         }
         _ => {
-            respond_error(runtime, stream, 400, "WebSocket upgrade required", false).await;
+            respond_error(
+                runtime,
+                stream,
+                400,
+                Refusal::BadUpgrade,
+                "WebSocket upgrade required",
+                false,
+            ).await;
             return None;
         }
     };
@@ -338,23 +386,45 @@ async fn upgrade(
             runtime,
             stream,
             503,
+            Refusal::HandshakeRateLimited,
             "handshake rate limit reached; retry shortly",
             false,
         )
         .await;
         return None;
     }
-    let registry = runtime.broker.registry.clone();
+    let registry = runtime.broker.registry();
     let Some(app) = registry.get(app_id).cloned() else {
-        respond_error(runtime, stream, 404, "unknown app", false).await;
+        respond_error(
+            runtime,
+            stream,
+            404,
+            Refusal::UnknownApp,
+            "unknown app",
+            false,
+        ).await;
         return None;
     };
     if !app.client_sources.allows(client_ip) {
-        respond_error(runtime, stream, 403, "source address not allowed", false).await;
+        respond_error(
+            runtime,
+            stream,
+            403,
+            Refusal::SourceAddress,
+            "source address not allowed",
+            false,
+        ).await;
         return None;
     }
     let Some(token) = head.token.as_deref() else {
-        respond_error(runtime, stream, 401, "missing access_token", false).await;
+        respond_error(
+            runtime,
+            stream,
+            401,
+            Refusal::MissingToken,
+            "missing access_token",
+            false,
+        ).await;
         return None;
     };
     let now = std::time::SystemTime::now()
@@ -369,6 +439,7 @@ async fn upgrade(
                 runtime,
                 stream,
                 401,
+                Refusal::InvalidToken,
                 &format!("invalid token: {error}"),
                 false,
             )
@@ -378,11 +449,14 @@ async fn upgrade(
     };
     let subject = claims.subject.clone().unwrap_or_default();
     if let Err(refusal) = app.admit(&subject) {
-        let message = match refusal {
-            LimitRefusal::AppFull => "connection limit reached for this app",
-            LimitRefusal::SubjectFull => "connection limit reached for this subject",
+        let (reason, message) = match refusal {
+            LimitRefusal::AppFull => (Refusal::AppFull, "connection limit reached for this app"),
+            LimitRefusal::SubjectFull => (
+                Refusal::SubjectFull,
+                "connection limit reached for this subject",
+            ),
         };
-        respond_error(runtime, stream, 429, message, false).await;
+        respond_error(runtime, stream, 429, reason, message, false).await;
         return None;
     }
     let mut response = Vec::with_capacity(160);
@@ -405,7 +479,7 @@ async fn upgrade(
 /// Feeds `data` to the session's frame reader and the broker. Returns the number of bytes
 /// consumed and whether the session is closing.
 fn process(runtime: &WorkerRuntime, session: &Rc<Session>, data: &mut [u8]) -> (usize, bool) {
-    let max = session.app.limits.max_message_bytes as usize;
+    let max = session.app().limits.max_message_bytes as usize;
     let mut frames = session.frames.borrow_mut();
     let mut offset = 0;
     loop {

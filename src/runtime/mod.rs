@@ -18,6 +18,7 @@ use crate::broker::mesh::{mesh, Mailbox, MeshMessage, MeshSender, Outbox, DRAIN_
 use crate::broker::session::Session;
 use crate::broker::worker::Worker;
 use crate::config::{Config, ConfigError, IoDriverChoice};
+use crate::control::{ControlRequest, Controller, CONTROL_QUEUE_CAPACITY};
 use crate::metrics::WorkerMetrics;
 use monoio::net::{TcpListener, TcpStream};
 use slab::Slab;
@@ -71,6 +72,7 @@ pub struct ServerHandle {
     pub metrics: Arc<[WorkerMetrics]>,
     senders: Vec<MeshSender>,
     threads: Vec<JoinHandle<()>>,
+    control: crossbeam_channel::Sender<ControlRequest>,
 }
 
 impl ServerHandle {
@@ -84,6 +86,31 @@ impl ServerHandle {
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
+    }
+
+    /// A cloneable trigger for a configuration reload from another thread (SIGHUP): queued
+    /// to the control thread; the outcome is logged.
+    pub fn reload_trigger(&self) -> impl Fn() + Send + 'static {
+        let control = self.control.clone();
+        move || {
+            if control
+                .try_send(ControlRequest::Reload { reply: None })
+                .is_err()
+            {
+                tracing::warn!("reload not queued: the control queue is full (reloads pending)");
+            }
+        }
+    }
+
+    /// Reloads the configuration and waits for the outcome (tests, embedding).
+    pub fn reload(&self) -> crate::control::ReloadOutcome {
+        let (reply, outcome) = crossbeam_channel::bounded(1);
+        self.control
+            .send(ControlRequest::Reload { reply: Some(reply) })
+            .map_err(|_| "the control thread is gone".to_string())?;
+        outcome
+            .recv()
+            .map_err(|_| "the control thread is gone".to_string())?
     }
 
     /// Asks the workers to stop without waiting.
@@ -292,9 +319,9 @@ fn worker_count(config: &Config) -> usize {
 
 /// Starts the server described by `config` and returns once every worker listens.
 pub fn start(config: &Config) -> Result<ServerHandle, StartError> {
-    let registry = Arc::new(Registry::compile(config)?);
-    let address = config.listen_address()?;
     let workers = worker_count(config);
+    let registry = Arc::new(Registry::compile_next(config, workers, None)?);
+    let address = config.listen_address()?;
     let listeners = bind_listeners(address, workers)?;
     let local_address = listeners[0]
         .local_addr()
@@ -303,6 +330,7 @@ pub fn start(config: &Config) -> Result<ServerHandle, StartError> {
     let (mailboxes, senders) = mesh(workers);
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let (ready_sender, ready) = mpsc::channel::<Result<&'static str, StartError>>();
+    let (control, requests) = crossbeam_channel::bounded(CONTROL_QUEUE_CAPACITY);
     let mut threads = Vec::with_capacity(workers);
     for (index, (listener, mailbox)) in listeners.into_iter().zip(mailboxes).enumerate() {
         let registry = registry.clone();
@@ -312,6 +340,7 @@ pub fn start(config: &Config) -> Result<ServerHandle, StartError> {
         let core =
             (config.server.pin_workers && !cores.is_empty()).then(|| cores[index % cores.len()]);
         let choice = config.server.io_driver;
+        let control = control.clone();
         let ping_seconds = config.server.ping_interval_seconds;
         let thread = std::thread::Builder::new()
             .name(format!("ringcast-worker-{index}"))
@@ -320,6 +349,7 @@ pub fn start(config: &Config) -> Result<ServerHandle, StartError> {
                     core_affinity::set_for_current(core);
                 }
                 let broker = Worker::new(index, registry, outbox, metrics);
+                broker.set_control(control);
                 let parts = WorkerParts {
                     broker,
                     listener,
@@ -335,6 +365,16 @@ pub fn start(config: &Config) -> Result<ServerHandle, StartError> {
         threads.push(thread);
     }
     drop(ready_sender);
+    let controller = Controller::new(registry, config.clone(), senders.clone());
+    let control_thread = std::thread::Builder::new()
+        .name("ringcast-control".into())
+        .spawn(move || controller.serve(requests))
+        .map_err(|error| StartError::Worker {
+            index: 0,
+            message: format!("cannot start the control thread: {error}"),
+        })?;
+    // Ends on its own once every request sender (workers, handle) is gone.
+    drop(control_thread);
     let mut driver = "legacy";
     let mut handle = ServerHandle {
         local_address,
@@ -343,6 +383,7 @@ pub fn start(config: &Config) -> Result<ServerHandle, StartError> {
         metrics,
         senders,
         threads,
+        control,
     };
     for _ in 0..workers {
         match ready.recv() {
@@ -431,7 +472,7 @@ async fn worker_main(
             return;
         }
     };
-    let settings = broker.registry.settings.clone();
+    let settings = broker.registry().settings.clone();
     let workers = broker.outbox.workers() as u64;
     let handshakes_per_second = settings.max_handshakes_per_second.div_ceil(workers.max(1));
     let runtime = Rc::new(WorkerRuntime {

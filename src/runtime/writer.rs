@@ -169,6 +169,10 @@ pub fn flush(runtime: &Rc<WorkerRuntime>) {
         }
     }
     runtime.dirty_scratch.replace(dirty);
+    runtime
+        .broker
+        .metrics()
+        .observe_outbox(runtime.broker.outbox.queued() as u64);
     if runtime.broker.outbox.flush() > 0 && !runtime.outbox_retry.replace(true) {
         monoio::spawn(retry_outbox(runtime.clone()));
     }

@@ -82,6 +82,52 @@ pub fn start_with(config: Value) -> TestServer {
     }
 }
 
+/// A configuration file in the temp directory, removed on drop (reload tests rewrite it).
+pub struct ConfigFile {
+    pub path: std::path::PathBuf,
+}
+
+impl ConfigFile {
+    pub fn new(config: &Value) -> ConfigFile {
+        let path = std::env::temp_dir().join(format!(
+            "ringcast-test-{}-{}.json",
+            std::process::id(),
+            rand_id()
+        ));
+        let file = ConfigFile { path };
+        file.write(config);
+        file
+    }
+
+    pub fn write(&self, config: &Value) {
+        self.write_text(&config.to_string());
+    }
+
+    pub fn write_text(&self, text: &str) {
+        std::fs::write(&self.path, text).unwrap();
+    }
+}
+
+impl Drop for ConfigFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Starts a server from a configuration file (so that it can be reloaded).
+pub fn start_from_file(file: &ConfigFile) -> TestServer {
+    let mut config = Config::load(&file.path).expect("test config is valid");
+    if std::env::var("RINGCAST_TEST_IO_DRIVER").as_deref() == Ok("legacy") {
+        config.server.io_driver = IoDriverChoice::Legacy;
+    }
+    let handle = runtime::start(&config).expect("server starts");
+    let address = handle.local_address;
+    TestServer {
+        handle: Some(handle),
+        address,
+    }
+}
+
 pub fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -1,0 +1,217 @@
+//! Configuration reload: re-read the file, compile the next generation, hand it to workers.
+//!
+//! Responsibility: the [`Controller`] owns the current [`Registry`] generation and the
+//! control ends of the worker mailboxes. A reload (SIGHUP, or `POST /admin/reload` relayed
+//! by a worker as a [`ControlRequest`]) re-reads `Config::source`, compiles it against the
+//! current generation ([`Registry::compile_next`]: kept apps keep their slots and live
+//! state) and sends the result to every worker, which swaps it in between two batches of
+//! work. An invalid file is rejected with a logged error and the old generation stays in
+//! force. It runs on the control thread (started by the runtime), never on a worker: file
+//! reads and key parsing must not stall connections.
+//!
+//! What a reload applies: apps added (they accept connections as soon as every worker has
+//! the new generation), removed (their connections are closed with 4000), keys rotated,
+//! source filters, flags and limits changed — for existing connections too; the server
+//! admin key and monitoring filter. What needs a restart: the other `server` settings
+//! (listener, workers, io driver, timers, proxies, socket buffers); a reload keeps the
+//! running values and lists the changed ones in its answer and log.
+
+use crate::broker::apps::{Registry, ReloadSummary};
+use crate::broker::mesh::{MeshMessage, MeshSender};
+use crate::config::{Config, ServerConfig};
+use std::sync::Arc;
+
+/// Pending control requests before `POST /admin/reload` answers 503 (a reload in
+/// progress covers every request queued behind it, so a few suffice).
+pub const CONTROL_QUEUE_CAPACITY: usize = 8;
+
+/// How long a reload waits for every worker to confirm the new generation.
+pub const WORKER_APPLY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The result of one reload, as `POST /admin/reload` reports it.
+pub type ReloadOutcome = Result<ReloadSummary, String>;
+
+/// What workers and signal handlers ask the control thread.
+pub enum ControlRequest {
+    /// Re-read the configuration; `reply` (HTTP callers) learns the outcome.
+    Reload {
+        reply: Option<crossbeam_channel::Sender<ReloadOutcome>>,
+    },
+}
+
+/// The control thread's state.
+pub struct Controller {
+    current: Arc<Registry>,
+    /// The configuration in force (after command-line overrides).
+    running: Config,
+    senders: Vec<MeshSender>,
+}
+
+impl Controller {
+    pub fn new(current: Arc<Registry>, running: Config, senders: Vec<MeshSender>) -> Controller {
+        Controller {
+            current,
+            running,
+            senders,
+        }
+    }
+
+    /// Serves requests until every sender is gone (server stopped).
+    pub fn serve(mut self, requests: crossbeam_channel::Receiver<ControlRequest>) {
+        while let Ok(request) = requests.recv() {
+            match request {
+                ControlRequest::Reload { reply } => {
+                    let outcome = self.reload();
+                    if let Some(reply) = reply {
+                        let _ = reply.try_send(outcome);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Re-reads the configuration file and, when it is valid, makes it the generation in
+    /// force on every worker.
+    pub fn reload(&mut self) -> ReloadOutcome {
+        let outcome = self.try_reload();
+        match &outcome {
+            Ok(summary) => tracing::info!(
+                generation = summary.generation,
+                added = ?summary.added,
+                removed = ?summary.removed,
+                kept = summary.kept.len(),
+                restart_required = ?summary.restart_required,
+                "configuration reloaded"
+            ),
+            Err(error) => tracing::error!(
+                %error,
+                "configuration reload rejected; the previous configuration stays in force"
+            ),
+        }
+        outcome
+    }
+
+    fn try_reload(&mut self) -> ReloadOutcome {
+        let Some(path) = self.running.source.clone() else {
+            return Err(
+                "the server was started without a configuration file; there is nothing to re-read"
+                    .into(),
+            );
+        };
+        let mut config = Config::load(&path).map_err(|error| error.to_string())?;
+        let restart_required = restart_required(&self.running.server, &config.server);
+        // Settings that need a restart keep their running values.
+        keep_running_settings(&self.running.server, &mut config.server);
+        let mut next = Registry::compile_next(&config, self.current.workers, Some(&self.current))
+            .map_err(|error| error.to_string())?;
+        next.settings = self.current.settings.clone();
+        let mut summary = next.summary_since(&self.current);
+        summary.restart_required = restart_required;
+        let next = Arc::new(next);
+        let (applied, confirmations) = crossbeam_channel::bounded(self.senders.len());
+        for sender in &self.senders {
+            sender.send_blocking(MeshMessage::Reload {
+                next: next.clone(),
+                applied: applied.clone(),
+            });
+        }
+        // Answer once every worker runs the new generation, so a caller that got 200 can
+        // rely on it (a connection to an added app is accepted by any worker).
+        let deadline = std::time::Instant::now() + WORKER_APPLY_TIMEOUT;
+        for _ in 0..self.senders.len() {
+            if confirmations.recv_deadline(deadline).is_err() {
+                tracing::warn!("a worker did not confirm the reload in time; it applies it when it catches up");
+                break;
+            }
+        }
+        self.current = next;
+        self.running = config;
+        Ok(summary)
+    }
+}
+
+/// `server` fields that changed but only apply at a restart.
+fn restart_required(running: &ServerConfig, next: &ServerConfig) -> Vec<String> {
+    let mut changed = Vec::new();
+    let mut check = |name: &str, differs: bool| {
+        if differs {
+            changed.push(format!("server.{name}"));
+        }
+    };
+    check("listen", running.listen != next.listen);
+    check("workers", running.workers != next.workers);
+    check("pinWorkers", running.pin_workers != next.pin_workers);
+    check("ioDriver", running.io_driver != next.io_driver);
+    check(
+        "pingIntervalSeconds",
+        running.ping_interval_seconds != next.ping_interval_seconds,
+    );
+    check(
+        "handshakeTimeoutSeconds",
+        running.handshake_timeout_seconds != next.handshake_timeout_seconds,
+    );
+    check(
+        "maxHandshakesPerSecond",
+        running.max_handshakes_per_second != next.max_handshakes_per_second,
+    );
+    check(
+        "socketSendBufferBytes",
+        running.socket_send_buffer_bytes != next.socket_send_buffer_bytes,
+    );
+    check(
+        "shutdownDeadlineSeconds",
+        running.shutdown_deadline_seconds != next.shutdown_deadline_seconds,
+    );
+    check(
+        "trustedProxies",
+        running.trusted_proxies != next.trusted_proxies,
+    );
+    check(
+        "maxHttpBodyBytes",
+        running.max_http_body_bytes != next.max_http_body_bytes,
+    );
+    check("logFormat", running.log_format != next.log_format);
+    changed
+}
+
+/// Copies the restart-only settings of `running` into `next`.
+fn keep_running_settings(running: &ServerConfig, next: &mut ServerConfig) {
+    next.listen = running.listen.clone();
+    next.workers = running.workers;
+    next.pin_workers = running.pin_workers;
+    next.io_driver = running.io_driver;
+    next.ping_interval_seconds = running.ping_interval_seconds;
+    next.handshake_timeout_seconds = running.handshake_timeout_seconds;
+    next.max_handshakes_per_second = running.max_handshakes_per_second;
+    next.socket_send_buffer_bytes = running.socket_send_buffer_bytes;
+    next.shutdown_deadline_seconds = running.shutdown_deadline_seconds;
+    next.trusted_proxies = running.trusted_proxies.clone();
+    next.max_http_body_bytes = running.max_http_body_bytes;
+    next.log_format = running.log_format;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restart_only_settings_are_listed_and_kept() {
+        let running = ServerConfig::default();
+        let mut next = ServerConfig {
+            listen: "127.0.0.1:1".into(),
+            ping_interval_seconds: 99,
+            max_connections: 7,
+            ..ServerConfig::default()
+        };
+        let changed = restart_required(&running, &next);
+        assert_eq!(
+            changed,
+            vec!["server.listen", "server.pingIntervalSeconds"],
+            "limits are reloadable, listener and timers are not"
+        );
+        keep_running_settings(&running, &mut next);
+        assert_eq!(next.listen, running.listen);
+        assert_eq!(next.ping_interval_seconds, running.ping_interval_seconds);
+        assert_eq!(next.max_connections, 7);
+    }
+}
