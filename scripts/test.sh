@@ -8,6 +8,9 @@ export CARGO_TERM_COLOR=never
 
 step() { printf '\n== %s\n' "$*"; }
 
+step "system packages (chromium, tesseract-ocr)"
+bash scripts/install-system.sh
+
 step "cargo build (debug, all targets)"
 cargo build --workspace --all-targets --locked
 

@@ -533,3 +533,99 @@ fn development_mode_prints_working_tokens() {
     let status = child.wait_exit(Duration::from_secs(30));
     assert_eq!(status.code(), Some(0), "exit status {status}");
 }
+
+/// Reads `path` until `predicate` holds for some line (bounded wait; a failure guard).
+fn wait_for_log_line(path: &PathBuf, predicate: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let logs = std::fs::read_to_string(path).unwrap_or_default();
+        if logs.lines().any(&predicate) {
+            return logs;
+        }
+        assert!(Instant::now() < deadline, "log line never appeared:\n{logs}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn sighup_reloads_and_json_logs_name_each_close_reason_without_secrets() {
+    let port = free_port();
+    let address: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut config = base_config();
+    config["server"]["listen"] = json!(address.to_string());
+    let path = config_file(&config);
+    let log_path = temp_file("json.log", "");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let child = Running(
+        Command::new(BIN)
+            .args(["--config", path.to_str().unwrap(), "--log-format", "json"])
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap(),
+    );
+    let mut child = child;
+    wait_healthy(address, &mut child);
+    let server = TestServer {
+        handle: None,
+        address,
+    };
+
+    // A client closes normally; another is cut by a protocol violation.
+    let client_token = token("closer", &[]);
+    let client = connect(&server, APP, &client_token);
+    let id = client.id();
+    client.close();
+    let mut bad = connect(&server, APP, &token("bad", &[]));
+    bad.send_text("not json");
+    assert_eq!(bad.expect_close().0, 1007);
+
+    // SIGHUP re-reads the file: a new app appears.
+    let added = "added-by-sighup";
+    config["apps"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"appId": added, "authKey": {"source": "raw", "key": SECRET, "algorithms": ["HS256"]}}));
+    std::fs::write(&path, config.to_string()).unwrap();
+    assert_eq!(try_connect(&server, added, &token("x", &[])).err(), Some(404));
+    let pid = child.0.id() as libc::pid_t;
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
+    wait_for_log_line(&log_path, |line| line.contains("configuration reloaded"));
+    connect(&server, added, &token("newcomer", &[]));
+
+    // An invalid file is rejected; the process keeps serving.
+    std::fs::write(&path, "{").unwrap();
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
+    wait_for_log_line(&log_path, |line| line.contains("reload rejected"));
+    connect(&server, added, &token("still", &[]));
+
+    child.sigterm();
+    child.wait_exit(Duration::from_secs(30));
+    let logs = std::fs::read_to_string(&log_path).unwrap();
+    let _ = std::fs::remove_file(&log_path);
+    let _ = std::fs::remove_file(&path);
+    // Every line is one JSON object.
+    let lines: Vec<Value> = logs
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
+        .collect();
+    let close_of = |connection: &str| {
+        lines
+            .iter()
+            .find(|line| line["message"] == "connection closed" && line["connection"] == connection)
+            .cloned()
+    };
+    let closed = close_of(&id).unwrap_or_else(|| panic!("no close line for {id}:\n{logs}"));
+    assert_eq!(closed["reason"], "client_closed");
+    assert_eq!(closed["level"], "INFO");
+    assert!(
+        lines
+            .iter()
+            .any(|line| line["message"] == "connection closed" && line["reason"] == "invalid_json"),
+        "{logs}"
+    );
+    let signature = client_token.rsplit('.').next().unwrap();
+    assert!(!logs.contains(signature), "a token reached the logs");
+}
