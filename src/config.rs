@@ -329,7 +329,11 @@ impl Config {
     /// Reads and validates the file at `path` (remembered in [`Config::source`]).
     pub fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|error| {
-            ConfigError::new(None, &path.display().to_string(), format!("cannot read: {error}"))
+            ConfigError::new(
+                None,
+                &path.display().to_string(),
+                format!("cannot read: {error}"),
+            )
         })?;
         let mut config = Config::from_json(&text)?;
         config.source = Some(path.to_path_buf());

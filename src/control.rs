@@ -120,7 +120,9 @@ impl Controller {
         let deadline = std::time::Instant::now() + WORKER_APPLY_TIMEOUT;
         for _ in 0..self.senders.len() {
             if confirmations.recv_deadline(deadline).is_err() {
-                tracing::warn!("a worker did not confirm the reload in time; it applies it when it catches up");
+                tracing::warn!(
+                    "a worker did not confirm the reload in time; it applies it when it catches up"
+                );
                 break;
             }
         }

@@ -159,10 +159,7 @@ fn admin_reload(worker: &Worker, request: &ApiRequest<'_>) -> ApiReply {
         return ApiReply::Ready(ApiResponse::error(401, "missing bearer token"));
     };
     if let Err(error) = verifier.verify(token, unix_now()) {
-        return ApiReply::Ready(ApiResponse::error(
-            401,
-            &format!("invalid token: {error}"),
-        ));
+        return ApiReply::Ready(ApiResponse::error(401, &format!("invalid token: {error}")));
     }
     let Some(control) = worker.control() else {
         return ApiReply::Ready(ApiResponse::error(503, "no control thread"));

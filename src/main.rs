@@ -109,9 +109,12 @@ struct InitArgs {
 struct TokenArgs {
     #[arg(long)]
     config: String,
-    /// The app id.
-    #[arg(long)]
+    /// The app id (not needed with --server-admin).
+    #[arg(long, required_unless_present = "server_admin", default_value = "")]
     app: String,
+    /// Sign with `server.adminKey` (for `POST /admin/reload`) instead of an app's key.
+    #[arg(long, conflicts_with = "admin")]
+    server_admin: bool,
     /// Sign for the HTTP API (the app's adminKey) instead of WebSocket clients (authKey).
     #[arg(long)]
     admin: bool,
@@ -210,8 +213,8 @@ fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuar
 const LOG_QUEUE_LINES: usize = 64 * 1024;
 
 fn load(path: &str) -> anyhow::Result<Config> {
-    let config = Config::load(Path::new(path))
-        .with_context(|| format!("invalid configuration {path}"))?;
+    let config =
+        Config::load(Path::new(path)).with_context(|| format!("invalid configuration {path}"))?;
     ringcast::broker::apps::Registry::compile(&config)
         .with_context(|| format!("invalid configuration {path}"))?;
     Ok(config)
@@ -290,15 +293,23 @@ fn mint_token(
 
 fn token(args: &TokenArgs) -> anyhow::Result<()> {
     let config = load(&args.config)?;
-    let app: &AppConfig = config
-        .apps
-        .iter()
-        .find(|app| app.app_id == args.app)
-        .with_context(|| format!("no app `{}` in {}", args.app, args.config))?;
-    let key = if args.admin {
-        app.admin_key.as_ref().context("this app has no adminKey")?
+    let key = if args.server_admin {
+        config
+            .server
+            .admin_key
+            .as_ref()
+            .with_context(|| format!("no server.adminKey in {}", args.config))?
     } else {
-        &app.auth_key
+        let app: &AppConfig = config
+            .apps
+            .iter()
+            .find(|app| app.app_id == args.app)
+            .with_context(|| format!("no app `{}` in {}", args.app, args.config))?;
+        if args.admin {
+            app.admin_key.as_ref().context("this app has no adminKey")?
+        } else {
+            &app.auth_key
+        }
     };
     let permissions: Vec<String> = if args.permissions.is_empty() {
         ALL_PERMISSIONS.iter().map(|p| p.to_string()).collect()

@@ -5,12 +5,12 @@
 //! writes its own cache-line-separated block with relaxed atomic adds (no contention), and
 //! only `/metrics` reads across workers.
 
+use crate::broker::apps::{App, AppCounters, Registry};
 use crate::error::CloseKind;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use crate::broker::apps::{App, AppCounters, Registry};
 use prometheus_client::registry::Registry as Registry_;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -393,7 +393,10 @@ mod tests {
         AppCounters::add(&registry.apps[0].counters[1].deliveries, 5);
         AppCounters::add(&registry.apps[0].counters[0].deliveries, 6);
         let text = render(&workers, "io_uring", &registry);
-        assert!(text.contains("ringcast_app_deliveries_total{app=\"a1\"} 11"), "{text}");
+        assert!(
+            text.contains("ringcast_app_deliveries_total{app=\"a1\"} 11"),
+            "{text}"
+        );
         assert!(text.contains("ringcast_deliveries_total 7"), "{text}");
         assert!(text.contains("reason=\"slow_consumer\"} 1"), "{text}");
         assert!(text.contains("driver=\"io_uring\"} 1"), "{text}");

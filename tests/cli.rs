@@ -542,7 +542,10 @@ fn wait_for_log_line(path: &PathBuf, predicate: impl Fn(&str) -> bool) -> String
         if logs.lines().any(&predicate) {
             return logs;
         }
-        assert!(Instant::now() < deadline, "log line never appeared:\n{logs}");
+        assert!(
+            Instant::now() < deadline,
+            "log line never appeared:\n{logs}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -553,6 +556,8 @@ fn sighup_reloads_and_json_logs_name_each_close_reason_without_secrets() {
     let address: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let mut config = base_config();
     config["server"]["listen"] = json!(address.to_string());
+    config["server"]["adminKey"] =
+        json!({"source": "raw", "key": "ops-secret", "algorithms": ["HS256"]});
     let path = config_file(&config);
     let log_path = temp_file("json.log", "");
     let log = std::fs::File::create(&log_path).unwrap();
@@ -589,11 +594,27 @@ fn sighup_reloads_and_json_logs_name_each_close_reason_without_secrets() {
         .unwrap()
         .push(json!({"appId": added, "authKey": {"source": "raw", "key": SECRET, "algorithms": ["HS256"]}}));
     std::fs::write(&path, config.to_string()).unwrap();
-    assert_eq!(try_connect(&server, added, &token("x", &[])).err(), Some(404));
+    assert_eq!(
+        try_connect(&server, added, &token("x", &[])).err(),
+        Some(404)
+    );
     let pid = child.0.id() as libc::pid_t;
     assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
     wait_for_log_line(&log_path, |line| line.contains("configuration reloaded"));
     connect(&server, added, &token("newcomer", &[]));
+
+    // The same through HTTP, with a token minted by `ringcast token --server-admin`.
+    let minted = ringcast(&[
+        "token",
+        "--config",
+        path.to_str().unwrap(),
+        "--server-admin",
+    ]);
+    assert!(minted.status.success(), "{}", stderr(&minted));
+    let ops_token = String::from_utf8(minted.stdout).unwrap().trim().to_string();
+    let (status, body) = http(&server, "POST", "/admin/reload", Some(&ops_token), "");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"generation\":3"), "{body}");
 
     // An invalid file is rejected; the process keeps serving.
     std::fs::write(&path, "{").unwrap();

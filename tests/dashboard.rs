@@ -88,7 +88,12 @@ fn dashboard_shows_live_numbers_in_headless_chromium() {
     std::fs::create_dir_all(&work).unwrap();
 
     // The DOM after the page's script ran against the live /stats.
-    let dom = chromium(&browser, &work.join("profile-dom"), &["--dump-dom".into()], &url);
+    let dom = chromium(
+        &browser,
+        &work.join("profile-dom"),
+        &["--dump-dom".into()],
+        &url,
+    );
     let dom = String::from_utf8_lossy(&dom.stdout).to_string();
     assert!(
         dom.contains(&format!("id=\"connections\">{CLIENTS}<")),
@@ -98,7 +103,10 @@ fn dashboard_shows_live_numbers_in_headless_chromium() {
         dom.contains(&format!("id=\"deliveries\">{deliveries}<")),
         "deliveries not shown:\n{dom}"
     );
-    assert!(dom.contains(&format!("<td>{APP}</td>")), "the app row:\n{dom}");
+    assert!(
+        dom.contains(&format!("<td>{APP}</td>")),
+        "the app row:\n{dom}"
+    );
     assert!(!dom.contains("id=\"status\" class=\"error\""), "{dom}");
 
     // The picture a person would see, read back with OCR.
@@ -120,9 +128,13 @@ fn dashboard_shows_live_numbers_in_headless_chromium() {
         .output()
         .expect("run tesseract");
     let text = String::from_utf8_lossy(&read.stdout).to_string();
-    for (what, number) in [("connections", CLIENTS.to_string()), ("deliveries", deliveries)] {
+    for (what, number) in [
+        ("connections", CLIENTS.to_string()),
+        ("deliveries", deliveries),
+    ] {
         assert!(
-            text.split(|c: char| !c.is_ascii_digit()).any(|word| word == number),
+            text.split(|c: char| !c.is_ascii_digit())
+                .any(|word| word == number),
             "the screenshot does not show {what} = {number}; OCR read:\n{text}"
         );
     }

@@ -74,9 +74,8 @@ fn handshake_storm_beyond_the_rate_cap_gets_503() {
     first.subscribe("storm");
     first.sync_without_publish();
     let (_, metrics) = http(&server, "GET", "/metrics", None, "");
-    let refused_metric = format!(
-        "ringcast_handshakes_refused_total{{reason=\"handshake_rate_limited\"}} {refused}"
-    );
+    let refused_metric =
+        format!("ringcast_handshakes_refused_total{{reason=\"handshake_rate_limited\"}} {refused}");
     assert!(metrics.contains(&refused_metric), "{metrics}");
 }
 

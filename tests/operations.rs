@@ -69,7 +69,10 @@ fn metrics_count_per_app_and_refusals_by_reason() {
     assert_eq!(b.next_non_ack()["data"]["payload"], "hello");
     assert_eq!(a.next_non_ack()["data"]["payload"], "hello");
 
-    assert_eq!(try_connect(&server, "no-such-app", &token("x", &[])).err(), Some(404));
+    assert_eq!(
+        try_connect(&server, "no-such-app", &token("x", &[])).err(),
+        Some(404)
+    );
     let forged = mint::sign(Algorithm::HS256, "wrong", &json!({"exp": now() + 60})).unwrap();
     assert_eq!(try_connect(&server, APP, &forged).err(), Some(401));
     let no_token = format!(
@@ -81,7 +84,10 @@ fn metrics_count_per_app_and_refusals_by_reason() {
     let app_label = format!("ringcast_app_connections{{app=\"{APP}\"}}");
     let text = wait_metric(&server, &app_label, 2);
     assert_eq!(
-        metric(&text, &format!("ringcast_app_connections{{app=\"{QUIET_APP}\"}}")),
+        metric(
+            &text,
+            &format!("ringcast_app_connections{{app=\"{QUIET_APP}\"}}")
+        ),
         Some(1)
     );
     // a: 3 commands (subscribe, sync publish, publish); b: 1 subscribe.
@@ -90,7 +96,11 @@ fn metrics_count_per_app_and_refusals_by_reason() {
     // The sync marker reached a, "hello" reached both.
     let deliveries = format!("ringcast_app_deliveries_total{{app=\"{APP}\"}}");
     assert_eq!(metric(&text, &deliveries), Some(3), "{text}");
-    for (reason, count) in [("unknown_app", 1), ("invalid_token", 1), ("missing_token", 1)] {
+    for (reason, count) in [
+        ("unknown_app", 1),
+        ("invalid_token", 1),
+        ("missing_token", 1),
+    ] {
         let line = format!("ringcast_handshakes_refused_total{{reason=\"{reason}\"}}");
         assert_eq!(metric(&text, &line), Some(count), "{reason}: {text}");
     }
@@ -214,14 +224,20 @@ fn reload_adds_removes_rotates_keys_and_changes_limits_without_dropping_others()
     let (code, reason) = doomed.expect_close();
     assert_eq!(code, 4000);
     assert_eq!(reason, "App removed from the configuration");
-    assert_eq!(try_connect(&server, QUIET_APP, &token("late", &[])).err(), Some(404));
+    assert_eq!(
+        try_connect(&server, QUIET_APP, &token("late", &[])).err(),
+        Some(404)
+    );
 
     // The kept app's connections were not dropped and still deliver.
     keeper.publish("news", "text", json!("after reload"), "r1");
     assert_eq!(listener.next_non_ack()["data"]["payload"], "after reload");
 
     // Its key rotated: old tokens are refused, new ones accepted.
-    assert_eq!(try_connect(&server, APP, &token("old-key", &[])).err(), Some(401));
+    assert_eq!(
+        try_connect(&server, APP, &token("old-key", &[])).err(),
+        Some(401)
+    );
     let new_token = mint::sign(
         Algorithm::HS256,
         rotated,
@@ -242,7 +258,10 @@ fn reload_adds_removes_rotates_keys_and_changes_limits_without_dropping_others()
     assert_eq!(keeper.expect_close().0, 1009);
 
     let (_, metrics) = http(&server, "GET", "/metrics", None, "");
-    assert!(metrics.contains("ringcast_config_generation 2"), "{metrics}");
+    assert!(
+        metrics.contains("ringcast_config_generation 2"),
+        "{metrics}"
+    );
     assert!(
         metrics.contains("ringcast_closes_total{reason=\"app_removed\"} 1"),
         "{metrics}"
@@ -258,7 +277,10 @@ fn kept_apps_keep_their_live_state_across_reloads() {
     let server = start_from_file(&file);
     let _one = connect(&server, LIMITED_APP, &token("one", &[]));
     let _two = connect(&server, LIMITED_APP, &token("two", &[]));
-    assert_eq!(try_connect(&server, LIMITED_APP, &token("three", &[])).err(), Some(429));
+    assert_eq!(
+        try_connect(&server, LIMITED_APP, &token("three", &[])).err(),
+        Some(429)
+    );
 
     // Raising the limit admits exactly one more: the open connections still count.
     config["apps"][limited]["maxConnections"] = json!(3);
@@ -266,7 +288,10 @@ fn kept_apps_keep_their_live_state_across_reloads() {
     let (status, answer) = reload_http(&server);
     assert_eq!(status, 200, "{answer}");
     let _three = connect(&server, LIMITED_APP, &token("three", &[]));
-    assert_eq!(try_connect(&server, LIMITED_APP, &token("four", &[])).err(), Some(429));
+    assert_eq!(
+        try_connect(&server, LIMITED_APP, &token("four", &[])).err(),
+        Some(429)
+    );
 }
 
 #[test]
@@ -280,7 +305,10 @@ fn an_invalid_configuration_is_rejected_and_the_old_one_stays() {
     let (status, answer) = reload_http(&server);
     assert_eq!(status, 422, "{answer}");
     assert!(
-        answer["error"].as_str().unwrap().contains("previous one stays"),
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("previous one stays"),
         "{answer}"
     );
 
@@ -296,7 +324,10 @@ fn an_invalid_configuration_is_rejected_and_the_old_one_stays() {
     client.subscribe_confirmed("still-here");
     connect(&server, APP, &token("newcomer", &[]));
     let (_, metrics) = http(&server, "GET", "/metrics", None, "");
-    assert!(metrics.contains("ringcast_config_generation 1"), "{metrics}");
+    assert!(
+        metrics.contains("ringcast_config_generation 1"),
+        "{metrics}"
+    );
 
     // Server settings that need a restart are reported, not applied.
     let mut config = reload_config();
@@ -316,10 +347,7 @@ fn an_invalid_configuration_is_rejected_and_the_old_one_stays() {
 fn the_reload_endpoint_needs_the_server_admin_token() {
     // Without server.adminKey the endpoint is disabled.
     let server = start_server();
-    assert_eq!(
-        http(&server, "POST", "/admin/reload", Some("x"), "").0,
-        403
-    );
+    assert_eq!(http(&server, "POST", "/admin/reload", Some("x"), "").0, 403);
     // A server started without a file has nothing to re-read.
     let error = server.handle.as_ref().unwrap().reload().unwrap_err();
     assert!(error.contains("without a configuration file"), "{error}");
@@ -334,7 +362,14 @@ fn the_reload_endpoint_needs_the_server_admin_token() {
         401
     );
     assert_eq!(
-        http(&server, "GET", "/admin/reload", Some(&server_admin_token()), "").0,
+        http(
+            &server,
+            "GET",
+            "/admin/reload",
+            Some(&server_admin_token()),
+            ""
+        )
+        .0,
         405
     );
     assert_eq!(reload_http(&server).0, 200);

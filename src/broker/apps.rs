@@ -205,9 +205,7 @@ impl Registry {
                 ack_enabled: app.enable_web_socket_inbound_ack,
                 echo: app.echo_for_conformance_tests,
                 limits: app.limits(&defaults),
-                connections: earlier
-                    .map(|e| e.connections.clone())
-                    .unwrap_or_default(),
+                connections: earlier.map(|e| e.connections.clone()).unwrap_or_default(),
                 subjects: earlier.map(|e| e.subjects.clone()).unwrap_or_default(),
                 interest: earlier.map(|e| e.interest.clone()).unwrap_or_default(),
                 counters: earlier

@@ -203,7 +203,8 @@ async fn serve_http(
                     Refusal::MalformedRequest,
                     "invalid Content-Length",
                     false,
-                ).await;
+                )
+                .await;
                 return None;
             }
             (Ok(length), _) => length.unwrap_or(0),
@@ -216,7 +217,8 @@ async fn serve_http(
                 Refusal::BodyTooLarge,
                 "request body too large",
                 false,
-            ).await;
+            )
+            .await;
             return None;
         }
         while buffer.len() < head.head_len + length {
@@ -376,7 +378,8 @@ async fn upgrade(
                 Refusal::BadUpgrade,
                 "WebSocket upgrade required",
                 false,
-            ).await;
+            )
+            .await;
             return None;
         }
     };
@@ -402,7 +405,8 @@ async fn upgrade(
             Refusal::UnknownApp,
             "unknown app",
             false,
-        ).await;
+        )
+        .await;
         return None;
     };
     if !app.client_sources.allows(client_ip) {
@@ -413,7 +417,8 @@ async fn upgrade(
             Refusal::SourceAddress,
             "source address not allowed",
             false,
-        ).await;
+        )
+        .await;
         return None;
     }
     let Some(token) = head.token.as_deref() else {
@@ -424,7 +429,8 @@ async fn upgrade(
             Refusal::MissingToken,
             "missing access_token",
             false,
-        ).await;
+        )
+        .await;
         return None;
     };
     let now = std::time::SystemTime::now()
