@@ -112,12 +112,7 @@ fn metrics_count_per_app_and_refusals_by_reason() {
 
     // A close is counted under its typed reason; the app's gauge follows.
     a.socket.close(None).unwrap();
-    loop {
-        match a.socket.read() {
-            Ok(_) => continue,
-            Err(_) => break,
-        }
-    }
+    while a.socket.read().is_ok() {}
     wait_metric(
         &server,
         "ringcast_closes_total{reason=\"client_closed\"}",
