@@ -8,8 +8,9 @@
 //! Invariant: an `App`'s index in `Registry::apps` never changes while the registry lives;
 //! workers address per-app tables by it.
 
+use super::anonymous::AnonymousEndpoint;
 use super::interest::InterestMap;
-use crate::auth::{SourceFilter, Verifier, VerifierConfig};
+use crate::auth::{JwksCache, SourceFilter, Verifier, VerifierConfig};
 use crate::config::{Config, ConfigError, KeyConfig, LimitsConfig};
 use ipnet::IpNet;
 use std::collections::HashMap;
@@ -39,6 +40,8 @@ pub struct App {
     pub subjects: Mutex<HashMap<Box<str>, u64>>,
     /// Which workers hold subscribers of each topic.
     pub interest: InterestMap,
+    /// `POST /token/anonymous/{appId}`; `None` when absent or disabled (404).
+    pub anonymous: Option<AnonymousEndpoint>,
 }
 
 /// Server-wide settings the workers need at run time.
@@ -61,6 +64,9 @@ pub struct Registry {
     pub apps: Vec<Arc<App>>,
     by_id: HashMap<Box<str>, usize>,
     pub settings: Settings,
+    /// One cache per distinct JWKS URL (shared by every key that names it); the runtime's
+    /// fetcher fills them. Empty when no key has `source: "jwks"`.
+    pub jwks: Vec<Arc<JwksCache>>,
 }
 
 /// Why a connection was refused at the connection-limit check.
@@ -70,17 +76,12 @@ pub enum LimitRefusal {
     SubjectFull,
 }
 
-fn compile_key(app: &str, field: &str, key: &KeyConfig) -> Result<Verifier, ConfigError> {
-    if key.source != "raw" {
-        return Err(ConfigError::new(
-            Some(app),
-            &format!("{field}.source"),
-            format!(
-                "`{}` is not supported by this build (only \"raw\"; JWKS comes with the operations issue)",
-                key.source
-            ),
-        ));
-    }
+fn compile_key(
+    app: &str,
+    field: &str,
+    key: &KeyConfig,
+    jwks: &mut Vec<Arc<JwksCache>>,
+) -> Result<Verifier, ConfigError> {
     let config = VerifierConfig {
         key: key.key.clone(),
         algorithms: key.algorithms.clone(),
@@ -91,7 +92,33 @@ fn compile_key(app: &str, field: &str, key: &KeyConfig) -> Result<Verifier, Conf
             .map(|a| a.to_vec())
             .unwrap_or_default(),
     };
-    Verifier::new(&config).map_err(|error| ConfigError::new(Some(app), field, error.to_string()))
+    let key_error =
+        |error: crate::auth::KeyError| ConfigError::new(Some(app), field, error.to_string());
+    match key.source.as_str() {
+        "raw" => Verifier::new(&config).map_err(key_error),
+        "jwks" => {
+            let url = key.key.trim();
+            if !(url.starts_with("https://") || url.starts_with("http://")) || url.len() < 9 {
+                return Err(key_error(crate::auth::KeyError::BadJwksUrl));
+            }
+            // Not fetched here (no I/O at compile, so `check-config` works offline): the
+            // runtime's fetcher fills the cache at start-up.
+            let cache = match jwks.iter().find(|cache| cache.url() == url) {
+                Some(cache) => cache.clone(),
+                None => {
+                    let cache = Arc::new(JwksCache::new(url));
+                    jwks.push(cache.clone());
+                    cache
+                }
+            };
+            Verifier::with_jwks(&config, cache).map_err(key_error)
+        }
+        other => Err(ConfigError::new(
+            Some(app),
+            &format!("{field}.source"),
+            format!("`{other}` is not a key source (use \"raw\" or \"jwks\")"),
+        )),
+    }
 }
 
 fn compile_sources(
@@ -112,14 +139,22 @@ impl Registry {
         let defaults = config.server.limits();
         let mut apps = Vec::with_capacity(config.apps.len());
         let mut by_id = HashMap::new();
+        let mut jwks = Vec::new();
         for (index, app) in config.apps.iter().enumerate() {
             let id = app.app_id.as_str();
+            let client_verifier = compile_key(id, "authKey", &app.auth_key, &mut jwks)?;
+            let anonymous = super::anonymous::compile(
+                id,
+                app.anonymous.as_ref(),
+                &app.auth_key,
+                &client_verifier,
+            )?;
             let compiled = App {
                 index,
                 id: id.into(),
-                client_verifier: compile_key(id, "authKey", &app.auth_key)?,
+                client_verifier,
                 admin_verifier: match &app.admin_key {
-                    Some(key) => Some(compile_key(id, "adminKey", key)?),
+                    Some(key) => Some(compile_key(id, "adminKey", key, &mut jwks)?),
                     None => None,
                 },
                 client_sources: compile_sources(
@@ -139,6 +174,7 @@ impl Registry {
                 connections: AtomicU64::new(0),
                 subjects: Mutex::new(HashMap::new()),
                 interest: InterestMap::default(),
+                anonymous,
             };
             by_id.insert(id.into(), index);
             apps.push(Arc::new(compiled));
@@ -170,6 +206,7 @@ impl Registry {
                 socket_send_buffer_bytes: server.socket_send_buffer_bytes as usize,
                 shutdown_deadline: Duration::from_secs(server.shutdown_deadline_seconds),
             },
+            jwks,
         })
     }
 

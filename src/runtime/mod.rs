@@ -10,6 +10,7 @@
 //! that actually runs is logged and exported as the `ringcast_io_driver` metric.
 
 mod connection;
+pub mod jwks;
 mod sys;
 mod writer;
 
@@ -71,6 +72,8 @@ pub struct ServerHandle {
     pub metrics: Arc<[WorkerMetrics]>,
     senders: Vec<MeshSender>,
     threads: Vec<JoinHandle<()>>,
+    /// Keeps `"source": "jwks"` key sets fresh; `None` without such keys. Stopped on drop.
+    jwks: Option<jwks::JwksFetcher>,
 }
 
 impl ServerHandle {
@@ -104,6 +107,7 @@ impl ServerHandle {
     }
 
     fn stop(&mut self) {
+        self.jwks = None;
         if self.threads.is_empty() {
             return;
         }
@@ -294,6 +298,11 @@ fn worker_count(config: &Config) -> usize {
 pub fn start(config: &Config) -> Result<ServerHandle, StartError> {
     let registry = Arc::new(Registry::compile(config)?);
     let address = config.listen_address()?;
+    // Before the listeners open, so the first clients find the keys (bounded wait).
+    let jwks = jwks::start(&registry.jwks).map_err(|error| StartError::Worker {
+        index: 0,
+        message: format!("cannot start the JWKS fetcher thread: {error}"),
+    })?;
     let workers = worker_count(config);
     let listeners = bind_listeners(address, workers)?;
     let local_address = listeners[0]
@@ -343,6 +352,7 @@ pub fn start(config: &Config) -> Result<ServerHandle, StartError> {
         metrics,
         senders,
         threads,
+        jwks,
     };
     for _ in 0..workers {
         match ready.recv() {
