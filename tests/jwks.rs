@@ -455,3 +455,44 @@ fn check_config_accepts_jwks_without_fetching_and_refuses_hmac() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_token_command_puts_the_kid_into_the_header() {
+    let jwks = JwksServer::start();
+    let (private, jwk) = key_pair(Algorithm::ES512, false, "cli-key");
+    jwks.set("/keys", 200, &[jwk], "max-age=300");
+    let dir = std::env::temp_dir().join(format!("ringcast-jwks-{}", rand_id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (config_path, key_path) = (dir.join("config.json"), dir.join("private.pem"));
+    let app = jwks_app(JWKS_APP, &jwks.url("/keys"), &["ES512"]);
+    std::fs::write(&config_path, json!({"apps": [app.clone()]}).to_string()).unwrap();
+    std::fs::write(&key_path, private).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ringcast"))
+        .args([
+            "token",
+            "--config",
+            config_path.to_str().unwrap(),
+            "--app",
+            JWKS_APP,
+        ])
+        .args(["--key", key_path.to_str().unwrap(), "--kid", "cli-key"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let token = String::from_utf8(output.stdout).unwrap().trim().to_string();
+    let header: Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(token.split('.').next().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(header["kid"], "cli-key");
+    assert_eq!(header["alg"], "ES512");
+    let server = server_with(vec![app]);
+    connect(&server, JWKS_APP, &token).close();
+    let _ = std::fs::remove_dir_all(&dir);
+}
