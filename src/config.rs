@@ -222,6 +222,61 @@ pub struct AppConfig {
     pub max_messages_per_second: Option<u64>,
     #[serde(default)]
     pub max_pending_bytes: Option<u64>,
+    /// Anonymous tokens (`POST /token/anonymous/{appId}`); absent = the endpoint answers 404.
+    #[serde(default)]
+    pub anonymous: Option<AnonymousConfig>,
+}
+
+/// Default lifetime of an anonymous token: five minutes, enough to open a connection (an
+/// open connection is not cut when its token expires, PROTOCOL §2).
+pub const DEFAULT_ANONYMOUS_TTL_SECONDS: u64 = 300;
+/// Default anonymous tokens per source address per minute (beyond: 429 + `Retry-After`).
+/// A page load needs one; 30 leaves room for reconnects and several tabs behind one NAT.
+pub const DEFAULT_ANONYMOUS_TOKENS_PER_MINUTE: u64 = 30;
+
+/// An app's `anonymous` section: who may get a token without credentials, and what it grants.
+#[derive(Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AnonymousConfig {
+    /// Off = the endpoint answers 404 for this app, as if the section were absent.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Permission strings put into every anonymous token (PROTOCOL §2). Empty = none.
+    #[serde(default)]
+    pub permissions: Vec<String>,
+    /// Token lifetime, 1..=86400 seconds.
+    #[serde(default = "default_anonymous_ttl")]
+    pub ttl_seconds: u64,
+    /// HS* secret or PKCS#8/PKCS#1/SEC1 private key PEM that signs the tokens; must match
+    /// `authKey` (checked at load). Absent: the `authKey` secret (HS* apps only).
+    #[serde(default)]
+    pub signing_key: Option<String>,
+    /// Tokens per source address (IPv4 address, IPv6 /64) per minute; 0 is not allowed.
+    #[serde(default = "default_anonymous_rate")]
+    pub max_tokens_per_minute: u64,
+}
+
+fn default_anonymous_ttl() -> u64 {
+    DEFAULT_ANONYMOUS_TTL_SECONDS
+}
+
+fn default_anonymous_rate() -> u64 {
+    DEFAULT_ANONYMOUS_TOKENS_PER_MINUTE
+}
+
+impl fmt::Debug for AnonymousConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AnonymousConfig")
+            .field("enabled", &self.enabled)
+            .field("permissions", &self.permissions)
+            .field("ttl_seconds", &self.ttl_seconds)
+            .field(
+                "signing_key",
+                &self.signing_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("max_tokens_per_minute", &self.max_tokens_per_minute)
+            .finish()
+    }
 }
 
 fn default_true() -> bool {
@@ -269,9 +324,10 @@ impl Audience {
 #[derive(Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct KeyConfig {
-    /// `raw` (inline key) or `jwks` (URL; not supported by this build yet).
+    /// `raw` (inline key) or `jwks` (`key` is then the JWKS URL, README "JWKS keys").
     pub source: String,
-    /// HS*: the secret string (its UTF-8 bytes); others: SPKI PEM public key.
+    /// `raw`: HS*: the secret string (its UTF-8 bytes); others: SPKI PEM public key.
+    /// `jwks`: the `https://` (or `http://`) URL of the key set.
     pub key: String,
     pub algorithms: Vec<String>,
     #[serde(default)]

@@ -42,15 +42,24 @@ pub enum ControlRequest {
 /// The control thread's state.
 pub struct Controller {
     current: Arc<Registry>,
+    /// Keeps the current generation's JWKS caches fresh (`None` without JWKS keys);
+    /// dropping it stops its thread.
+    jwks: Option<crate::runtime::jwks::JwksFetcher>,
     /// The configuration in force (after command-line overrides).
     running: Config,
     senders: Vec<MeshSender>,
 }
 
 impl Controller {
-    pub fn new(current: Arc<Registry>, running: Config, senders: Vec<MeshSender>) -> Controller {
+    pub fn new(
+        current: Arc<Registry>,
+        running: Config,
+        senders: Vec<MeshSender>,
+        jwks: Option<crate::runtime::jwks::JwksFetcher>,
+    ) -> Controller {
         Controller {
             current,
+            jwks,
             running,
             senders,
         }
@@ -108,6 +117,13 @@ impl Controller {
         let mut summary = next.summary_since(&self.current);
         summary.restart_required = restart_required;
         let next = Arc::new(next);
+        // Key sets of URLs the previous generation had are reused with their keys; a new
+        // fetcher covers the new set (waiting a bounded time for new URLs' first fetch)
+        // before any worker can verify against them. The old fetcher stops when replaced.
+        if !next.jwks.is_empty() || self.jwks.is_some() {
+            self.jwks = crate::runtime::jwks::start(&next.jwks)
+                .map_err(|error| format!("cannot start the JWKS fetcher thread: {error}"))?;
+        }
         let (applied, confirmations) = crossbeam_channel::bounded(self.senders.len());
         for sender in &self.senders {
             sender.send_blocking(MeshMessage::Reload {

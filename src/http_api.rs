@@ -9,8 +9,14 @@
 //! Refusals: 401 missing/invalid admin token or address outside `adminSourceAddress`;
 //! 403 token lacks the permission; 404 unknown app/path; 400 malformed body; 405 wrong
 //! method; 413 is decided by the runtime before the body is read.
+//!
+//! `POST /token/anonymous/{appId}` (no token; README "Anonymous tokens") issues a client
+//! token: 404 unknown app or anonymous tokens off, 403 address outside
+//! `clientSourceAddress`, 400 bad body or unavailable `alg`, 429 + `Retry-After` over the
+//! per-address rate.
 
-use crate::auth::PermissionSet;
+use crate::auth::{AnonymousError, PermissionSet};
+use crate::broker::anonymous::RateDecision;
 use crate::broker::apps::{canonical_ip, App, Registry};
 use crate::broker::session::parse_connection_id;
 use crate::broker::worker::{Found, Worker};
@@ -80,6 +86,8 @@ pub struct ApiResponse {
     pub status: u16,
     pub content_type: &'static str,
     pub body: Vec<u8>,
+    /// Extra header fields (`Retry-After`, `Cache-Control`).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl ApiResponse {
@@ -88,6 +96,7 @@ impl ApiResponse {
             status,
             content_type: "application/json",
             body: body.as_bytes().to_vec(),
+            headers: Vec::new(),
         }
     }
 
@@ -210,17 +219,21 @@ fn respond(
             status: 200,
             content_type: "application/openmetrics-text; version=1.0.0; charset=utf-8",
             body: metrics::render(&worker.metrics, io_driver, registry).into_bytes(),
+            headers: Vec::new(),
         }),
         ["stats"] => monitoring(worker, request, |registry| ApiResponse {
             status: 200,
             content_type: "application/json",
             body: metrics::stats_json(&worker.metrics, io_driver, registry).into_bytes(),
+            headers: Vec::new(),
         }),
         ["dashboard"] => monitoring(worker, request, |_| ApiResponse {
             status: 200,
             content_type: "text/html; charset=utf-8",
             body: DASHBOARD_HTML.as_bytes().to_vec(),
+            headers: Vec::new(),
         }),
+        ["token", "anonymous", app] => anonymous_token(worker, request, app),
         ["api", "topics", app, "publish"] => {
             with_admin(worker, request, app, "POST", |app, permissions| {
                 publish(worker, app, permissions, request.body)
@@ -265,6 +278,75 @@ fn respond(
             })
         }
         _ => ApiResponse::error(404, "not found"),
+    }
+}
+
+/// `POST /token/anonymous/{appId}` with an optional body `{"alg": "ES512"}`.
+fn anonymous_token(worker: &Worker, request: &ApiRequest<'_>, app_id: &str) -> ApiResponse {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Body {
+        #[serde(default)]
+        alg: Option<String>,
+    }
+    if request.method != "POST" {
+        return ApiResponse::error(405, "method not allowed");
+    }
+    let registry = worker.registry();
+    let Some(app) = registry.get(app_id) else {
+        return ApiResponse::error(404, "unknown app");
+    };
+    let Some(endpoint) = &app.anonymous else {
+        return ApiResponse::error(404, "anonymous tokens are not enabled for this app");
+    };
+    if !app.client_sources.allows(canonical_ip(request.peer)) {
+        return ApiResponse::error(403, "source address not allowed");
+    }
+    let requested = if request.body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        match serde_json::from_slice::<Body>(request.body) {
+            Ok(body) => body.alg,
+            Err(error) => {
+                return ApiResponse::error(
+                    400,
+                    &format!("invalid body (expected {{}} or {{\"alg\": \"ES512\"}}): {error}"),
+                )
+            }
+        }
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    if let RateDecision::Limited { retry_after_s } = endpoint.limiter.check(request.peer, now) {
+        let mut response = ApiResponse::error(
+            429,
+            "too many anonymous tokens from this address; retry later",
+        );
+        response
+            .headers
+            .push(("Retry-After", retry_after_s.to_string()));
+        return response;
+    }
+    match endpoint.issuer.issue(requested.as_deref(), now) {
+        Ok(issued) => {
+            let body = serde_json::json!({
+                "access_token": issued.token,
+                "token_type": "Bearer",
+                "expires_in": issued.expires_in_s,
+                "sub": issued.subject,
+                "alg": issued.algorithm.name(),
+            });
+            let mut response = ApiResponse::json(200, &body.to_string());
+            // RFC 6749 §5.1: token responses are never cached.
+            response.headers.push(("Cache-Control", "no-store".into()));
+            response
+        }
+        Err(error @ AnonymousError::AlgorithmNotAvailable { .. }) => {
+            ApiResponse::error(400, &error.to_string())
+        }
+        Err(error) => ApiResponse::error(500, &error.to_string()),
     }
 }
 

@@ -6,6 +6,7 @@
 //! runtime/     the ONLY place that names monoio, opens sockets, spawns or pins threads
 //!   connection   one TCP connection: HTTP, the upgrade, the WebSocket reader
 //!   writer       flushing outbound queues with vectored sends
+//!   jwks         the JWKS fetcher thread (blocking HTTP(S) off the workers)
 //! http_api     admin HTTP endpoints, /health, /metrics (sans-IO handlers)
 //! broker/      per-worker core
 //!   worker       sessions, local topic tables, the one publish/fan-out path, closes
@@ -13,7 +14,9 @@
 //!   mesh         bounded channels between workers, batched wakes, the outbox
 //!   interest     which workers hold subscribers of (app, topic)
 //!   apps         compiled app registry (keys, filters, limits)
-//! auth/        JWT verification, compiled permissions, source-address filters, minting
+//!   anonymous    anonymous-token endpoint state: issuer + per-address rate limiter
+//! auth/        JWT verification, JWKS key sets, compiled permissions, source-address
+//!              filters, minting, anonymous-token issuing
 //! topic/       glob patterns, per-worker topic table
 //! protocol/    sans-IO: HTTP request heads, WebSocket frames, commands, envelopes
 //! control      configuration reload: next registry generation → every worker

@@ -133,6 +133,9 @@ struct TokenArgs {
     /// Algorithm (default: the key's first configured algorithm).
     #[arg(long)]
     alg: Option<String>,
+    /// `kid` header: the key id in the app's JWKS (`"source": "jwks"` keys).
+    #[arg(long)]
+    kid: Option<String>,
 }
 
 /// The environment variable that turns off mimalloc's eager arena commit.
@@ -258,6 +261,7 @@ fn mint_token(
     subject: Option<&str>,
     permissions: &[String],
     ttl_seconds: u64,
+    key_id: Option<&str>,
 ) -> anyhow::Result<String> {
     let name = algorithm
         .or_else(|| key.algorithms.first().map(String::as_str))
@@ -288,7 +292,7 @@ fn mint_token(
             claims["aud"] = first.clone().into();
         }
     }
-    mint::sign(algorithm, &secret, &claims).context("cannot sign the token")
+    mint::sign_with_key_id(algorithm, &secret, &claims, key_id).context("cannot sign the token")
 }
 
 fn token(args: &TokenArgs) -> anyhow::Result<()> {
@@ -323,6 +327,7 @@ fn token(args: &TokenArgs) -> anyhow::Result<()> {
         args.sub.as_deref(),
         &permissions,
         parse_ttl(&args.ttl)?,
+        args.kid.as_deref(),
     )?;
     println!("{token}");
     Ok(())
@@ -439,8 +444,16 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
 fn print_development_help(config: &Config, address: &str) -> anyhow::Result<()> {
     let app = &config.apps[0];
     let all: Vec<String> = ALL_PERMISSIONS.iter().map(|p| p.to_string()).collect();
-    let client = mint_token(&app.auth_key, None, None, Some("developer"), &all, 3600)?;
-    let admin = mint_token(&app.auth_key, None, None, Some("admin"), &all, 3600)?;
+    let client = mint_token(
+        &app.auth_key,
+        None,
+        None,
+        Some("developer"),
+        &all,
+        3600,
+        None,
+    )?;
+    let admin = mint_token(&app.auth_key, None, None, Some("admin"), &all, 3600, None)?;
     let id = &app.app_id;
     println!(
         "\nringcast development app (HS256 key generated for this run; tokens valid 1 h)\n\

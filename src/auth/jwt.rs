@@ -4,8 +4,9 @@
 //! compact JWS into the [`Claims`] ringcast uses, or a [`TokenError`] saying why not.
 //!
 //! Must not: read the clock (the current time is the `now_unix_s` parameter), do I/O (JWKS
-//! fetching lives elsewhere), put a token or a key into an error or a `Debug` output, or
-//! take the algorithm from anywhere but the configured allow-list.
+//! fetching lives in `runtime::jwks`; this module only reads the shared [`JwksCache`]
+//! snapshot and rings its doorbell), put a token or a key into an error or a `Debug`
+//! output, or take the algorithm from anywhere but the configured allow-list.
 //!
 //! How: this module parses the JWS itself — size limit, three base64url parts, header,
 //! allow-list, signature, claims — and asks a library only for the signature check:
@@ -20,6 +21,8 @@
 //!   HS* tokens are only checked against a secret at verify time.
 //! - Tokens over [`MAX_TOKEN_BYTES`] are refused as malformed before any decoding.
 //! - `exp`/`nbf` are checked with [`LEEWAY_S`] of leeway; an absent `exp` never expires.
+//! - `kid` picks a key only for a JWKS source; with a raw key it is ignored (never a path,
+//!   URL or key). `jku`/`x5u`/`jwk` headers are never followed.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -34,6 +37,8 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use crate::auth::algorithm::Algorithm;
+use crate::auth::jwks::{JwksCache, KeyLookup};
+use std::sync::Arc;
 
 /// Leeway for `exp` and `nbf`, in seconds (PROTOCOL §1, decided): absorbs clock skew
 /// between the token issuer and the broker.
@@ -115,6 +120,15 @@ pub enum KeyError {
         /// The algorithm the key was meant for.
         algorithm: Algorithm,
     },
+    /// An HS* algorithm is listed with a JWKS source; a JWKS publishes public keys only.
+    #[error("{algorithm} cannot be used with a JWKS source (JWKS keys are public keys)")]
+    HmacWithJwks {
+        /// The HMAC algorithm listed.
+        algorithm: Algorithm,
+    },
+    /// The JWKS URL is not an `http://` or `https://` URL.
+    #[error("the JWKS URL must start with https:// (or http://)")]
+    BadJwksUrl,
     /// The build has no jsonwebtoken crypto provider (enable exactly `rust_crypto`).
     #[error("no jsonwebtoken crypto provider is available in this build")]
     NoCryptoProvider,
@@ -130,6 +144,11 @@ pub enum TokenError {
     /// `alg` is `none`, unknown, or not in the configured allow-list. Answer 401.
     #[error("token algorithm is not allowed")]
     AlgorithmNotAllowed,
+    /// JWKS source: no key of the current set has the token's `kid` (or, without `kid`, no
+    /// single key fits). Answer 401; a refetch of the set has been requested (rate-limited),
+    /// so the client's retry can succeed once the rotated set is in.
+    #[error("token key id is not known")]
+    UnknownKey,
     /// The signature does not verify with the configured key. Answer 401.
     #[error("token signature is invalid")]
     BadSignature,
@@ -157,29 +176,31 @@ pub struct Claims {
     pub permissions: Vec<String>,
 }
 
-/// One allowed algorithm and the key it verifies with.
+/// A key ready for one algorithm (or, from a JWKS, for one key family).
 #[derive(Clone)]
-struct AllowedAlgorithm {
-    /// The algorithm named in the configuration.
-    algorithm: Algorithm,
-    /// The key, parsed for that algorithm.
-    key: VerificationKey,
-}
-
-/// A key ready for one algorithm.
-#[derive(Clone)]
-enum VerificationKey {
+pub(crate) enum VerificationKey {
     /// Verified by jsonwebtoken's crypto provider (an HMAC secret or a public key).
     Library(DecodingKey),
     /// ES512, verified by the `p521` crate.
     P521(Box<p521::ecdsa::VerifyingKey>),
 }
 
+/// Where the keys come from.
+#[derive(Clone)]
+enum KeySource {
+    /// `source: "raw"`: one parsed key per allowed algorithm, same order as `algorithms`.
+    Raw(Vec<VerificationKey>),
+    /// `source: "jwks"`: the shared, fetched key set of one URL, picked by `kid`.
+    Jwks(Arc<JwksCache>),
+}
+
 /// A compiled key configuration; build once at config load, share between threads.
 #[derive(Clone)]
 pub struct Verifier {
-    /// The allow-list with one parsed key per algorithm; never empty.
-    allowed: Vec<AllowedAlgorithm>,
+    /// The allow-list, deduplicated, in configuration order; never empty.
+    algorithms: Vec<Algorithm>,
+    /// The keys.
+    keys: KeySource,
     /// jsonwebtoken's provider, resolved once so that verification cannot panic on it.
     provider: &'static CryptoProvider,
     /// Accepted `iss` values; empty accepts any.
@@ -194,7 +215,13 @@ impl fmt::Debug for Verifier {
         formatter
             .debug_struct("Verifier")
             .field("algorithms", &algorithms)
-            .field("key", &"[redacted]")
+            .field(
+                "key",
+                &match &self.keys {
+                    KeySource::Raw(_) => "[redacted]",
+                    KeySource::Jwks(_) => "jwks",
+                },
+            )
             .field("issuers", &self.issuers)
             .field("audiences", &self.audiences)
             .finish()
@@ -204,29 +231,36 @@ impl fmt::Debug for Verifier {
 impl Verifier {
     /// Parses the key for every listed algorithm; any problem is a [`KeyError`].
     pub fn new(config: &VerifierConfig) -> Result<Verifier, KeyError> {
-        if config.algorithms.is_empty() {
-            return Err(KeyError::NoAlgorithms);
-        }
-        let mut algorithms: Vec<Algorithm> = Vec::with_capacity(config.algorithms.len());
-        for name in &config.algorithms {
-            let algorithm = Algorithm::parse(name.trim())
-                .ok_or_else(|| KeyError::UnknownAlgorithm { name: name.clone() })?;
-            if !algorithms.contains(&algorithm) {
-                algorithms.push(algorithm);
-            }
-        }
+        let (algorithms, provider) = allowed_algorithms(config)?;
         let hmac_count = algorithms.iter().filter(|a| a.is_hmac()).count();
         if hmac_count != 0 && hmac_count != algorithms.len() {
             return Err(KeyError::MixedKeyKinds);
         }
-        let provider = CryptoProvider::try_get_default().ok_or(KeyError::NoCryptoProvider)?;
-        let mut allowed = Vec::with_capacity(algorithms.len());
-        for algorithm in algorithms {
-            let key = parse_key(provider, algorithm, &config.key)?;
-            allowed.push(AllowedAlgorithm { algorithm, key });
+        let mut keys = Vec::with_capacity(algorithms.len());
+        for algorithm in &algorithms {
+            keys.push(parse_key(provider, *algorithm, &config.key)?);
         }
         Ok(Verifier {
-            allowed,
+            algorithms,
+            keys: KeySource::Raw(keys),
+            provider,
+            issuers: config.issuer.clone(),
+            audiences: config.audience.clone(),
+        })
+    }
+
+    /// A verifier whose keys come from `cache` (`source: "jwks"`; `config.key` is the URL
+    /// the cache was made for). HS* algorithms are refused: a JWKS holds public keys.
+    pub fn with_jwks(config: &VerifierConfig, cache: Arc<JwksCache>) -> Result<Verifier, KeyError> {
+        let (algorithms, provider) = allowed_algorithms(config)?;
+        if let Some(algorithm) = algorithms.iter().find(|a| a.is_hmac()) {
+            return Err(KeyError::HmacWithJwks {
+                algorithm: *algorithm,
+            });
+        }
+        Ok(Verifier {
+            algorithms,
+            keys: KeySource::Jwks(cache),
             provider,
             issuers: config.issuer.clone(),
             audiences: config.audience.clone(),
@@ -235,10 +269,29 @@ impl Verifier {
 
     /// The allowed algorithms, in configuration order.
     pub fn algorithms(&self) -> impl Iterator<Item = Algorithm> + '_ {
-        self.allowed.iter().map(|allowed| allowed.algorithm)
+        self.algorithms.iter().copied()
+    }
+
+    /// The accepted `iss` values (empty: any).
+    pub fn issuers(&self) -> &[String] {
+        &self.issuers
+    }
+
+    /// The accepted `aud` values (empty: not checked).
+    pub fn audiences(&self) -> &[String] {
+        &self.audiences
+    }
+
+    /// Whether the keys come from a JWKS.
+    pub fn uses_jwks(&self) -> bool {
+        matches!(self.keys, KeySource::Jwks(_))
     }
 
     /// Verifies `token` (a compact JWS) as of `now_unix_s` and returns its claims.
+    ///
+    /// With a JWKS source, a `kid` missing from the current set answers
+    /// [`TokenError::UnknownKey`] at once (the caller never waits) and asks the fetcher for
+    /// a refetch, which it rate-limits.
     pub fn verify(&self, token: &str, now_unix_s: u64) -> Result<Claims, TokenError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::Malformed);
@@ -256,32 +309,49 @@ impl Verifier {
         }
         let algorithm =
             Algorithm::parse(&header.algorithm).ok_or(TokenError::AlgorithmNotAllowed)?;
-        let allowed = self
-            .allowed
+        let position = self
+            .algorithms
             .iter()
-            .find(|allowed| allowed.algorithm == algorithm)
+            .position(|allowed| *allowed == algorithm)
             .ok_or(TokenError::AlgorithmNotAllowed)?;
         let signature = URL_SAFE_NO_PAD
             .decode(signature_part)
             .map_err(|_| TokenError::Malformed)?;
-        self.check_signature(allowed, signing_input.as_bytes(), &signature)?;
+        match &self.keys {
+            KeySource::Raw(keys) => {
+                let key = keys.get(position).ok_or(TokenError::AlgorithmNotAllowed)?;
+                self.check_signature(algorithm, key, signing_input.as_bytes(), &signature)?;
+            }
+            KeySource::Jwks(cache) => {
+                let set = cache.snapshot();
+                match set.lookup(header.key_id.as_deref(), algorithm) {
+                    KeyLookup::Found(key) => {
+                        self.check_signature(algorithm, key, signing_input.as_bytes(), &signature)?
+                    }
+                    KeyLookup::WrongAlgorithm => return Err(TokenError::AlgorithmNotAllowed),
+                    KeyLookup::Unknown => {
+                        cache.request_refresh();
+                        return Err(TokenError::UnknownKey);
+                    }
+                }
+            }
+        }
         let claims: RawClaims = decode_json_part(claims_part)?;
         validate_claims(claims, &self.issuers, &self.audiences, now_unix_s)
     }
 
-    /// Checks `signature` over `message` with the key of `allowed`.
+    /// Checks `signature` over `message` with `key` for `algorithm`.
     fn check_signature(
         &self,
-        allowed: &AllowedAlgorithm,
+        algorithm: Algorithm,
+        key: &VerificationKey,
         message: &[u8],
         signature: &[u8],
     ) -> Result<(), TokenError> {
-        match (&allowed.key, allowed.algorithm.library_algorithm()) {
+        match (key, algorithm.library_algorithm()) {
             (VerificationKey::Library(key), Some(library_algorithm)) => {
                 // Algorithm-confusion guard, second line: HS* only ever meets a secret.
-                if allowed.algorithm.is_hmac()
-                    != (key.family() == jsonwebtoken::AlgorithmFamily::Hmac)
-                {
+                if algorithm.is_hmac() != (key.family() == jsonwebtoken::AlgorithmFamily::Hmac) {
                     return Err(TokenError::AlgorithmNotAllowed);
                 }
                 let verifier = (self.provider.verifier_factory)(&library_algorithm, key)
@@ -303,6 +373,25 @@ impl Verifier {
             _ => Err(TokenError::AlgorithmNotAllowed),
         }
     }
+}
+
+/// The deduplicated allow-list of `config` and the crypto provider.
+fn allowed_algorithms(
+    config: &VerifierConfig,
+) -> Result<(Vec<Algorithm>, &'static CryptoProvider), KeyError> {
+    if config.algorithms.is_empty() {
+        return Err(KeyError::NoAlgorithms);
+    }
+    let mut algorithms: Vec<Algorithm> = Vec::with_capacity(config.algorithms.len());
+    for name in &config.algorithms {
+        let algorithm = Algorithm::parse(name.trim())
+            .ok_or_else(|| KeyError::UnknownAlgorithm { name: name.clone() })?;
+        if !algorithms.contains(&algorithm) {
+            algorithms.push(algorithm);
+        }
+    }
+    let provider = CryptoProvider::try_get_default().ok_or(KeyError::NoCryptoProvider)?;
+    Ok((algorithms, provider))
 }
 
 /// Whether `key` is PEM text (of any kind).
@@ -388,6 +477,9 @@ struct RawHeader {
     /// `crit`: extensions the verifier must understand; ringcast understands none.
     #[serde(rename = "crit", default)]
     critical: Option<serde_json::Value>,
+    /// `kid`: picks the key of a JWKS source; ignored for raw keys.
+    #[serde(rename = "kid", default)]
+    key_id: Option<String>,
 }
 
 /// `aud`: one string or an array of strings (RFC 7519 §4.1.3).

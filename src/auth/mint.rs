@@ -64,12 +64,22 @@ pub fn sign(
     key: &str,
     claims: &serde_json::Value,
 ) -> Result<String, MintError> {
+    sign_with_key_id(algorithm, key, claims, None)
+}
+
+/// [`sign`], with a `kid` header when `key_id` is given (tokens checked against a JWKS).
+pub fn sign_with_key_id(
+    algorithm: Algorithm,
+    key: &str,
+    claims: &serde_json::Value,
+    key_id: Option<&str>,
+) -> Result<String, MintError> {
     if !claims.is_object() {
         return Err(MintError::ClaimsNotObject);
     }
     let unusable = MintError::UnusableKey { algorithm };
     let Some(library_algorithm) = algorithm.library_algorithm() else {
-        return sign_es512(key, claims).ok_or(unusable);
+        return sign_es512(key, claims, key_id).ok_or(unusable);
     };
     let encoding_key = if algorithm.is_hmac() {
         if key.contains("-----BEGIN") {
@@ -80,8 +90,9 @@ pub fn sign(
     } else {
         encoding_key(algorithm, key.trim()).ok_or(unusable.clone())?
     };
-    jsonwebtoken::encode(&Header::new(library_algorithm), claims, &encoding_key)
-        .map_err(|_| unusable)
+    let mut header = Header::new(library_algorithm);
+    header.kid = key_id.map(str::to_owned);
+    jsonwebtoken::encode(&header, claims, &encoding_key).map_err(|_| unusable)
 }
 
 /// A fresh HS* secret: 32 random bytes from the OS, base64url without padding (43 chars).
@@ -141,7 +152,7 @@ fn encoding_key(algorithm: Algorithm, pem: &str) -> Option<EncodingKey> {
 }
 
 /// ES512 with the `p521` crate: `base64url(header) . base64url(claims) . base64url(r || s)`.
-fn sign_es512(pem: &str, claims: &serde_json::Value) -> Option<String> {
+fn sign_es512(pem: &str, claims: &serde_json::Value, key_id: Option<&str>) -> Option<String> {
     use p521::ecdsa::signature::Signer as _;
 
     let pem = pem.trim();
@@ -153,7 +164,10 @@ fn sign_es512(pem: &str, claims: &serde_json::Value) -> Option<String> {
         }
         _ => return None,
     };
-    let header = serde_json::json!({ "typ": "JWT", "alg": Algorithm::ES512.name() });
+    let mut header = serde_json::json!({ "typ": "JWT", "alg": Algorithm::ES512.name() });
+    if let Some(key_id) = key_id {
+        header["kid"] = key_id.into();
+    }
     let header_bytes = serde_json::to_vec(&header).ok()?;
     let claims_bytes = serde_json::to_vec(claims).ok()?;
     let signing_input = format!(

@@ -14,6 +14,9 @@
 //! # Layout
 //! - [`algorithm`]: the supported JWS algorithms.
 //! - [`jwt`]: [`Verifier`], compiled from an app key configuration, verifies tokens.
+//! - [`jwks`]: JWKS documents parsed into bounded key sets, and the shared [`JwksCache`]
+//!   a JWKS-backed verifier reads (the fetching is `runtime::jwks`).
+//! - [`anonymous`]: [`AnonymousIssuer`], which mints the tokens of `POST /token/anonymous`.
 //! - [`permissions`]: [`PermissionSet`], compiled once per connection from the claims.
 //! - [`address`]: [`SourceFilter`], the `adminSourceAddress` / `clientSourceAddress` lists.
 //! - [`mint`]: signing tokens, for the `ringcast token` command and tests.
@@ -21,6 +24,8 @@
 
 pub mod address;
 pub mod algorithm;
+pub mod anonymous;
+pub mod jwks;
 pub mod jwt;
 pub mod keygen;
 pub mod mint;
@@ -31,7 +36,9 @@ mod jwt_tests;
 
 pub use address::{AddressError, SourceFilter};
 pub use algorithm::Algorithm;
+pub use anonymous::{AnonymousError, AnonymousIssuer, IssuedToken};
+pub use jwks::JwksCache;
 pub use jwt::{Claims, KeyError, TokenError, Verifier, VerifierConfig, LEEWAY_S, MAX_TOKEN_BYTES};
 pub use keygen::{KeyMaterial, KeygenError};
-pub use mint::{random_hs_secret, sign, MintError};
+pub use mint::{random_hs_secret, sign, sign_with_key_id, MintError};
 pub use permissions::PermissionSet;

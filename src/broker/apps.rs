@@ -13,8 +13,9 @@
 //!   interest, per-worker counters) is shared by every compiled generation of the same app
 //!   id, so a reload that keeps an app keeps its live state.
 
+use super::anonymous::AnonymousEndpoint;
 use super::interest::InterestMap;
-use crate::auth::{SourceFilter, Verifier, VerifierConfig};
+use crate::auth::{JwksCache, SourceFilter, Verifier, VerifierConfig};
 use crate::config::{Config, ConfigError, KeyConfig, LimitsConfig};
 use ipnet::IpNet;
 use std::collections::HashMap;
@@ -64,6 +65,8 @@ pub struct App {
     pub interest: Arc<InterestMap>,
     /// Per-worker counters (index = worker).
     pub counters: Arc<[AppCounters]>,
+    /// `POST /token/anonymous/{appId}`; `None` when absent or disabled (404).
+    pub anonymous: Option<AnonymousEndpoint>,
 }
 
 /// Server-wide settings the workers need at run time.
@@ -98,6 +101,10 @@ pub struct Registry {
     pub monitoring_sources: SourceFilter,
     /// Which generation this is (1 at start, +1 per successful reload).
     pub generation: u64,
+    /// One cache per distinct JWKS URL (shared by every key that names it); the runtime's
+    /// fetcher fills them. Empty when no key has `source: "jwks"`. A reload reuses the
+    /// caches of URLs the previous generation had (their keys stay loaded).
+    pub jwks: Vec<Arc<JwksCache>>,
 }
 
 /// What a reload changed, by app id.
@@ -118,17 +125,13 @@ pub enum LimitRefusal {
     SubjectFull,
 }
 
-fn compile_key(app: &str, field: &str, key: &KeyConfig) -> Result<Verifier, ConfigError> {
-    if key.source != "raw" {
-        return Err(ConfigError::new(
-            Some(app),
-            &format!("{field}.source"),
-            format!(
-                "`{}` is not supported by this build (only \"raw\"; JWKS comes with the operations issue)",
-                key.source
-            ),
-        ));
-    }
+fn compile_key(
+    app: &str,
+    field: &str,
+    key: &KeyConfig,
+    jwks: &mut Vec<Arc<JwksCache>>,
+    reusable: &[Arc<JwksCache>],
+) -> Result<Verifier, ConfigError> {
     let config = VerifierConfig {
         key: key.key.clone(),
         algorithms: key.algorithms.clone(),
@@ -139,7 +142,37 @@ fn compile_key(app: &str, field: &str, key: &KeyConfig) -> Result<Verifier, Conf
             .map(|a| a.to_vec())
             .unwrap_or_default(),
     };
-    Verifier::new(&config).map_err(|error| ConfigError::new(Some(app), field, error.to_string()))
+    let key_error =
+        |error: crate::auth::KeyError| ConfigError::new(Some(app), field, error.to_string());
+    match key.source.as_str() {
+        "raw" => Verifier::new(&config).map_err(key_error),
+        "jwks" => {
+            let url = key.key.trim();
+            if !(url.starts_with("https://") || url.starts_with("http://")) || url.len() < 9 {
+                return Err(key_error(crate::auth::KeyError::BadJwksUrl));
+            }
+            // Not fetched here (no I/O at compile, so `check-config` works offline): the
+            // runtime's fetcher fills the cache at start-up.
+            let cache = match jwks.iter().find(|cache| cache.url() == url) {
+                Some(cache) => cache.clone(),
+                None => {
+                    let cache = reusable
+                        .iter()
+                        .find(|cache| cache.url() == url)
+                        .cloned()
+                        .unwrap_or_else(|| Arc::new(JwksCache::new(url)));
+                    jwks.push(cache.clone());
+                    cache
+                }
+            };
+            Verifier::with_jwks(&config, cache).map_err(key_error)
+        }
+        other => Err(ConfigError::new(
+            Some(app),
+            &format!("{field}.source"),
+            format!("`{other}` is not a key source (use \"raw\" or \"jwks\")"),
+        )),
+    }
 }
 
 fn compile_sources(
@@ -172,6 +205,8 @@ impl Registry {
         let defaults = config.server.limits();
         let mut apps = Vec::with_capacity(config.apps.len());
         let mut by_id = HashMap::new();
+        let mut jwks = Vec::new();
+        let reusable: &[Arc<JwksCache>] = previous.map(|p| &p.jwks[..]).unwrap_or(&[]);
         let mut next_slot = previous.map(|p| p.slots.len()).unwrap_or(0);
         for app in config.apps.iter() {
             let id = app.app_id.as_str();
@@ -183,12 +218,19 @@ impl Registry {
                     next_slot - 1
                 }
             };
+            let client_verifier = compile_key(id, "authKey", &app.auth_key, &mut jwks, reusable)?;
+            let anonymous = super::anonymous::compile(
+                id,
+                app.anonymous.as_ref(),
+                &app.auth_key,
+                &client_verifier,
+            )?;
             let compiled = App {
                 index,
                 id: id.into(),
-                client_verifier: compile_key(id, "authKey", &app.auth_key)?,
+                client_verifier,
                 admin_verifier: match &app.admin_key {
-                    Some(key) => Some(compile_key(id, "adminKey", key)?),
+                    Some(key) => Some(compile_key(id, "adminKey", key, &mut jwks, reusable)?),
                     None => None,
                 },
                 client_sources: compile_sources(
@@ -211,6 +253,7 @@ impl Registry {
                 counters: earlier
                     .map(|e| e.counters.clone())
                     .unwrap_or_else(|| (0..workers).map(|_| AppCounters::default()).collect()),
+                anonymous,
             };
             by_id.insert(id.into(), apps.len());
             apps.push(Arc::new(compiled));
@@ -235,7 +278,13 @@ impl Registry {
         }
         let server = &config.server;
         let server_admin_verifier = match &server.admin_key {
-            Some(key) => Some(compile_key("(server)", "server.adminKey", key)?),
+            Some(key) => Some(compile_key(
+                "(server)",
+                "server.adminKey",
+                key,
+                &mut jwks,
+                reusable,
+            )?),
             None => None,
         };
         let monitoring_sources = compile_sources(
@@ -260,6 +309,7 @@ impl Registry {
             server_admin_verifier,
             monitoring_sources,
             generation: previous.map(|p| p.generation + 1).unwrap_or(1),
+            jwks,
         })
     }
 

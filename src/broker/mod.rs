@@ -4,6 +4,7 @@
 //! actions (frames queued on sessions, messages queued for other workers, typed closes).
 //! No sockets and no monoio here: `runtime` owns I/O.
 
+pub mod anonymous;
 pub mod apps;
 pub mod interest;
 pub mod mesh;

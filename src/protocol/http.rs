@@ -409,6 +409,19 @@ pub fn write_response(
     keep_alive: bool,
     out: &mut Vec<u8>,
 ) {
+    write_response_with_headers(status, content_type, &[], body, keep_alive, out);
+}
+
+/// [`write_response`] with extra header fields (`Retry-After`, `Cache-Control`, …); names
+/// and values are written with CR and LF dropped.
+pub fn write_response_with_headers(
+    status: u16,
+    content_type: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    keep_alive: bool,
+    out: &mut Vec<u8>,
+) {
     let status =
         ::http::StatusCode::from_u16(status).unwrap_or(::http::StatusCode::INTERNAL_SERVER_ERROR);
     let reason = status.canonical_reason().unwrap_or("Unknown");
@@ -424,6 +437,12 @@ pub fn write_response(
     out.extend_from_slice(body.len().to_string().as_bytes());
     out.extend_from_slice(b"\r\nConnection: ");
     out.extend_from_slice(connection.as_bytes());
+    for (name, value) in headers {
+        out.extend_from_slice(b"\r\n");
+        push_header_value(name, out);
+        out.extend_from_slice(b": ");
+        push_header_value(value, out);
+    }
     out.extend_from_slice(b"\r\n\r\n");
     out.extend_from_slice(body);
 }

@@ -255,9 +255,15 @@ async fn serve_http(
         } else {
             &response.body
         };
-        http1::write_response(
+        let headers: Vec<(&str, &str)> = response
+            .headers
+            .iter()
+            .map(|(name, value)| (*name, value.as_str()))
+            .collect();
+        http1::write_response_with_headers(
             response.status,
             response.content_type,
+            &headers,
             body,
             head.keep_alive,
             &mut out,

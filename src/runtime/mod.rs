@@ -10,6 +10,7 @@
 //! that actually runs is logged and exported as the `ringcast_io_driver` metric.
 
 mod connection;
+pub mod jwks;
 mod sys;
 mod writer;
 
@@ -322,6 +323,12 @@ pub fn start(config: &Config) -> Result<ServerHandle, StartError> {
     let workers = worker_count(config);
     let registry = Arc::new(Registry::compile_next(config, workers, None)?);
     let address = config.listen_address()?;
+    // Before the listeners open, so the first clients find the keys (bounded wait). The
+    // control thread owns it from here (a reload starts one for the new set of URLs).
+    let jwks = jwks::start(&registry.jwks).map_err(|error| StartError::Worker {
+        index: 0,
+        message: format!("cannot start the JWKS fetcher thread: {error}"),
+    })?;
     let listeners = bind_listeners(address, workers)?;
     let local_address = listeners[0]
         .local_addr()
@@ -365,7 +372,7 @@ pub fn start(config: &Config) -> Result<ServerHandle, StartError> {
         threads.push(thread);
     }
     drop(ready_sender);
-    let controller = Controller::new(registry, config.clone(), senders.clone());
+    let controller = Controller::new(registry, config.clone(), senders.clone(), jwks);
     let control_thread = std::thread::Builder::new()
         .name("ringcast-control".into())
         .spawn(move || controller.serve(requests))
