@@ -6,6 +6,7 @@
 //! runtime/     the ONLY place that names monoio, opens sockets, spawns or pins threads
 //!   connection   one TCP connection: HTTP, the upgrade, the WebSocket reader
 //!   writer       flushing outbound queues with vectored sends
+//!   stream, tls  a connection's socket, plain or TLS (rustls driven by hand)
 //! http_api     admin HTTP endpoints, /health, /metrics (sans-IO handlers)
 //! broker/      per-worker core
 //!   worker       sessions, local topic tables, the one publish/fan-out path, closes
@@ -17,6 +18,7 @@
 //! topic/       glob patterns, per-worker topic table
 //! protocol/    sans-IO: HTTP request heads, WebSocket frames, commands, envelopes
 //! config.rs, error.rs, metrics.rs   leaves anyone may import
+//! tls          `server.tls` files → the shared rustls configuration (runtime/tls drives it)
 //! starter      files written by `ringcast keys` / `ringcast init` (tooling, not runtime)
 //! ```
 //! Dependencies point down only: `protocol`, `topic` and `auth` do no I/O, no async and
@@ -46,4 +48,5 @@ pub mod metrics;
 pub mod protocol;
 pub mod runtime;
 pub mod starter;
+pub mod tls;
 pub mod topic;

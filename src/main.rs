@@ -188,6 +188,10 @@ fn load(path: &str) -> anyhow::Result<Config> {
         Config::from_json(&text).with_context(|| format!("invalid configuration {path}"))?;
     ringcast::broker::apps::Registry::compile(&config)
         .with_context(|| format!("invalid configuration {path}"))?;
+    if let Some(tls) = &config.server.tls {
+        ringcast::tls::server_config(tls)
+            .with_context(|| format!("invalid configuration {path}"))?;
+    }
     Ok(config)
 }
 

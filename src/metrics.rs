@@ -23,6 +23,9 @@ pub struct WorkerMetrics {
     pub connections_open: AtomicU64,
     pub handshakes_accepted: AtomicU64,
     pub handshakes_refused: [AtomicU64; REFUSAL_STATUSES.len()],
+    /// TLS handshakes that failed (garbage, plain HTTP on the TLS port, a client that
+    /// rejected the certificate): `handshakes_refused{status="tls"}`.
+    pub tls_refused: AtomicU64,
     pub messages_in: AtomicU64,
     pub deliveries: AtomicU64,
     pub bytes_in: AtomicU64,
@@ -44,6 +47,10 @@ impl WorkerMetrics {
         if let Some(index) = REFUSAL_STATUSES.iter().position(|s| *s == status) {
             Self::add(&self.handshakes_refused[index], 1);
         }
+    }
+
+    pub fn tls_refused(&self) {
+        Self::add(&self.tls_refused, 1);
     }
 
     pub fn closed(&self, kind: CloseKind) {
@@ -95,9 +102,12 @@ pub fn render(workers: &[WorkerMetrics], io_driver: &str) -> String {
             .get_or_create(&vec![("status".into(), status.to_string())])
             .inc_by(sum(workers, |w| &w.handshakes_refused[index]));
     }
+    refused
+        .get_or_create(&vec![("status".into(), "tls".into())])
+        .inc_by(sum(workers, |w| &w.tls_refused));
     registry.register(
         "handshakes_refused",
-        "Upgrades refused before the upgrade, by HTTP status",
+        "Upgrades refused before the upgrade, by HTTP status (or `tls`: the TLS handshake failed)",
         refused,
     );
     counter(
@@ -177,7 +187,9 @@ mod tests {
         WorkerMetrics::add(&workers[0].deliveries, 3);
         WorkerMetrics::add(&workers[1].deliveries, 4);
         workers[1].closed(CloseKind::SlowConsumer);
+        workers[0].tls_refused();
         let text = render(&workers, "io_uring");
+        assert!(text.contains("status=\"tls\"} 1"), "{text}");
         assert!(text.contains("ringcast_deliveries_total 7"), "{text}");
         assert!(text.contains("reason=\"slow_consumer\"} 1"), "{text}");
         assert!(text.contains("driver=\"io_uring\"} 1"), "{text}");
