@@ -358,8 +358,12 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
         workers = handle.workers,
         io_driver = handle.io_driver,
         apps = config.apps.len(),
+        tls = config.server.tls.is_some(),
         "ringcast listening"
     );
+    if let Some(plain) = handle.plain_address {
+        tracing::info!(address = %plain, "plain listener beside TLS (server.tls.plainListen)");
+    }
     if development {
         print_development_help(&config, &handle.local_address.to_string())?;
     }
