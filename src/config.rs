@@ -495,6 +495,27 @@ mod tests {
     }
 
     #[test]
+    fn tls_plain_listen_is_checked() {
+        let tls = |plain: &str| {
+            format!(
+                r#"{{"server":{{"listen":"127.0.0.1:8443","tls":{{"cert":"c.pem","key":"k.pem","plainListen":"{plain}"}}}}}}"#
+            )
+        };
+        let config = Config::from_json(&tls("127.0.0.1:8080")).unwrap();
+        assert_eq!(
+            config.plain_listen_address().unwrap(),
+            Some("127.0.0.1:8080".parse().unwrap())
+        );
+        let error = Config::from_json(&tls("127.0.0.1:8443")).unwrap_err();
+        assert_eq!(error.field, "server.tls.plainListen");
+        let error = Config::from_json(&tls("localhost")).unwrap_err();
+        assert_eq!(error.field, "server.tls.plainListen");
+        let error =
+            Config::from_json(r#"{"server":{"tls":{"cert":"c.pem","keyFile":"k"}}}"#).unwrap_err();
+        assert!(error.message.contains("keyFile"), "{error}");
+    }
+
+    #[test]
     fn key_debug_is_redacted() {
         let config = Config::from_json(&format!(r#"{{"apps":[{APP}]}}"#)).unwrap();
         let text = format!("{:?}", config.apps[0].auth_key);
