@@ -121,6 +121,23 @@ pub struct ServerConfig {
     pub max_message_bytes: u64,
     pub max_messages_per_second: u64,
     pub max_pending_bytes: u64,
+    /// Serve `wss://` and `https://` on `listen` (see [`TlsConfig`]). Absent = plain.
+    pub tls: Option<TlsConfig>,
+}
+
+/// `server.tls`: certificate and key files (PEM) for TLS served by ringcast itself.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file with the certificate chain, leaf first (e.g. Let's Encrypt `fullchain.pem`).
+    pub cert: String,
+    /// PEM file with the private key (PKCS#8, PKCS#1 RSA or SEC1 EC). Only the path is
+    /// ever printed, never the key.
+    pub key: String,
+    /// Also serve plain `ws://`/`http://` on this `IP:PORT` (e.g. loopback for health
+    /// checks and metrics scraping). Absent = TLS only.
+    #[serde(default)]
+    pub plain_listen: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -146,6 +163,7 @@ impl Default for ServerConfig {
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             max_messages_per_second: 0,
             max_pending_bytes: DEFAULT_MAX_PENDING_BYTES,
+            tls: None,
         }
     }
 }
@@ -407,8 +425,36 @@ impl Config {
         })
     }
 
+    /// The plain listener kept beside a TLS one (`server.tls.plainListen`), parsed.
+    pub fn plain_listen_address(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        let Some(text) = self
+            .server
+            .tls
+            .as_ref()
+            .and_then(|t| t.plain_listen.as_ref())
+        else {
+            return Ok(None);
+        };
+        let address: SocketAddr = text.parse().map_err(|_| {
+            ConfigError::new(
+                None,
+                "server.tls.plainListen",
+                format!("`{text}` is not IP:PORT"),
+            )
+        })?;
+        if address.port() != 0 && address == self.listen_address()? {
+            return Err(ConfigError::new(
+                None,
+                "server.tls.plainListen",
+                "must differ from server.listen (one port speaks TLS, the other plain)",
+            ));
+        }
+        Ok(Some(address))
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         self.listen_address()?;
+        self.plain_listen_address()?;
         if self.server.workers > MAX_WORKERS {
             return Err(ConfigError::new(
                 None,
@@ -542,6 +588,27 @@ mod tests {
         assert!(Config::from_json(&format!(r#"{{"apps":[{APP},{APP}]}}"#)).is_err());
         let bad = APP.replace("a1", "a/b");
         assert!(Config::from_json(&format!(r#"{{"apps":[{bad}]}}"#)).is_err());
+    }
+
+    #[test]
+    fn tls_plain_listen_is_checked() {
+        let tls = |plain: &str| {
+            format!(
+                r#"{{"server":{{"listen":"127.0.0.1:8443","tls":{{"cert":"c.pem","key":"k.pem","plainListen":"{plain}"}}}}}}"#
+            )
+        };
+        let config = Config::from_json(&tls("127.0.0.1:8080")).unwrap();
+        assert_eq!(
+            config.plain_listen_address().unwrap(),
+            Some("127.0.0.1:8080".parse().unwrap())
+        );
+        let error = Config::from_json(&tls("127.0.0.1:8443")).unwrap_err();
+        assert_eq!(error.field, "server.tls.plainListen");
+        let error = Config::from_json(&tls("localhost")).unwrap_err();
+        assert_eq!(error.field, "server.tls.plainListen");
+        let error =
+            Config::from_json(r#"{"server":{"tls":{"cert":"c.pem","keyFile":"k"}}}"#).unwrap_err();
+        assert!(error.message.contains("keyFile"), "{error}");
     }
 
     #[test]

@@ -13,7 +13,7 @@
 //! the new generation), removed (their connections are closed with 4000), keys rotated,
 //! source filters, flags and limits changed — for existing connections too; the server
 //! admin key and monitoring filter. What needs a restart: the other `server` settings
-//! (listener, workers, io driver, timers, proxies, socket buffers); a reload keeps the
+//! (listener, workers, io driver, timers, proxies, socket buffers, TLS); a reload keeps the
 //! running values and lists the changed ones in its answer and log.
 
 use crate::broker::apps::{Registry, ReloadSummary};
@@ -189,6 +189,7 @@ fn restart_required(running: &ServerConfig, next: &ServerConfig) -> Vec<String> 
         running.max_http_body_bytes != next.max_http_body_bytes,
     );
     check("logFormat", running.log_format != next.log_format);
+    check("tls", running.tls != next.tls);
     changed
 }
 
@@ -206,6 +207,7 @@ fn keep_running_settings(running: &ServerConfig, next: &mut ServerConfig) {
     next.trusted_proxies = running.trusted_proxies.clone();
     next.max_http_body_bytes = running.max_http_body_bytes;
     next.log_format = running.log_format;
+    next.tls = running.tls.clone();
 }
 
 #[cfg(test)]

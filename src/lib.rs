@@ -6,6 +6,7 @@
 //! runtime/     the ONLY place that names monoio, opens sockets, spawns or pins threads
 //!   connection   one TCP connection: HTTP, the upgrade, the WebSocket reader
 //!   writer       flushing outbound queues with vectored sends
+//!   stream, tls  a connection's socket, plain or TLS (rustls driven by hand)
 //!   jwks         the JWKS fetcher thread (blocking HTTP(S) off the workers)
 //! http_api     admin HTTP endpoints, /health, /metrics (sans-IO handlers)
 //! broker/      per-worker core
@@ -21,6 +22,7 @@
 //! protocol/    sans-IO: HTTP request heads, WebSocket frames, commands, envelopes
 //! control      configuration reload: next registry generation → every worker
 //! config.rs, error.rs, metrics.rs   leaves anyone may import
+//! tls          `server.tls` files → the shared rustls configuration (runtime/tls drives it)
 //! starter      files written by `ringcast keys` / `ringcast init` (tooling, not runtime)
 //! ```
 //! Dependencies point down only: `protocol`, `topic` and `auth` do no I/O, no async and
@@ -51,4 +53,5 @@ pub mod metrics;
 pub mod protocol;
 pub mod runtime;
 pub mod starter;
+pub mod tls;
 pub mod topic;

@@ -220,6 +220,10 @@ fn load(path: &str) -> anyhow::Result<Config> {
         Config::load(Path::new(path)).with_context(|| format!("invalid configuration {path}"))?;
     ringcast::broker::apps::Registry::compile(&config)
         .with_context(|| format!("invalid configuration {path}"))?;
+    if let Some(tls) = &config.server.tls {
+        ringcast::tls::server_config(tls)
+            .with_context(|| format!("invalid configuration {path}"))?;
+    }
     Ok(config)
 }
 
@@ -404,8 +408,12 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
         workers = handle.workers,
         io_driver = handle.io_driver,
         apps = config.apps.len(),
+        tls = config.server.tls.is_some(),
         "ringcast listening"
     );
+    if let Some(plain) = handle.plain_address {
+        tracing::info!(address = %plain, "plain listener beside TLS (server.tls.plainListen)");
+    }
     if development {
         print_development_help(&config, &handle.local_address.to_string())?;
     }

@@ -43,10 +43,13 @@ pub enum Refusal {
     AppFull,
     /// `maxConnectionsPerSubject` reached (429).
     SubjectFull,
+    /// The TLS handshake failed: garbage, plain HTTP on the TLS port, a client that
+    /// rejected the certificate (answered with a TLS alert).
+    Tls,
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 12] = [
+    pub const ALL: [Refusal; 13] = [
         Refusal::MalformedRequest,
         Refusal::HeadTooLarge,
         Refusal::BadUpgrade,
@@ -59,6 +62,7 @@ impl Refusal {
         Refusal::InvalidToken,
         Refusal::AppFull,
         Refusal::SubjectFull,
+        Refusal::Tls,
     ];
 
     /// Stable label for metrics and logs.
@@ -76,6 +80,7 @@ impl Refusal {
             Refusal::InvalidToken => "invalid_token",
             Refusal::AppFull => "app_full",
             Refusal::SubjectFull => "subject_full",
+            Refusal::Tls => "tls",
         }
     }
 
@@ -121,8 +126,17 @@ impl WorkerMetrics {
         counter.fetch_add(value, Ordering::Relaxed);
     }
 
+    /// Refusals counted so far for `reason` (this worker).
+    pub fn refusals(&self, reason: Refusal) -> u64 {
+        self.handshakes_refused[reason.index()].load(Ordering::Relaxed)
+    }
+
     pub fn refused(&self, reason: Refusal) {
         Self::add(&self.handshakes_refused[reason.index()], 1);
+    }
+
+    pub fn tls_refused(&self) {
+        self.refused(Refusal::Tls);
     }
 
     pub fn closed(&self, kind: CloseKind) {

@@ -582,7 +582,8 @@ impl Worker {
         self.mark_dirty(session);
     }
 
-    fn mark_dirty(&self, session: &Rc<Session>) {
+    /// Lists `session` for the next flush (once per batch).
+    pub fn mark_dirty(&self, session: &Rc<Session>) {
         if !session.dirty.replace(true) {
             self.dirty.borrow_mut().push(session.clone());
         }

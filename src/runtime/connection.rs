@@ -8,7 +8,7 @@
 //! Writes happen in `writer`; this task never waits on a write except for handshake
 //! responses.
 
-use super::writer::write_all;
+use super::stream::Stream;
 use super::{sys, WorkerRuntime};
 use crate::broker::apps::{canonical_ip, LimitRefusal, Registry};
 use crate::broker::session::Session;
@@ -20,15 +20,17 @@ use crate::protocol::deflate;
 use crate::protocol::frame::Progress;
 use crate::protocol::http::{self as http1, RequestHead};
 use monoio::net::TcpStream;
+use rustls::ServerConfig;
 use std::io;
-use std::net::{IpAddr, Shutdown, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// An idle keep-alive HTTP connection is dropped after this long without a new request.
 pub const KEEP_ALIVE_IDLE: Duration = Duration::from_secs(60);
 /// Consecutive full-buffer reads before the reader lets other tasks run.
-const READS_BEFORE_YIELD: u32 = 4;
+pub(super) const READS_BEFORE_YIELD: u32 = 4;
 
 /// The parts of a request head the runtime needs after the read buffer moves on.
 struct Head {
@@ -81,14 +83,26 @@ impl Head {
     }
 }
 
-/// Serves one accepted connection until it ends.
-pub async fn serve(runtime: Rc<WorkerRuntime>, stream: TcpStream, peer: SocketAddr) {
-    if sys::prepare(&stream).is_err() {
+/// Serves one accepted connection until it ends; `tls` on a TLS listener.
+pub async fn serve(
+    runtime: Rc<WorkerRuntime>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    tls: Option<Arc<ServerConfig>>,
+) {
+    if sys::prepare(&tcp).is_err() {
         return;
     }
     let send_buffer = runtime.broker.registry().settings.socket_send_buffer_bytes;
     if send_buffer > 0 {
-        sys::set_send_buffer(&stream, send_buffer);
+        sys::set_send_buffer(&tcp, send_buffer);
+    }
+    let mut stream = Stream::plain(tcp);
+    if let Some(config) = tls {
+        let Some(state) = super::tls::accept(&config) else {
+            return;
+        };
+        stream.tls = Some(Box::new(std::cell::RefCell::new(state)));
     }
     let stream = Rc::new(stream);
     let slot = runtime.register(stream.clone());
@@ -101,39 +115,10 @@ pub async fn serve(runtime: Rc<WorkerRuntime>, stream: TcpStream, peer: SocketAd
     runtime.unregister(slot);
 }
 
-/// Reads more bytes into `buffer` (growing it by 1 KiB first, then 4 KiB at a time; the
-/// head parser bounds the total at `MAX_HEAD_BYTES`).
-async fn read_more(stream: &TcpStream, buffer: &mut Vec<u8>) -> io::Result<usize> {
-    let start = buffer.len();
-    // Most upgrade requests (token included) fit in 1 KiB: start there, so thousands of
-    // handshakes in flight hold 1 KiB each rather than 4; grow 4 KiB at a time after.
-    let step = if start == 0 { 1024 } else { 4096 };
-    buffer.resize(start + step, 0);
-    loop {
-        match sys::recv(stream, &mut buffer[start..]) {
-            Ok(read) => {
-                buffer.truncate(start + read);
-                return Ok(read);
-            }
-            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                if let Err(error) = stream.readable(false).await {
-                    buffer.truncate(start);
-                    return Err(error);
-                }
-            }
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-            Err(error) => {
-                buffer.truncate(start);
-                return Err(error);
-            }
-        }
-    }
-}
-
 /// HTTP phase. Returns the session and the bytes after the request head when upgraded.
 async fn serve_http(
     runtime: &Rc<WorkerRuntime>,
-    stream: &TcpStream,
+    stream: &Stream,
     peer: SocketAddr,
     slot: usize,
 ) -> Option<(Rc<Session>, Vec<u8>)> {
@@ -155,7 +140,7 @@ async fn serve_http(
                     Ok(None) => {}
                     Err(error) => return Err(Some((error.status(), error.to_string()))),
                 }
-                match read_more(stream, &mut buffer).await {
+                match stream.read_more(runtime, &mut buffer).await {
                     Ok(0) | Err(_) => return Err(None),
                     Ok(_) => {}
                 }
@@ -222,8 +207,11 @@ async fn serve_http(
             return None;
         }
         while buffer.len() < head.head_len + length {
-            match monoio::time::timeout(settings.handshake_timeout, read_more(stream, &mut buffer))
-                .await
+            match monoio::time::timeout(
+                settings.handshake_timeout,
+                stream.read_more(runtime, &mut buffer),
+            )
+            .await
             {
                 Ok(Ok(read)) if read > 0 => {}
                 _ => return None,
@@ -268,8 +256,8 @@ async fn serve_http(
             head.keep_alive,
             &mut out,
         );
-        if write_all(stream, &out).await.is_err() || !head.keep_alive {
-            sys::shutdown(stream, Shutdown::Write);
+        if stream.write_all(&out).await.is_err() || !head.keep_alive {
+            stream.shutdown_write();
             return None;
         }
         buffer.drain(..body_end);
@@ -347,7 +335,7 @@ fn client_address(registry: &Registry, peer: IpAddr, forwarded_for: Option<&str>
 
 async fn respond_error(
     runtime: &WorkerRuntime,
-    stream: &TcpStream,
+    stream: &Stream,
     status: u16,
     reason: Refusal,
     message: &str,
@@ -356,14 +344,14 @@ async fn respond_error(
     runtime.broker.metrics().refused(reason);
     let mut out = Vec::new();
     http1::write_json_error(status, message, keep_alive, &mut out);
-    let _ = write_all(stream, &out).await;
-    sys::shutdown(stream, Shutdown::Write);
+    let _ = stream.write_all(&out).await;
+    stream.shutdown_write();
 }
 
 /// `GET /apps/{appId}`: authorize, admit, switch protocols, open the session.
 async fn upgrade(
     runtime: &Rc<WorkerRuntime>,
-    stream: &TcpStream,
+    stream: &Stream,
     head: &Head,
     client_ip: IpAddr,
     slot: usize,
@@ -474,7 +462,7 @@ async fn upgrade(
     let mut response = Vec::with_capacity(160);
     let extensions = head.deflate.map(|negotiated| negotiated.response());
     http1::write_upgrade_response(&accept, extensions.as_deref(), &mut response);
-    if write_all(stream, &response).await.is_err() {
+    if stream.write_all(&response).await.is_err() {
         app.release(&subject);
         return None;
     }
@@ -516,7 +504,7 @@ fn process(runtime: &WorkerRuntime, session: &Rc<Session>, data: &mut [u8]) -> (
 }
 
 /// Processes freshly read bytes (in the pooled buffer or appended to the split frame).
-fn ingest(runtime: &WorkerRuntime, session: &Rc<Session>, fresh: &mut [u8]) -> bool {
+pub(super) fn ingest(runtime: &WorkerRuntime, session: &Rc<Session>, fresh: &mut [u8]) -> bool {
     runtime.refresh_clock();
     session.last_seen_tick.set(runtime.broker.tick.get());
     WorkerMetrics::add(&runtime.broker.metrics().bytes_in, fresh.len() as u64);
@@ -544,16 +532,16 @@ fn ingest(runtime: &WorkerRuntime, session: &Rc<Session>, fresh: &mut [u8]) -> b
 }
 
 /// Backpressure: pauses this reader while other workers' mailboxes are full.
-async fn wait_for_outbox(runtime: &WorkerRuntime) {
+pub(super) async fn wait_for_outbox(runtime: &WorkerRuntime) {
     while runtime.broker.outbox.is_congested() {
         monoio::time::sleep(Duration::from_millis(1)).await;
     }
 }
 
-/// The WebSocket reader: runs until the peer goes away or the close completes.
+/// The WebSocket phase: runs the reader until the peer goes away or the close completes.
 async fn websocket(
     runtime: &Rc<WorkerRuntime>,
-    stream: &TcpStream,
+    stream: &Stream,
     session: &Rc<Session>,
     mut leftover: Vec<u8>,
 ) {
@@ -563,6 +551,34 @@ async fn websocket(
         runtime.request_flush();
     }
     drop(leftover);
+    match &stream.tls {
+        None => read_websocket(runtime, &stream.tcp, session, closing).await,
+        // Boxed: the TLS reader's state must not widen every plain connection's task.
+        Some(state) => {
+            Box::pin(super::tls::read_websocket(
+                runtime,
+                &stream.tcp,
+                state,
+                session,
+                closing,
+            ))
+            .await
+        }
+    }
+    // The peer is gone (or finished the close handshake): release everything.
+    runtime.broker.close(session, CloseKind::ConnectionLost);
+    session.outbound.borrow_mut().clear();
+    session.pending_bytes.set(0);
+    runtime.request_flush();
+}
+
+/// The plain WebSocket reader: waits for readability, reads into the pooled buffer.
+async fn read_websocket(
+    runtime: &Rc<WorkerRuntime>,
+    stream: &TcpStream,
+    session: &Rc<Session>,
+    mut closing: bool,
+) {
     let mut full_reads = 0;
     loop {
         if runtime.broker.outbox.is_congested() {
@@ -612,9 +628,4 @@ async fn websocket(
             Err(_) => break,
         }
     }
-    // The peer is gone (or finished the close handshake): release everything.
-    runtime.broker.close(session, CloseKind::ConnectionLost);
-    session.outbound.borrow_mut().clear();
-    session.pending_bytes.set(0);
-    runtime.request_flush();
 }

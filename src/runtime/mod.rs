@@ -11,7 +11,9 @@
 
 mod connection;
 pub mod jwks;
+mod stream;
 mod sys;
+mod tls;
 mod writer;
 
 use crate::broker::apps::Registry;
@@ -21,7 +23,7 @@ use crate::broker::worker::Worker;
 use crate::config::{Config, ConfigError, IoDriverChoice};
 use crate::control::{ControlRequest, Controller, CONTROL_QUEUE_CAPACITY};
 use crate::metrics::WorkerMetrics;
-use monoio::net::{TcpListener, TcpStream};
+use monoio::net::TcpListener;
 use slab::Slab;
 use std::cell::{Cell, RefCell};
 use std::net::{Shutdown, SocketAddr};
@@ -29,6 +31,7 @@ use std::rc::Rc;
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::Duration;
+use stream::Stream;
 
 /// Bytes read per `recv` into the worker's pooled buffer: one default max message plus
 /// headroom, so a maximal frame usually arrives in one read.
@@ -66,7 +69,10 @@ pub enum StartError {
 
 /// A running server. Dropping it shuts the server down.
 pub struct ServerHandle {
+    /// The `listen` address (TLS when `server.tls` is set).
     pub local_address: SocketAddr,
+    /// The plain listener kept beside TLS (`server.tls.plainListen`), if any.
+    pub plain_address: Option<SocketAddr>,
     /// `io_uring` or `legacy`.
     pub io_driver: &'static str,
     pub workers: usize,
@@ -159,8 +165,8 @@ pub struct WorkerRuntime {
     handshake_bucket: Cell<(u64, u64)>,
     /// This worker's share of `maxHandshakesPerSecond` (0 = unlimited).
     handshakes_per_second: u64,
-    /// The listener's descriptor, shut down to stop accepting at shutdown.
-    listener_fd: Cell<Option<std::os::fd::RawFd>>,
+    /// The listeners' descriptors, shut down to stop accepting at shutdown (emptied then).
+    listener_fds: RefCell<Vec<std::os::fd::RawFd>>,
     /// A flush is requested and the flusher task has not run yet.
     flush_requested: Cell<bool>,
     /// The parked flusher task.
@@ -172,7 +178,7 @@ pub struct WorkerRuntime {
 }
 
 struct Connection {
-    stream: Rc<TcpStream>,
+    stream: Rc<Stream>,
     session: Option<Rc<Session>>,
 }
 
@@ -216,7 +222,7 @@ impl WorkerRuntime {
         true
     }
 
-    fn register(&self, stream: Rc<TcpStream>) -> usize {
+    fn register(&self, stream: Rc<Stream>) -> usize {
         self.connections.borrow_mut().insert(Connection {
             stream,
             session: None,
@@ -239,7 +245,7 @@ impl WorkerRuntime {
     /// The socket of `session`, if its connection is still registered. The slot alone is
     /// not enough: once a connection ends its slot is reused, while the ended session may
     /// still wait in a flush list.
-    fn stream_of(&self, session: &Session) -> Option<Rc<TcpStream>> {
+    fn stream_of(&self, session: &Session) -> Option<Rc<Stream>> {
         let connections = self.connections.borrow();
         let connection = connections.get(session.slot.get())?;
         let owner = connection.session.as_ref()?;
@@ -320,6 +326,10 @@ fn worker_count(config: &Config) -> usize {
 
 /// Starts the server described by `config` and returns once every worker listens.
 pub fn start(config: &Config) -> Result<ServerHandle, StartError> {
+    let tls = match &config.server.tls {
+        Some(tls) => Some(crate::tls::server_config(tls)?),
+        None => None,
+    };
     let workers = worker_count(config);
     let registry = Arc::new(Registry::compile_next(config, workers, None)?);
     let address = config.listen_address()?;
@@ -333,13 +343,26 @@ pub fn start(config: &Config) -> Result<ServerHandle, StartError> {
     let local_address = listeners[0]
         .local_addr()
         .map_err(|source| StartError::Listen { address, source })?;
+    let mut plain_listeners: Vec<Option<std::net::TcpListener>> = Vec::new();
+    let mut plain_address = None;
+    if let Some(plain) = config.plain_listen_address()? {
+        let bound = bind_listeners(plain, workers)?;
+        plain_address = Some(bound[0].local_addr().map_err(|source| StartError::Listen {
+            address: plain,
+            source,
+        })?);
+        plain_listeners.extend(bound.into_iter().map(Some));
+    }
+    plain_listeners.resize_with(workers, || None);
     let metrics: Arc<[WorkerMetrics]> = (0..workers).map(|_| WorkerMetrics::default()).collect();
     let (mailboxes, senders) = mesh(workers);
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let (ready_sender, ready) = mpsc::channel::<Result<&'static str, StartError>>();
     let (control, requests) = crossbeam_channel::bounded(CONTROL_QUEUE_CAPACITY);
     let mut threads = Vec::with_capacity(workers);
-    for (index, (listener, mailbox)) in listeners.into_iter().zip(mailboxes).enumerate() {
+    let parts = listeners.into_iter().zip(plain_listeners).zip(mailboxes);
+    for (index, ((listener, plain_listener), mailbox)) in parts.enumerate() {
+        let tls = tls.clone();
         let registry = registry.clone();
         let metrics = metrics.clone();
         let outbox = Outbox::new(senders.clone());
@@ -360,6 +383,8 @@ pub fn start(config: &Config) -> Result<ServerHandle, StartError> {
                 let parts = WorkerParts {
                     broker,
                     listener,
+                    plain_listener,
+                    tls,
                     mailbox,
                     ping_seconds,
                 };
@@ -385,6 +410,7 @@ pub fn start(config: &Config) -> Result<ServerHandle, StartError> {
     let mut driver = "legacy";
     let mut handle = ServerHandle {
         local_address,
+        plain_address,
         io_driver: driver,
         workers,
         metrics,
@@ -414,7 +440,11 @@ pub fn start(config: &Config) -> Result<ServerHandle, StartError> {
 
 struct WorkerParts {
     broker: Worker,
+    /// On `listen`: TLS when `tls` is set.
     listener: std::net::TcpListener,
+    /// Plain listener beside a TLS one (`server.tls.plainListen`).
+    plain_listener: Option<std::net::TcpListener>,
+    tls: Option<Arc<rustls::ServerConfig>>,
     mailbox: Mailbox,
     ping_seconds: u64,
 }
@@ -465,20 +495,27 @@ async fn worker_main(
     let WorkerParts {
         broker,
         listener,
+        plain_listener,
+        tls,
         mailbox,
         ping_seconds,
     } = parts;
     let index = broker.index;
-    let listener = match TcpListener::from_std(listener) {
-        Ok(listener) => listener,
-        Err(error) => {
-            let _ = ready.send(Err(StartError::Worker {
-                index,
-                message: error.to_string(),
-            }));
-            return;
+    let mut listeners = vec![(listener, tls)];
+    listeners.extend(plain_listener.map(|plain| (plain, None)));
+    let mut monoio_listeners = Vec::with_capacity(listeners.len());
+    for (listener, tls) in listeners {
+        match TcpListener::from_std(listener) {
+            Ok(listener) => monoio_listeners.push((listener, tls)),
+            Err(error) => {
+                let _ = ready.send(Err(StartError::Worker {
+                    index,
+                    message: error.to_string(),
+                }));
+                return;
+            }
         }
-    };
+    }
     let settings = broker.registry().settings.clone();
     let workers = broker.outbox.workers() as u64;
     let handshakes_per_second = settings.max_handshakes_per_second.div_ceil(workers.max(1));
@@ -488,7 +525,7 @@ async fn worker_main(
         epoch: std::time::Instant::now(),
         handshake_bucket: Cell::new((handshakes_per_second.saturating_mul(1000), 0)),
         handshakes_per_second,
-        listener_fd: Cell::new(None),
+        listener_fds: RefCell::new(Vec::new()),
         flush_requested: Cell::new(false),
         flusher: RefCell::new(None),
         connections: RefCell::new(Slab::new()),
@@ -499,7 +536,9 @@ async fn worker_main(
     tracing::info!(worker = index, driver, "worker started");
     let _ = ready.send(Ok(driver));
     drop(ready);
-    monoio::spawn(accept_loop(runtime.clone(), listener));
+    for (listener, tls) in monoio_listeners {
+        monoio::spawn(accept_loop(runtime.clone(), listener, tls));
+    }
     monoio::spawn(ticker(runtime.clone(), ping_seconds));
     monoio::spawn(flusher(runtime.clone()));
     mesh_loop(&runtime, &mailbox).await;
@@ -513,7 +552,7 @@ async fn worker_main(
 async fn shut_down(runtime: &Rc<WorkerRuntime>, deadline: Duration) {
     use std::os::fd::AsRawFd as _;
     let give_up = std::time::Instant::now() + deadline;
-    if let Some(fd) = runtime.listener_fd.take() {
+    for fd in runtime.listener_fds.take() {
         // Wakes the pending accept with an error; the accept loop then ends.
         sys::shutdown(&fd.as_raw_fd(), Shutdown::Read);
     }
@@ -539,16 +578,21 @@ async fn shut_down(runtime: &Rc<WorkerRuntime>, deadline: Duration) {
     }
 }
 
-async fn accept_loop(runtime: Rc<WorkerRuntime>, listener: TcpListener) {
+/// Accepts on one listener; `tls` set on a TLS listener.
+async fn accept_loop(
+    runtime: Rc<WorkerRuntime>,
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) {
     use std::os::fd::AsRawFd as _;
-    runtime.listener_fd.set(Some(listener.as_raw_fd()));
+    runtime.listener_fds.borrow_mut().push(listener.as_raw_fd());
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
-                let future = connection::serve(runtime.clone(), stream, peer);
+                let future = connection::serve(runtime.clone(), stream, peer, tls.clone());
                 monoio::spawn(future);
             }
-            Err(_) if runtime.listener_fd.get().is_none() => return,
+            Err(_) if runtime.listener_fds.borrow().is_empty() => return,
             Err(error) => {
                 tracing::warn!(%error, "accept failed");
                 // Out of descriptors or memory: back off instead of spinning.

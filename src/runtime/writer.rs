@@ -22,7 +22,7 @@ use std::time::Duration;
 pub const IOVECS_PER_SEND: usize = 64;
 
 /// Outcome of writing one session.
-enum Drained {
+pub(super) enum Drained {
     /// Queue empty.
     Empty,
     /// Socket full; frames remain.
@@ -34,6 +34,10 @@ enum Drained {
 fn write_session(runtime: &WorkerRuntime, session: &Session) -> Drained {
     let Some(stream) = runtime.stream_of(session) else {
         return Drained::Failed;
+    };
+    let stream = match &stream.tls {
+        None => &stream.tcp,
+        Some(state) => return super::tls::write_session(runtime, session, &stream.tcp, state),
     };
     loop {
         let outbound = session.outbound.borrow();
@@ -51,7 +55,7 @@ fn write_session(runtime: &WorkerRuntime, session: &Session) -> Drained {
             slices[count] = IoSlice::new(&frame[start..]);
             count += 1;
         }
-        let result = sys::send_vectored(&*stream, &slices[..count]);
+        let result = sys::send_vectored(stream, &slices[..count]);
         drop(outbound);
         match result {
             Ok(written) => {
@@ -66,7 +70,7 @@ fn write_session(runtime: &WorkerRuntime, session: &Session) -> Drained {
 }
 
 /// Drops `written` bytes from the front of the queue.
-fn consume(session: &Session, mut written: usize) {
+pub(super) fn consume(session: &Session, mut written: usize) {
     session
         .pending_bytes
         .set(session.pending_bytes.get().saturating_sub(written));
@@ -115,7 +119,7 @@ fn flush_session(runtime: &Rc<WorkerRuntime>, session: &Rc<Session>) {
 fn finish_if_closing(runtime: &WorkerRuntime, session: &Session) {
     if session.closing.get().is_some() {
         if let Some(stream) = runtime.stream_of(session) {
-            sys::shutdown(&*stream, Shutdown::Write);
+            stream.shutdown_write();
         }
     }
 }
@@ -134,7 +138,7 @@ async fn park_writer(runtime: Rc<WorkerRuntime>, session: Rc<Session>) {
         let Some(stream) = runtime.stream_of(&session) else {
             break;
         };
-        if stream.writable(false).await.is_err() {
+        if stream.tcp.writable(false).await.is_err() {
             lost(&runtime, &session);
             break;
         }

@@ -418,8 +418,8 @@ pub fn publish_http(server: &TestServer, app: &str, body: Value) -> (u16, String
 
 /// A hand-driven WebSocket client over a raw socket: it reads only when told to, never
 /// answers pings, and can shrink its receive buffer (slow consumers, liveness).
-pub struct RawClient {
-    pub stream: TcpStream,
+pub struct RawClient<S = TcpStream> {
+    pub stream: S,
     buffer: Vec<u8>,
 }
 
@@ -471,7 +471,15 @@ pub fn connect_raw_with(
     )
 }
 
-impl RawClient {
+impl<S: Read + Write> RawClient<S> {
+    /// Wraps a stream whose upgrade is done (e.g. TLS, in `tests/tls.rs`).
+    pub fn over(stream: S) -> Self {
+        RawClient {
+            stream,
+            buffer: Vec::new(),
+        }
+    }
+
     /// Sends one masked frame.
     pub fn send_frame(&mut self, opcode: u8, payload: &[u8]) {
         let mut frame = vec![0x80 | opcode];
