@@ -17,7 +17,7 @@
 
 use crate::auth::{AnonymousError, PermissionSet};
 use crate::broker::anonymous::RateDecision;
-use crate::broker::apps::{canonical_ip, App, Registry};
+use crate::broker::apps::{canonical_ip, App, AppCounters, Registry};
 use crate::broker::session::parse_connection_id;
 use crate::broker::worker::{Found, Worker};
 use crate::control::{ControlRequest, ReloadOutcome};
@@ -319,7 +319,11 @@ fn anonymous_token(worker: &Worker, request: &ApiRequest<'_>, app_id: &str) -> A
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
+    let counters = app.counters.get(worker.index);
     if let RateDecision::Limited { retry_after_s } = endpoint.limiter.check(request.peer, now) {
+        if let Some(counters) = counters {
+            AppCounters::add(&counters.anonymous_limited, 1);
+        }
         let mut response = ApiResponse::error(
             429,
             "too many anonymous tokens from this address; retry later",
@@ -331,6 +335,9 @@ fn anonymous_token(worker: &Worker, request: &ApiRequest<'_>, app_id: &str) -> A
     }
     match endpoint.issuer.issue(requested.as_deref(), now) {
         Ok(issued) => {
+            if let Some(counters) = counters {
+                AppCounters::add(&counters.anonymous_issued, 1);
+            }
             let body = serde_json::json!({
                 "access_token": issued.token,
                 "token_type": "Bearer",

@@ -226,6 +226,50 @@ pub fn render(workers: &[WorkerMetrics], io_driver: &str, registry: &Registry) -
         "Frames queued to subscribers, per app",
         app_deliveries,
     );
+    let anonymous: Family<Labels, Counter> = Family::default();
+    for app in registry.apps.iter().filter(|app| app.anonymous.is_some()) {
+        for (result, value) in [
+            ("issued", app_sum(app, |c| &c.anonymous_issued)),
+            ("rate_limited", app_sum(app, |c| &c.anonymous_limited)),
+        ] {
+            anonymous
+                .get_or_create(&vec![
+                    ("app".to_string(), app.id.to_string()),
+                    ("result".to_string(), result.to_string()),
+                ])
+                .inc_by(value);
+        }
+    }
+    registry_ref.register(
+        "anonymous_tokens",
+        "POST /token/anonymous answers, per app: issued or rate_limited (429)",
+        anonymous,
+    );
+    let jwks_fetches: Family<Labels, Counter> = Family::default();
+    let jwks_keys: Family<Labels, Gauge> = Family::default();
+    for cache in &registry.jwks {
+        let url = cache.url_for_logs().to_string();
+        for (result, value) in [
+            ("ok", cache.fetches_ok.load(Ordering::Relaxed)),
+            ("failed", cache.fetches_failed.load(Ordering::Relaxed)),
+        ] {
+            jwks_fetches
+                .get_or_create(&vec![
+                    ("url".to_string(), url.clone()),
+                    ("result".to_string(), result.to_string()),
+                ])
+                .inc_by(value);
+        }
+        jwks_keys
+            .get_or_create(&vec![("url".to_string(), url)])
+            .set(cache.snapshot().len() as i64);
+    }
+    registry_ref.register(
+        "jwks_fetches",
+        "JWKS documents fetched, per URL (without query): ok or failed (previous keys kept)",
+        jwks_fetches,
+    );
+    registry_ref.register("jwks_keys", "Usable keys loaded, per JWKS URL", jwks_keys);
     counter(
         registry_ref,
         "handshakes_accepted",

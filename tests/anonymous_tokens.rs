@@ -212,6 +212,14 @@ fn the_per_address_rate_limit_answers_429_with_retry_after() {
         .parse()
         .unwrap();
     assert!((1..=60).contains(&retry_after), "{retry_after}");
+    // Counted per app in /metrics.
+    let (_, metrics) = http(&server, "GET", "/metrics", None, "");
+    for (result, count) in [("issued", 3), ("rate_limited", 1)] {
+        let line = format!(
+            "ringcast_anonymous_tokens_total{{app=\"{RATE_APP}\",result=\"{result}\"}} {count}"
+        );
+        assert!(metrics.contains(&line), "{line} missing:\n{metrics}");
+    }
     // Limits are per app: the main app still issues to the same address.
     issue(&server, APP, "");
 }

@@ -410,6 +410,21 @@ fn a_failing_endpoint_keeps_the_previous_keys() {
     let emptied_from = jwks.count("/keys");
     jwks.wait_for_count("/keys", emptied_from + 2);
     assert_eq!(try_connect(&server, JWKS_APP, &token).err(), Some(401));
+    // Fetches are counted per URL, failures included; the emptied set shows 0 keys.
+    let (_, metrics) = http(&server, "GET", "/metrics", None, "");
+    let url = jwks.url("/keys");
+    let failed = format!("ringcast_jwks_fetches_total{{url=\"{url}\",result=\"failed\"}} ");
+    let failures: u64 = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(failed.as_str()))
+        .unwrap_or_else(|| panic!("{failed} missing:\n{metrics}"))
+        .parse()
+        .unwrap();
+    assert!(failures >= 2, "{metrics}");
+    assert!(
+        metrics.contains(&format!("ringcast_jwks_keys{{url=\"{url}\"}} 0")),
+        "{metrics}"
+    );
 }
 
 #[test]

@@ -359,6 +359,9 @@ pub struct JwksCache {
     /// When the fetcher plans the next fetch after a successful one (kept across fetcher
     /// restarts by a configuration reload, so a kept URL is not fetched again at once).
     refresh_due: Mutex<Option<std::time::Instant>>,
+    /// Fetches that installed a set / that failed (kept the previous set); for `/metrics`.
+    pub fetches_ok: std::sync::atomic::AtomicU64,
+    pub fetches_failed: std::sync::atomic::AtomicU64,
 }
 
 impl fmt::Debug for JwksCache {
@@ -380,6 +383,8 @@ impl JwksCache {
             refresh_requested: AtomicBool::new(false),
             doorbell: Mutex::new(None),
             refresh_due: Mutex::new(None),
+            fetches_ok: std::sync::atomic::AtomicU64::new(0),
+            fetches_failed: std::sync::atomic::AtomicU64::new(0),
         }
     }
 

@@ -32,6 +32,9 @@ pub struct AppCounters {
     pub connections: AtomicU64,
     pub messages_in: AtomicU64,
     pub deliveries: AtomicU64,
+    /// `POST /token/anonymous/{appId}`: tokens issued, requests refused with 429.
+    pub anonymous_issued: AtomicU64,
+    pub anonymous_limited: AtomicU64,
 }
 
 impl AppCounters {

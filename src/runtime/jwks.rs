@@ -177,6 +177,10 @@ fn fetch(agent: &ureq::Agent, entry: &mut Entry) {
                     "JWKS fetched"
                 );
                 entry.cache.install(parsed.set);
+                entry
+                    .cache
+                    .fetches_ok
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 entry.failures = 0;
                 entry.due = Instant::now() + max_age;
                 entry.cache.remember_refresh(entry.due);
@@ -189,6 +193,10 @@ fn fetch(agent: &ureq::Agent, entry: &mut Entry) {
 
 /// Keeps the old set and backs off.
 fn failed(entry: &mut Entry, url: &str, reason: &str) {
+    entry
+        .cache
+        .fetches_failed
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let backoff = Duration::from_secs(1 << entry.failures.min(6)).min(MAX_FAILURE_BACKOFF);
     entry.failures = entry.failures.saturating_add(1);
     entry.due = Instant::now() + backoff;
