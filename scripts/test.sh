@@ -8,6 +8,10 @@ export CARGO_TERM_COLOR=never
 
 step() { printf '\n== %s\n' "$*"; }
 
+step "nats-server for the cluster tests (scripts/install-nats.sh)"
+RINGCAST_NATS_SERVER=$(bash scripts/install-nats.sh | tail -n 1)
+export RINGCAST_NATS_SERVER
+
 step "cargo build (debug, all targets)"
 cargo build --workspace --all-targets --locked
 

@@ -128,7 +128,8 @@ fn respond(
         ["metrics"] => only_get(request, || ApiResponse {
             status: 200,
             content_type: "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            body: metrics::render(&worker.metrics, io_driver).into_bytes(),
+            body: metrics::render(&worker.metrics, io_driver, worker.outbox.bus_metrics())
+                .into_bytes(),
         }),
         ["api", "topics", app, "publish"] => {
             with_admin(worker, request, app, "POST", |app, permissions| {

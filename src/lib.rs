@@ -13,6 +13,8 @@
 //!   mesh         bounded channels between workers, batched wakes, the outbox
 //!   interest     which workers hold subscribers of (app, topic)
 //!   apps         compiled app registry (keys, filters, limits)
+//! cluster/     the bus's sans-IO parts: commands from workers, wire format, interest
+//!              bookkeeping (the bus thread itself is `runtime::bus`)
 //! auth/        JWT verification, compiled permissions, source-address filters, minting
 //! topic/       glob patterns, per-worker topic table
 //! protocol/    sans-IO: HTTP request heads, WebSocket frames, commands, envelopes
@@ -35,10 +37,12 @@
 //!   shared by reference with every subscriber.
 //! - **mesh**: the bounded channels between workers; **outbox**: a worker's not-yet-handed
 //!   mesh messages.
-//! - **bus**: the link between machines (NATS), a later issue.
+//! - **bus**: the link between nodes (NATS): one thread per node, `runtime::bus`.
+//! - **node**: one ringcast process in a cluster (`server.cluster.name`).
 
 pub mod auth;
 pub mod broker;
+pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod http_api;
