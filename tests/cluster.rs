@@ -286,6 +286,30 @@ fn still_subscribed(client: &mut Client, topic: &str) -> bool {
     }
 }
 
+/// Whether a frame whose `data` is `data` arrives within a short wait (other frames skipped).
+fn receives(client: &mut Client, data: &Value) -> bool {
+    let socket = client.socket.get_mut();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut found = false;
+    while let Ok(message) = client.socket.read() {
+        if let tungstenite::Message::Text(text) = message {
+            let frame: Value = serde_json::from_str(&text).unwrap();
+            if &frame["data"] == data {
+                found = true;
+                break;
+            }
+        }
+    }
+    client
+        .socket
+        .get_mut()
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    found
+}
+
 #[test]
 fn publications_reach_every_node_once_in_order_and_cross_the_bus_once() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -605,4 +629,23 @@ fn a_killed_node_interest_disappears_and_the_others_keep_serving() {
         a.metric("ringcast_bus_publications_sent_total"),
         sent_before + 1
     );
+
+    // A node joining late learns the interest that already exists (snapshot on hello):
+    // its very first publication to B's topic crosses the bus and arrives.
+    let late = Node::start("node-d", &cluster.nats);
+    until("the late node hears A and B", || {
+        late.metric("ringcast_bus_remote_nodes") == 2
+    });
+    // B has sent no delta since D started: what D knows of B came from B's snapshot.
+    until("a publication from the late node reaches B", || {
+        let marker = rand_id();
+        let (status, _) = publish_http(
+            &late.server,
+            APP,
+            json!({"topic": "b-topic", "messageType": "late", "message": marker}),
+        );
+        assert_eq!(status, 200);
+        receives(&mut on_b, &json!(marker))
+    });
+    assert!(late.metric("ringcast_bus_publications_sent_total") >= 1);
 }
