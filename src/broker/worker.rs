@@ -716,17 +716,19 @@ impl Worker {
 
     /// Admin: close one connection, wherever it lives (any node), with 4000.
     pub fn terminate_connection(&self, app: usize, id: u64) -> Found {
-        let mut owner = worker_of(id);
+        let owner = worker_of(id);
         if let Some(bus) = self.outbox.bus() {
+            // The owner's bit is set when the connection is on this node (another local
+            // bit can only be an explicit subscriber of its private topic).
             let holders = self.registry.apps[app].interest.workers(&private_topic(id));
-            if holders & LOCAL_WORKERS != 0 {
-                owner = holders.trailing_zeros() as usize;
-            } else if holders & BUS_BIT != 0 {
+            // (`checked_shl`: an id from an admin call may carry any low byte.)
+            if holders & 1u64.checked_shl(owner as u32).unwrap_or(0) == 0 {
+                if holders & BUS_BIT == 0 {
+                    return Found::No;
+                }
                 let (reply, answer) = crossbeam_channel::bounded(1);
                 bus.send(BusCommand::Terminate { app, id, reply });
                 return Found::Later(answer);
-            } else {
-                return Found::No;
             }
         }
         if owner == self.index {

@@ -121,15 +121,17 @@ impl Remote {
         self.counts.len()
     }
 
-    /// A node holding `key` (used for `priv/<connectionId>`: the node holding the connection).
-    pub fn holder_of(&self, key: &Key) -> Option<&str> {
+    /// The nodes interested in `key`. For `priv/<connectionId>`: the node holding the
+    /// connection, and any node where someone subscribed to that topic explicitly.
+    pub fn holders_of(&self, key: &Key) -> Vec<String> {
         if !self.counts.contains_key(key) {
-            return None;
+            return Vec::new();
         }
         self.nodes
             .iter()
-            .find(|(_, node)| node.entries.contains(key))
-            .map(|(name, _)| name.as_str())
+            .filter(|(_, node)| node.entries.contains(key))
+            .map(|(name, _)| name.clone())
+            .collect()
     }
 
     /// Marks `name` heard from; a new node or a new instance starts empty.
@@ -347,12 +349,12 @@ mod tests {
         assert_eq!(out.ask_snapshot, None);
         let out = remote.on_delta("c", 1, 1, vec![key("t")], vec![], 0);
         assert!(out.changes.is_empty(), "already interested through b");
-        assert!(remote.holder_of(&key("t")).is_some());
+        assert_eq!(remote.holders_of(&key("t")).len(), 2);
         let out = remote.on_delta("b", 1, 2, vec![], vec![key("t")], 0);
         assert!(out.changes.is_empty(), "c still interested");
         let out = remote.on_bye("c", 1);
         assert_eq!(out.changes, vec![(key("t"), false)]);
-        assert_eq!(remote.holder_of(&key("t")), None);
+        assert!(remote.holders_of(&key("t")).is_empty());
     }
 
     #[test]

@@ -282,25 +282,41 @@ impl Bus {
             }
             BusCommand::Terminate { app, id, reply } => {
                 let key = (app, private_topic(id).into());
-                let Some(node) = self.remote.holder_of(&key) else {
+                let nodes = self.remote.holders_of(&key);
+                if nodes.is_empty() {
                     let _ = reply.try_send(false);
                     return true;
-                };
+                }
                 let request = json(&TerminateRequest {
                     app: self.app_id(app),
                     connection: crate::broker::session::format_connection_id(id),
                 });
-                let subject = self.subjects.node(node, "terminate");
+                let subjects: Vec<String> = nodes
+                    .iter()
+                    .map(|node| self.subjects.node(node, "terminate"))
+                    .collect();
                 let client = self.client.clone();
                 tokio::spawn(async move {
-                    let answer = tokio::time::timeout(
-                        Duration::from_millis(ADMIN_REPLY_TIMEOUT_MS),
-                        client.request(subject, request),
-                    )
-                    .await;
-                    // No answer in time: `reply` is dropped and the HTTP caller gets 504.
-                    if let Ok(Ok(message)) = answer {
-                        let _ = reply.try_send(&message.payload[..] == b"true");
+                    // Usually one node; more when someone elsewhere subscribed to the
+                    // connection's private topic. The holder answers true.
+                    let mut answered = false;
+                    for subject in subjects {
+                        let answer = tokio::time::timeout(
+                            Duration::from_millis(ADMIN_REPLY_TIMEOUT_MS),
+                            client.request(subject, request.clone()),
+                        )
+                        .await;
+                        if let Ok(Ok(message)) = answer {
+                            answered = true;
+                            if &message.payload[..] == b"true" {
+                                let _ = reply.try_send(true);
+                                return;
+                            }
+                        }
+                    }
+                    // No answer at all in time: `reply` is dropped and the caller gets 504.
+                    if answered {
+                        let _ = reply.try_send(false);
                     }
                 });
             }
@@ -633,11 +649,12 @@ impl Bus {
     ) -> Option<crossbeam_channel::Receiver<bool>> {
         let app: &Arc<App> = self.registry.get(&request.app)?;
         let id = parse_connection_id(&request.connection)?;
+        let owner = crate::broker::session::worker_of(id);
         let holders = app.interest.workers(&private_topic(id)) & LOCAL_WORKERS;
-        if holders == 0 {
+        if holders & 1u64.checked_shl(owner as u32).unwrap_or(0) == 0 {
             return None;
         }
-        let worker = holders.trailing_zeros() as usize;
+        let worker = owner;
         let (reply, answer) = crossbeam_channel::bounded(1);
         let message = MeshMessage::Terminate {
             app: app.index,
