@@ -155,7 +155,11 @@ fn main() -> anyhow::Result<()> {
                 .map(|record| record.measurement.deliveries_per_second)
                 .collect();
             values.sort_by(f64::total_cmp);
-            values.get(values.len() / 2).copied().unwrap_or(0.0)
+            match values.len() {
+                0 => 0.0,
+                n if n % 2 == 0 => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+                n => values[n / 2],
+            }
         };
         let (single, cluster) = (median("ringcast"), median(&names[names.len() - 1]));
         println!(
