@@ -11,6 +11,10 @@ step() { printf '\n== %s\n' "$*"; }
 step "system packages (chromium, tesseract-ocr)"
 bash scripts/install-system.sh
 
+step "nats-server for the cluster tests (scripts/install-nats.sh)"
+RINGCAST_NATS_SERVER=$(bash scripts/install-nats.sh | tail -n 1)
+export RINGCAST_NATS_SERVER
+
 step "cargo build (debug, all targets)"
 cargo build --workspace --all-targets --locked
 

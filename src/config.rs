@@ -33,9 +33,10 @@ pub const DEFAULT_MAX_HTTP_BODY_BYTES: u64 = 1024 * 1024;
 pub const DEFAULT_HANDSHAKE_TIMEOUT_SECONDS: u64 = 10;
 /// Time a graceful shutdown may take before the process exits anyway.
 pub const DEFAULT_SHUTDOWN_DEADLINE_SECONDS: u64 = 10;
-/// Upper bound on worker threads: the interest map keeps a 64-bit worker mask per topic
-/// (and connection ids carry the worker index in their low byte).
-pub const MAX_WORKERS: usize = 64;
+/// Upper bound on worker threads: the interest map keeps a 64-bit mask per topic, 63
+/// worker bits and the cluster bus's bit (connection ids carry the worker index in their
+/// low byte).
+pub const MAX_WORKERS: usize = 63;
 /// Source-address lists hold at most this many entries (PROTOCOL.md §1).
 pub const MAX_SOURCE_ENTRIES: usize = 10;
 
@@ -123,6 +124,9 @@ pub struct ServerConfig {
     pub max_pending_bytes: u64,
     /// Serve `wss://` and `https://` on `listen` (see [`TlsConfig`]). Absent = plain.
     pub tls: Option<TlsConfig>,
+    /// Several nodes as one broker over NATS (README "Cluster"). Absent = a single node,
+    /// no bus thread.
+    pub cluster: Option<ClusterConfig>,
 }
 
 /// `server.tls`: certificate and key files (PEM) for TLS served by ringcast itself.
@@ -138,6 +142,60 @@ pub struct TlsConfig {
     /// checks and metrics scraping). Absent = TLS only.
     #[serde(default)]
     pub plain_listen: Option<String>,
+}
+
+/// `server.cluster`: `{"nats": ["nats://127.0.0.1:4222"], "name": "node-a", "subjectPrefix": "ringcast"}`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// NATS server URLs (any one of a NATS cluster is enough); at least one.
+    pub nats: Vec<String>,
+    /// This node's name, unique in the cluster: 1-64 characters of [A-Za-z0-9_-].
+    pub name: String,
+    /// Prefix of every NATS subject the nodes use; nodes with the same prefix form one
+    /// cluster. Dot-separated tokens of [A-Za-z0-9_-].
+    #[serde(default = "default_subject_prefix")]
+    pub subject_prefix: String,
+}
+
+fn default_subject_prefix() -> String {
+    "ringcast".to_string()
+}
+
+/// Whether `text` is a NATS subject token we accept (no wildcards, dots or spaces).
+pub fn is_subject_token(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 64
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+impl ClusterConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.nats.is_empty() {
+            return Err(ConfigError::new(
+                None,
+                "server.cluster.nats",
+                "at least one NATS URL is needed",
+            ));
+        }
+        if !is_subject_token(&self.name) {
+            return Err(ConfigError::new(
+                None,
+                "server.cluster.name",
+                "must be 1-64 characters of [A-Za-z0-9_-]",
+            ));
+        }
+        if !self.subject_prefix.split('.').all(is_subject_token) {
+            return Err(ConfigError::new(
+                None,
+                "server.cluster.subjectPrefix",
+                "must be dot-separated tokens of [A-Za-z0-9_-]",
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for ServerConfig {
@@ -164,6 +222,7 @@ impl Default for ServerConfig {
             max_messages_per_second: 0,
             max_pending_bytes: DEFAULT_MAX_PENDING_BYTES,
             tls: None,
+            cluster: None,
         }
     }
 }
@@ -463,6 +522,9 @@ impl Config {
             ));
         }
         check_limits(None, "server", &self.server.limits())?;
+        if let Some(cluster) = &self.server.cluster {
+            cluster.validate()?;
+        }
         let mut seen = std::collections::HashSet::new();
         for app in &self.apps {
             let id = app.app_id.as_str();
@@ -609,6 +671,30 @@ mod tests {
         let error =
             Config::from_json(r#"{"server":{"tls":{"cert":"c.pem","keyFile":"k"}}}"#).unwrap_err();
         assert!(error.message.contains("keyFile"), "{error}");
+    }
+
+    #[test]
+    fn cluster_section_is_validated() {
+        let ok = Config::from_json(
+            r#"{"server":{"cluster":{"nats":["nats://127.0.0.1:4222"],"name":"node-a"}}}"#,
+        )
+        .unwrap();
+        let cluster = ok.server.cluster.unwrap();
+        assert_eq!(cluster.subject_prefix, "ringcast");
+        for (bad, field) in [
+            (r#"{"nats":[],"name":"a"}"#, "server.cluster.nats"),
+            (
+                r#"{"nats":["nats://x"],"name":"a.b"}"#,
+                "server.cluster.name",
+            ),
+            (
+                r#"{"nats":["nats://x"],"name":"a","subjectPrefix":"r.*"}"#,
+                "server.cluster.subjectPrefix",
+            ),
+        ] {
+            let text = format!(r#"{{"server":{{"cluster":{bad}}}}}"#);
+            assert_eq!(Config::from_json(&text).unwrap_err().field, field);
+        }
     }
 
     #[test]

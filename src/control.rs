@@ -18,6 +18,7 @@
 
 use crate::broker::apps::{Registry, ReloadSummary};
 use crate::broker::mesh::{MeshMessage, MeshSender};
+use crate::cluster::BusCommand;
 use crate::config::{Config, ServerConfig};
 use std::sync::Arc;
 
@@ -45,6 +46,8 @@ pub struct Controller {
     /// Keeps the current generation's JWKS caches fresh (`None` without JWKS keys);
     /// dropping it stops its thread.
     jwks: Option<crate::runtime::jwks::JwksFetcher>,
+    /// The cluster bus's queue (cluster mode): told about a new generation first.
+    bus: Option<MeshSender<BusCommand>>,
     /// The configuration in force (after command-line overrides).
     running: Config,
     senders: Vec<MeshSender>,
@@ -56,10 +59,12 @@ impl Controller {
         running: Config,
         senders: Vec<MeshSender>,
         jwks: Option<crate::runtime::jwks::JwksFetcher>,
+        bus: Option<MeshSender<BusCommand>>,
     ) -> Controller {
         Controller {
             current,
             jwks,
+            bus,
             running,
             senders,
         }
@@ -123,6 +128,11 @@ impl Controller {
         if !next.jwks.is_empty() || self.jwks.is_some() {
             self.jwks = crate::runtime::jwks::start(&next.jwks)
                 .map_err(|error| format!("cannot start the JWKS fetcher thread: {error}"))?;
+        }
+        // The bus first: it must know an added app's slot before any worker can announce
+        // interest in it (one FIFO queue, so this is ordered before their commands).
+        if let Some(bus) = &self.bus {
+            bus.send_blocking(BusCommand::Reload(next.clone()));
         }
         let (applied, confirmations) = crossbeam_channel::bounded(self.senders.len());
         for sender in &self.senders {
@@ -190,6 +200,7 @@ fn restart_required(running: &ServerConfig, next: &ServerConfig) -> Vec<String> 
     );
     check("logFormat", running.log_format != next.log_format);
     check("tls", running.tls != next.tls);
+    check("cluster", running.cluster != next.cluster);
     changed
 }
 
@@ -208,6 +219,7 @@ fn keep_running_settings(running: &ServerConfig, next: &mut ServerConfig) {
     next.max_http_body_bytes = running.max_http_body_bytes;
     next.log_format = running.log_format;
     next.tls = running.tls.clone();
+    next.cluster = running.cluster.clone();
 }
 
 #[cfg(test)]

@@ -218,7 +218,13 @@ fn respond(
         ["metrics"] => monitoring(worker, request, |registry| ApiResponse {
             status: 200,
             content_type: "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            body: metrics::render(&worker.metrics, io_driver, registry).into_bytes(),
+            body: metrics::render(
+                &worker.metrics,
+                io_driver,
+                registry,
+                worker.outbox.bus_metrics(),
+            )
+            .into_bytes(),
             headers: Vec::new(),
         }),
         ["stats"] => monitoring(worker, request, |registry| ApiResponse {

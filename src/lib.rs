@@ -16,6 +16,8 @@
 //!   interest     which workers hold subscribers of (app, topic)
 //!   apps         compiled app registry (keys, filters, limits)
 //!   anonymous    anonymous-token endpoint state: issuer + per-address rate limiter
+//! cluster/     the bus's sans-IO parts: commands from workers, wire format, interest
+//!              bookkeeping (the bus thread itself is `runtime::bus`)
 //! auth/        JWT verification, JWKS key sets, compiled permissions, source-address
 //!              filters, minting, anonymous-token issuing
 //! topic/       glob patterns, per-worker topic table
@@ -41,10 +43,12 @@
 //!   shared by reference with every subscriber.
 //! - **mesh**: the bounded channels between workers; **outbox**: a worker's not-yet-handed
 //!   mesh messages.
-//! - **bus**: the link between machines (NATS), a later issue.
+//! - **bus**: the link between nodes (NATS): one thread per node, `runtime::bus`.
+//! - **node**: one ringcast process in a cluster (`server.cluster.name`).
 
 pub mod auth;
 pub mod broker;
+pub mod cluster;
 pub mod config;
 pub mod control;
 pub mod error;

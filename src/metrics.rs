@@ -159,6 +159,135 @@ impl WorkerMetrics {
     }
 }
 
+/// The cluster bus's numbers (cluster mode only). Written by the bus thread, except the
+/// worker-side drops (`publications_dropped_queue_full`), read at scrape.
+#[derive(Default)]
+pub struct BusMetrics {
+    /// 1 while the NATS connection is up.
+    pub connected: AtomicU64,
+    /// NATS connection losses (each one logged with a warning).
+    pub disconnects: AtomicU64,
+    /// Successful reconnections after a loss (each logged with the outage's length).
+    pub reconnects: AtomicU64,
+    /// Milliseconds spent disconnected, summed over finished outages.
+    pub outage_ms: AtomicU64,
+    /// Publications handed to NATS (one per publication, whatever the subscriber count).
+    pub publications_sent: AtomicU64,
+    /// Publications received from other nodes.
+    pub publications_received: AtomicU64,
+    /// Dropped: the workers → bus queue was full (`BUS_QUEUE_CAPACITY`).
+    pub dropped_queue_full: AtomicU64,
+    /// Dropped: NATS was disconnected when the publication reached the bus thread.
+    pub dropped_disconnected: AtomicU64,
+    /// Dropped: a worker's mailbox was full when a bus publication arrived for it.
+    pub dropped_mailbox_full: AtomicU64,
+    /// Interest delta messages sent.
+    pub interest_deltas_sent: AtomicU64,
+    /// Snapshot requests sent (joins, reconnects, detected gaps).
+    pub snapshot_requests: AtomicU64,
+    /// Other nodes currently heard from.
+    pub remote_nodes: AtomicU64,
+    /// (app, topic) pairs some other node has announced interest in.
+    pub remote_topics: AtomicU64,
+    /// Nodes dropped because their heartbeats stopped.
+    pub nodes_expired: AtomicU64,
+}
+
+fn render_bus(registry: &mut Registry_, bus: &BusMetrics) {
+    let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+    let gauge = |registry: &mut Registry_, name: &str, help: &str, value: u64| {
+        let g: Gauge = Gauge::default();
+        g.set(value as i64);
+        registry.register(name, help, g);
+    };
+    let counter = |registry: &mut Registry_, name: &str, help: &str, value: u64| {
+        let c: Counter = Counter::default();
+        c.inc_by(value);
+        registry.register(name, help, c);
+    };
+    gauge(
+        registry,
+        "bus_connected",
+        "1 while the NATS connection is up",
+        load(&bus.connected),
+    );
+    counter(
+        registry,
+        "bus_disconnects",
+        "NATS connection losses",
+        load(&bus.disconnects),
+    );
+    counter(
+        registry,
+        "bus_reconnects",
+        "NATS reconnections after a loss",
+        load(&bus.reconnects),
+    );
+    counter(
+        registry,
+        "bus_outage_milliseconds",
+        "Time spent disconnected from NATS (finished outages)",
+        load(&bus.outage_ms),
+    );
+    counter(
+        registry,
+        "bus_publications_sent",
+        "Publications sent to the bus (once each)",
+        load(&bus.publications_sent),
+    );
+    counter(
+        registry,
+        "bus_publications_received",
+        "Publications received from other nodes",
+        load(&bus.publications_received),
+    );
+    let dropped: Family<Labels, Counter> = Family::default();
+    for (reason, value) in [
+        ("queue_full", &bus.dropped_queue_full),
+        ("disconnected", &bus.dropped_disconnected),
+        ("mailbox_full", &bus.dropped_mailbox_full),
+    ] {
+        dropped
+            .get_or_create(&vec![("reason".into(), reason.into())])
+            .inc_by(load(value));
+    }
+    registry.register(
+        "bus_publications_dropped",
+        "Bus publications dropped, by reason",
+        dropped,
+    );
+    counter(
+        registry,
+        "bus_interest_deltas_sent",
+        "Interest delta messages sent",
+        load(&bus.interest_deltas_sent),
+    );
+    counter(
+        registry,
+        "bus_snapshot_requests",
+        "Interest snapshot requests sent",
+        load(&bus.snapshot_requests),
+    );
+    gauge(
+        registry,
+        "bus_remote_nodes",
+        "Other nodes heard from",
+        load(&bus.remote_nodes),
+    );
+    gauge(
+        registry,
+        "bus_remote_topics",
+        "(app, topic) pairs other nodes are interested in",
+        load(&bus.remote_topics),
+    );
+    counter(
+        registry,
+        "bus_nodes_expired",
+        "Nodes dropped after their heartbeats stopped",
+        load(&bus.nodes_expired),
+    );
+}
+
 fn sum(workers: &[WorkerMetrics], pick: impl Fn(&WorkerMetrics) -> &AtomicU64) -> u64 {
     workers
         .iter()
@@ -176,8 +305,14 @@ fn app_sum(app: &App, pick: impl Fn(&AppCounters) -> &AtomicU64) -> u64 {
 }
 
 /// Renders every worker's counters, summed (and per worker for connections), the per-app
-/// counters of `registry`, and the io driver in use, as Prometheus text.
-pub fn render(workers: &[WorkerMetrics], io_driver: &str, registry: &Registry) -> String {
+/// counters of `registry`, and the io driver in use, as Prometheus text. With `bus`
+/// (cluster mode) the bus's numbers are added.
+pub fn render(
+    workers: &[WorkerMetrics],
+    io_driver: &str,
+    registry: &Registry,
+    bus: Option<&BusMetrics>,
+) -> String {
     let mut registry_out = Registry_::with_prefix("ringcast");
     let registry_ref = &mut registry_out;
     let counter = |registry: &mut Registry_, name: &str, help: &str, value: u64| {
@@ -378,6 +513,9 @@ pub fn render(workers: &[WorkerMetrics], io_driver: &str, registry: &Registry) -
         .get_or_create(&vec![("driver".into(), io_driver.into())])
         .set(1);
     registry_ref.register("io_driver", "The io driver the workers run", driver);
+    if let Some(bus) = bus {
+        render_bus(registry_ref, bus);
+    }
     let mut text = String::new();
     // Writing into a String cannot fail.
     let _ = encode(&mut text, &registry_out);
@@ -450,10 +588,17 @@ mod tests {
         let registry = Registry::compile_next(&config, 2, None).unwrap();
         AppCounters::add(&registry.apps[0].counters[1].deliveries, 5);
         AppCounters::add(&registry.apps[0].counters[0].deliveries, 6);
-        let text = render(&workers, "io_uring", &registry);
+        let text = render(&workers, "io_uring", &registry, None);
         assert!(
             text.contains("ringcast_app_deliveries_total{app=\"a1\"} 11"),
             "{text}"
+        );
+        let bus = BusMetrics::default();
+        WorkerMetrics::add(&bus.publications_sent, 2);
+        let clustered = render(&workers, "io_uring", &registry, Some(&bus));
+        assert!(
+            clustered.contains("ringcast_bus_publications_sent_total 2"),
+            "{clustered}"
         );
         assert!(text.contains("ringcast_deliveries_total 7"), "{text}");
         assert!(text.contains("reason=\"slow_consumer\"} 1"), "{text}");

@@ -41,6 +41,10 @@ pub struct Target {
     pub admin_token: String,
     /// Source addresses used round-robin; empty = let the kernel choose.
     pub sources: Vec<IpAddr>,
+    /// Cluster runs: subscribers (connection indexes below `subscriber_count`) connect to
+    /// these nodes round-robin; publishers and warm-up use `address`. Empty = `address`.
+    pub subscriber_addresses: Vec<SocketAddr>,
+    pub subscriber_count: usize,
 }
 
 impl Target {
@@ -62,8 +66,12 @@ impl Target {
     /// Connects, upgrades and completes the protocol greeting (welcome frame, or NATS
     /// `CONNECT` + `PING`/`PONG`).
     pub async fn open(&self, index: usize) -> anyhow::Result<Connection> {
-        let mut connection =
-            wire::connect(self.address, &self.path(index), self.source(index)).await?;
+        let address = if index < self.subscriber_count && !self.subscriber_addresses.is_empty() {
+            self.subscriber_addresses[index % self.subscriber_addresses.len()]
+        } else {
+            self.address
+        };
+        let mut connection = wire::connect(address, &self.path(index), self.source(index)).await?;
         match self.flavor {
             Flavor::Realtime => {
                 let frame = next_data_frame(&mut connection).await?;

@@ -81,7 +81,8 @@ struct Cli {
     /// Directory of the `ringcast` and `tokio-baseline` binaries (default: next to this one).
     #[arg(long)]
     bin_dir: Option<PathBuf>,
-    /// nats-server executable (default: .build/nats-venv/bin/nats-server, then PATH).
+    /// nats-server executable (default: .build/nats-venv/bin/nats-server, .build/nats/bin/nats-server
+    /// (scripts/install-nats.sh), then PATH).
     #[arg(long)]
     nats_bin: Option<PathBuf>,
     /// JSON result file (default: loadtest/results/<scenario>-<unix time>.json).
@@ -119,11 +120,21 @@ fn main() -> anyhow::Result<()> {
         records.push(run_external(&cli, address)?);
         println!("{}", report::summary(&records[0]));
     } else {
+        if cli.options.cluster
+            && (cli.scenario != Scenario::Fanout || servers != [ServerKind::Ringcast])
+        {
+            bail!("--cluster is a fanout option for a started ringcast");
+        }
         for round in 1..=rounds {
             for &kind in &servers {
                 let record = run_started(&cli, kind, round, &credentials, &work_dir)?;
                 println!("{}", report::summary(&record));
                 records.push(record);
+                if cli.options.cluster {
+                    let record = run_cluster(&cli, round, &credentials, &work_dir)?;
+                    println!("{}", report::summary(&record));
+                    records.push(record);
+                }
             }
         }
     }
@@ -136,7 +147,26 @@ fn main() -> anyhow::Result<()> {
             }
             names
         });
-    if names.len() > 1 {
+    if cli.options.cluster {
+        let median = |server: &str| {
+            let mut values: Vec<f64> = records
+                .iter()
+                .filter(|record| record.provenance.server == server)
+                .map(|record| record.measurement.deliveries_per_second)
+                .collect();
+            values.sort_by(f64::total_cmp);
+            match values.len() {
+                0 => 0.0,
+                n if n % 2 == 0 => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+                n => values[n / 2],
+            }
+        };
+        let (single, cluster) = (median("ringcast"), median(&names[names.len() - 1]));
+        println!(
+            "deliveries/s, medians of the rounds: 1 node {single:.0}, {CLUSTER_NODES} nodes {cluster:.0} ({:.2}x of 1 node; half the subscribers behind the bus)",
+            cluster / single.max(f64::MIN_POSITIVE)
+        );
+    } else if names.len() > 1 {
         print!("{}", report::comparison(&records, &names));
     }
     let output = cli.output.clone().unwrap_or_else(|| {
@@ -174,13 +204,7 @@ fn sources(count: u8) -> Vec<IpAddr> {
 /// Tokens are distinct per connection up to this many (more would only cost signing time).
 const DISTINCT_TOKENS: usize = 1000;
 
-fn run_started(
-    cli: &Cli,
-    kind: ServerKind,
-    round: usize,
-    credentials: &Credentials,
-    work_dir: &std::path::Path,
-) -> anyhow::Result<RunRecord> {
+fn server_options(cli: &Cli, kind: ServerKind) -> anyhow::Result<ServerOptions> {
     let bin_dir = match &cli.bin_dir {
         Some(directory) => directory.clone(),
         None => std::env::current_exe()?
@@ -189,14 +213,16 @@ fn run_started(
             .to_path_buf(),
     };
     let nats_bin = cli.nats_bin.clone().unwrap_or_else(|| {
-        let local = PathBuf::from(".build/nats-venv/bin/nats-server");
-        if local.exists() {
-            local
-        } else {
-            PathBuf::from("nats-server")
-        }
+        [
+            ".build/nats-venv/bin/nats-server",
+            ".build/nats/bin/nats-server",
+        ]
+        .iter()
+        .map(PathBuf::from)
+        .find(|local| local.exists())
+        .unwrap_or_else(|| PathBuf::from("nats-server"))
     });
-    let options = ServerOptions {
+    Ok(ServerOptions {
         kind,
         port: cli.port,
         workers: cli.workers,
@@ -204,7 +230,88 @@ fn run_started(
         io_driver: cli.io_driver.clone(),
         bin_dir,
         nats_bin,
-    };
+        cluster: None,
+    })
+}
+
+/// Nodes of a `--cluster` run.
+const CLUSTER_NODES: u16 = 2;
+
+/// One fanout run on a 2-node ringcast cluster joined by a nats-server: subscribers
+/// alternate between the nodes, the publishers connect to the first, so half the
+/// deliveries cross the bus. CPU figures are left out (two server processes).
+fn run_cluster(
+    cli: &Cli,
+    round: usize,
+    credentials: &Credentials,
+    work_dir: &std::path::Path,
+) -> anyhow::Result<RunRecord> {
+    let options = server_options(cli, ServerKind::Ringcast)?;
+    let bus_port = cli.port.wrapping_add(100);
+    let nats = server::start_nats_bus(&options.nats_bin, bus_port, work_dir)?;
+    let mut nodes = Vec::new();
+    for node in 0..CLUSTER_NODES {
+        let mut node_options = options.clone();
+        node_options.port = cli.port.wrapping_add(node * 3);
+        node_options.cluster = Some(json!({
+            "nats": [format!("nats://127.0.0.1:{bus_port}")],
+            "name": format!("node-{node}"),
+            "subjectPrefix": "loadtest",
+        }));
+        nodes.push(server::start(&node_options, credentials, work_dir)?);
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    for node in &nodes {
+        let expected = format!("ringcast_bus_remote_nodes {}", CLUSTER_NODES - 1);
+        while !server::http_get(node.address, "/metrics")
+            .map(|body| body.contains(&expected))
+            .unwrap_or(false)
+        {
+            if std::time::Instant::now() > deadline {
+                bail!("the cluster nodes did not find each other");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+    let target = Arc::new(Target {
+        address: nodes[0].address,
+        flavor: Flavor::Realtime,
+        app_id: APP_HS256.to_string(),
+        tokens: credentials.client_tokens(APP_HS256, DISTINCT_TOKENS)?,
+        admin_token: credentials.admin_token()?,
+        sources: sources(cli.options.source_addresses),
+        subscriber_addresses: nodes.iter().map(|node| node.address).collect(),
+        subscriber_count: cli.options.subscribers,
+    });
+    let measurement = scenarios::run(Scenario::Fanout, &cli.options, target, None);
+    let name = format!("ringcast-cluster-{CLUSTER_NODES}");
+    let provenance = Provenance::collect(&name, &nodes[0].version, &nodes[0].io_driver);
+    let bus = server::http_get(nodes[0].address, "/metrics").unwrap_or_default();
+    drop(nodes);
+    drop(nats);
+    let bus_lines: Vec<&str> = bus
+        .lines()
+        .filter(|line| line.starts_with("ringcast_bus_publications"))
+        .collect();
+    Ok(RunRecord {
+        scenario: cli.scenario,
+        round,
+        provenance,
+        options: cli.options.clone(),
+        server_settings: json!({ "nodes": CLUSTER_NODES, "node": serde_json::to_value(&options)?, "first_node_bus_metrics": bus_lines }),
+        client_cpus: cli.client_cpus.clone(),
+        measurement: measurement?,
+    })
+}
+
+fn run_started(
+    cli: &Cli,
+    kind: ServerKind,
+    round: usize,
+    credentials: &Credentials,
+    work_dir: &std::path::Path,
+) -> anyhow::Result<RunRecord> {
+    let options = server_options(cli, kind)?;
     let server = server::start(&options, credentials, work_dir)?;
     let app = if cli.scenario == Scenario::Connect && cli.options.alg.eq_ignore_ascii_case("ES256")
     {
@@ -223,6 +330,8 @@ fn run_started(
         tokens: credentials.client_tokens(app, DISTINCT_TOKENS)?,
         admin_token: credentials.admin_token()?,
         sources: sources(cli.options.source_addresses),
+        subscriber_addresses: Vec::new(),
+        subscriber_count: 0,
     });
     let measurement = scenarios::run(cli.scenario, &cli.options, target, Some(server.pid));
     let provenance = Provenance::collect(&server.name, &server.version, &server.io_driver);
@@ -266,6 +375,8 @@ fn run_external(cli: &Cli, address: SocketAddr) -> anyhow::Result<RunRecord> {
         tokens: vec![sign(&cli.secret, false)?],
         admin_token: sign(&cli.admin_secret, true)?,
         sources: sources(cli.options.source_addresses),
+        subscriber_addresses: Vec::new(),
+        subscriber_count: 0,
     });
     let measurement = scenarios::run(cli.scenario, &cli.options, target, cli.pid)?;
     let name = if flavor == Flavor::Nats {

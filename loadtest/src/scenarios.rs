@@ -86,6 +86,11 @@ pub struct ScenarioOptions {
     /// ephemeral port limit).
     #[arg(long, default_value_t = 1)]
     pub source_addresses: u8,
+    /// fanout, started ringcast only: run each round twice, on one node and on a 2-node
+    /// cluster joined by a nats-server (subscribers split evenly over the nodes, the
+    /// publisher on the first), and report the deliveries/s of both.
+    #[arg(long)]
+    pub cluster: bool,
 }
 
 /// The figures of one run (before provenance is attached).

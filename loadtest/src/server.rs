@@ -147,6 +147,8 @@ pub struct ServerOptions {
     pub bin_dir: PathBuf,
     /// nats-server executable.
     pub nats_bin: PathBuf,
+    /// ringcast only: the `server.cluster` section (cluster runs).
+    pub cluster: Option<serde_json::Value>,
 }
 
 /// A server process this harness started; killed on drop.
@@ -185,16 +187,25 @@ pub fn start(
     std::fs::create_dir_all(work_dir)?;
     let address: SocketAddr = format!("127.0.0.1:{}", options.port).parse()?;
     let name = options.kind.name();
-    let log = work_dir.join(format!("{name}.log"));
+    let node = options
+        .cluster
+        .as_ref()
+        .and_then(|cluster| cluster["name"].as_str())
+        .map(|node| format!("-{node}"))
+        .unwrap_or_default();
+    let log = work_dir.join(format!("{name}{node}.log"));
     let (program, arguments): (PathBuf, Vec<String>) = match options.kind {
         ServerKind::Ringcast | ServerKind::TokioBaseline => {
-            let config_path = work_dir.join(format!("{name}.json"));
-            let config = credentials.config(
+            let config_path = work_dir.join(format!("{name}{node}.json"));
+            let mut config = credentials.config(
                 address,
                 options.workers,
                 options.cpus.is_none(),
                 options.io_driver.as_deref(),
             );
+            if let Some(cluster) = &options.cluster {
+                config["server"]["cluster"] = cluster.clone();
+            }
             std::fs::write(&config_path, serde_json::to_vec_pretty(&config)?)?;
             (
                 options.bin_dir.join(name),
@@ -258,6 +269,49 @@ pub fn start(
         std::thread::sleep(Duration::from_millis(50));
     }
     server.io_driver = io_driver_of(options.kind, address);
+    Ok(server)
+}
+
+/// A plain (no WebSocket) nats-server on `port` for a ringcast cluster run; killed on drop.
+pub fn start_nats_bus(
+    nats_bin: &Path,
+    port: u16,
+    work_dir: &Path,
+) -> anyhow::Result<RunningServer> {
+    std::fs::create_dir_all(work_dir)?;
+    let address: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+    let log = work_dir.join("nats-bus.log");
+    let log_file = std::fs::File::create(&log)?;
+    let child = Command::new(nats_bin)
+        .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone()?)
+        .stderr(log_file)
+        .spawn()
+        .with_context(|| format!("start {}", nats_bin.display()))?;
+    let pid = child.id();
+    let mut server = RunningServer {
+        child,
+        pid,
+        address,
+        name: "nats-bus".into(),
+        version: version_of(nats_bin, ServerKind::Nats),
+        io_driver: String::new(),
+        log,
+    };
+    let deadline = Instant::now() + START_TIMEOUT;
+    while TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_err() {
+        if let Ok(Some(status)) = server.child.try_wait() {
+            bail!(
+                "nats-server exited at start ({status}); log: {}",
+                server.log.display()
+            );
+        }
+        if Instant::now() > deadline {
+            bail!("nats-server did not listen on {address} within {START_TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
     Ok(server)
 }
 

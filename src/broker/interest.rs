@@ -12,11 +12,21 @@
 //! Invariant: bit `w` is set iff worker `w`'s local table has ≥ 1 subscriber of the topic
 //! (each worker only flips its own bit). Sharding bounds writer contention; entries vanish
 //! when the mask reaches zero, so size is bounded by live topics.
+//!
+//! Cluster mode: [`BUS_BIT`] (bit 63) is set iff another node has announced interest in the
+//! topic; only the bus thread flips it. A publish reads local and remote interest in the
+//! same single lookup. In cluster mode each open connection also has a `priv/<id>` entry
+//! (its worker's bit), so the node holding a connection id is found the same way.
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::RwLock;
+
+/// The bit standing for "some other node has subscribers" (cluster mode).
+pub const BUS_BIT: u64 = 1 << 63;
+/// The bits of this node's workers.
+pub const LOCAL_WORKERS: u64 = !BUS_BIT;
 
 /// Shards per app: enough that 64 workers subscribing at once rarely share a lock.
 const SHARDS: usize = 32;
@@ -52,26 +62,63 @@ impl InterestMap {
         shard.get(topic).copied().unwrap_or(0)
     }
 
-    /// Marks `worker` as holding subscribers of `topic`.
-    pub fn add(&self, topic: &str, worker: usize) {
+    /// Marks `worker` as holding subscribers of `topic`; whether this node had none before
+    /// (the node-level 0→1 transition the bus announces).
+    pub fn add(&self, topic: &str, worker: usize) -> bool {
+        self.set_bits(topic, 1 << worker, true) & LOCAL_WORKERS == 0
+    }
+
+    /// Marks `worker` as holding no subscribers of `topic`; whether this node now has none
+    /// (the node-level 1→0 transition the bus announces).
+    pub fn remove(&self, topic: &str, worker: usize) -> bool {
+        let before = self.set_bits(topic, 1 << worker, false);
+        before & LOCAL_WORKERS == 1 << worker
+    }
+
+    /// Sets or clears [`BUS_BIT`] (the bus thread only).
+    pub fn set_remote(&self, topic: &str, interested: bool) {
+        self.set_bits(topic, BUS_BIT, interested);
+    }
+
+    /// Sets or clears `bits`; returns the mask before.
+    fn set_bits(&self, topic: &str, bits: u64, on: bool) -> u64 {
         let mut shard = self.shard(topic).write().unwrap_or_else(|e| e.into_inner());
         match shard.get_mut(topic) {
-            Some(mask) => *mask |= 1 << worker,
+            Some(mask) => {
+                let before = *mask;
+                if on {
+                    *mask |= bits;
+                } else {
+                    *mask &= !bits;
+                    if *mask == 0 {
+                        shard.remove(topic);
+                    }
+                }
+                before
+            }
             None => {
-                shard.insert(topic.into(), 1 << worker);
+                if on {
+                    shard.insert(topic.into(), bits);
+                }
+                0
             }
         }
     }
 
-    /// Marks `worker` as holding no subscribers of `topic`.
-    pub fn remove(&self, topic: &str, worker: usize) {
-        let mut shard = self.shard(topic).write().unwrap_or_else(|e| e.into_inner());
-        if let Some(mask) = shard.get_mut(topic) {
-            *mask &= !(1 << worker);
-            if *mask == 0 {
-                shard.remove(topic);
-            }
+    /// Every topic some worker of this node has subscribers of (the bus's resync and
+    /// snapshot; O(topics), never on the publish path).
+    pub fn local_topics(&self) -> Vec<Box<str>> {
+        let mut topics = Vec::new();
+        for shard in self.shards.iter() {
+            let shard = shard.read().unwrap_or_else(|e| e.into_inner());
+            topics.extend(
+                shard
+                    .iter()
+                    .filter(|(_, mask)| **mask & LOCAL_WORKERS != 0)
+                    .map(|(topic, _)| topic.clone()),
+            );
         }
+        topics
     }
 }
 
@@ -102,5 +149,23 @@ mod tests {
         map.remove("chat", 3);
         assert_eq!(map.workers("chat"), 0);
         assert_eq!(map.workers("other"), 0);
+    }
+
+    #[test]
+    fn node_level_transitions_and_the_bus_bit() {
+        let map = InterestMap::default();
+        assert!(map.add("t", 1), "first worker: node gains interest");
+        assert!(!map.add("t", 2));
+        map.set_remote("t", true);
+        assert_eq!(map.workers("t"), BUS_BIT | 0b110);
+        assert!(!map.remove("t", 1));
+        assert!(map.remove("t", 2), "last worker: node loses interest");
+        assert_eq!(map.workers("t"), BUS_BIT, "remote interest stays");
+        assert!(map.local_topics().is_empty());
+        assert!(map.add("t", 0), "remote interest does not count as local");
+        assert_eq!(map.local_topics(), vec![Box::from("t")]);
+        map.remove("t", 0);
+        map.set_remote("t", false);
+        assert_eq!(map.workers("t"), 0);
     }
 }

@@ -11,6 +11,8 @@
 //! [`MAILBOX_CAPACITY`] messages and every outbox queue at most [`OUTBOX_HIGH_WATER`]
 //! before its producer is paused (overflow is backpressure, never loss).
 
+use crate::cluster::BusLink;
+use crate::metrics::BusMetrics;
 use crate::topic::pattern::Pattern;
 use atomic_waker::AtomicWaker;
 use bytes::Bytes;
@@ -94,41 +96,51 @@ struct Signal {
     notified: AtomicBool,
 }
 
-/// The receiving end, owned by one worker.
-pub struct Mailbox {
-    receiver: Receiver<MeshMessage>,
+/// The receiving end, owned by one worker (or, for `Mailbox<BusCommand>`, the bus thread).
+pub struct Mailbox<T = MeshMessage> {
+    receiver: Receiver<T>,
     signal: Arc<Signal>,
 }
 
-/// A sending end to one worker's mailbox; cloneable, `Send`.
-#[derive(Clone)]
-pub struct MeshSender {
-    sender: Sender<MeshMessage>,
+/// A sending end to one mailbox; cloneable, `Send`.
+pub struct MeshSender<T = MeshMessage> {
+    sender: Sender<T>,
     signal: Arc<Signal>,
+}
+
+impl<T> Clone for MeshSender<T> {
+    fn clone(&self) -> Self {
+        MeshSender {
+            sender: self.sender.clone(),
+            signal: self.signal.clone(),
+        }
+    }
+}
+
+/// One bounded mailbox holding at most `capacity` messages, and its sender.
+pub fn channel<T>(capacity: usize) -> (Mailbox<T>, MeshSender<T>) {
+    let (sender, receiver) = crossbeam_channel::bounded(capacity);
+    let signal = Arc::new(Signal {
+        waker: AtomicWaker::new(),
+        notified: AtomicBool::new(false),
+    });
+    (
+        Mailbox {
+            receiver,
+            signal: signal.clone(),
+        },
+        MeshSender { sender, signal },
+    )
 }
 
 /// Creates `workers` mailboxes and their senders (index = worker index).
 pub fn mesh(workers: usize) -> (Vec<Mailbox>, Vec<MeshSender>) {
-    let mut mailboxes = Vec::with_capacity(workers);
-    let mut senders = Vec::with_capacity(workers);
-    for _ in 0..workers {
-        let (sender, receiver) = crossbeam_channel::bounded(MAILBOX_CAPACITY);
-        let signal = Arc::new(Signal {
-            waker: AtomicWaker::new(),
-            notified: AtomicBool::new(false),
-        });
-        mailboxes.push(Mailbox {
-            receiver,
-            signal: signal.clone(),
-        });
-        senders.push(MeshSender { sender, signal });
-    }
-    (mailboxes, senders)
+    (0..workers).map(|_| channel(MAILBOX_CAPACITY)).unzip()
 }
 
-impl MeshSender {
+impl<T> MeshSender<T> {
     /// Queues without waking; the caller calls [`MeshSender::notify`] once per batch.
-    pub fn try_send(&self, message: MeshMessage) -> Result<(), MeshMessage> {
+    pub fn try_send(&self, message: T) -> Result<(), T> {
         self.sender.try_send(message).map_err(|error| match error {
             TrySendError::Full(m) | TrySendError::Disconnected(m) => m,
         })
@@ -142,16 +154,16 @@ impl MeshSender {
     }
 
     /// Sends from a non-worker thread, blocking while the mailbox is full (control paths only).
-    pub fn send_blocking(&self, message: MeshMessage) {
+    pub fn send_blocking(&self, message: T) {
         if self.sender.send(message).is_ok() {
             self.notify();
         }
     }
 }
 
-impl Mailbox {
+impl<T> Mailbox<T> {
     /// Takes up to `limit` messages. Call [`Mailbox::wait`] when it returns fewer.
-    pub fn drain(&self, limit: usize, out: &mut Vec<MeshMessage>) {
+    pub fn drain(&self, limit: usize, out: &mut Vec<T>) {
         self.signal.notified.store(false, Ordering::Release);
         while out.len() < limit {
             match self.receiver.try_recv() {
@@ -175,11 +187,13 @@ impl Mailbox {
     }
 }
 
-/// Worker-local queues of messages not yet handed to other workers' mailboxes.
+/// Worker-local queues of messages not yet handed to other workers' mailboxes, and the
+/// link to the cluster bus (cluster mode).
 pub struct Outbox {
     senders: Vec<MeshSender>,
     queues: RefCell<Vec<VecDeque<MeshMessage>>>,
     queued: Cell<usize>,
+    bus: Option<BusLink>,
 }
 
 impl Outbox {
@@ -189,7 +203,23 @@ impl Outbox {
             senders,
             queues: RefCell::new(queues),
             queued: Cell::new(0),
+            bus: None,
         }
+    }
+
+    /// Adds the link to the bus thread (cluster mode).
+    pub fn with_bus(mut self, bus: BusLink) -> Outbox {
+        self.bus = Some(bus);
+        self
+    }
+
+    /// The bus link, in cluster mode.
+    pub fn bus(&self) -> Option<&BusLink> {
+        self.bus.as_ref()
+    }
+
+    pub fn bus_metrics(&self) -> Option<&BusMetrics> {
+        self.bus.as_ref().map(BusLink::metrics)
     }
 
     pub fn workers(&self) -> usize {
@@ -215,6 +245,9 @@ impl Outbox {
     /// Hands queued messages to the mailboxes (in order), waking each destination once.
     /// Messages that do not fit stay queued. Returns the number still queued.
     pub fn flush(&self) -> usize {
+        if let Some(bus) = &self.bus {
+            bus.wake();
+        }
         if self.queued.get() == 0 {
             return 0;
         }

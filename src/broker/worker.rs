@@ -14,10 +14,11 @@
 //!   iterating subscribers are deferred to `pending_closes`.
 
 use super::apps::{App, AppCounters, Registry};
-use super::interest::workers_in;
+use super::interest::{workers_in, BUS_BIT, LOCAL_WORKERS};
 use super::mesh::{Frame, MeshMessage, Outbox};
 use super::session::{format_connection_id, private_connection_id, worker_of, Grants, Session};
 use crate::auth::{Claims, PermissionSet};
+use crate::cluster::BusCommand;
 use crate::error::CloseKind;
 use crate::metrics::WorkerMetrics;
 use crate::protocol::command::{parse_command, Command, CommandError, Publication};
@@ -217,15 +218,47 @@ impl Worker {
         self.sessions.borrow().values().cloned().collect()
     }
 
-    fn new_connection_id(&self) -> u64 {
+    /// A fresh id: unique on this worker and, in cluster mode, not held on any node this
+    /// one knows of (every connection has a `priv/<id>` interest entry there).
+    fn new_connection_id(&self, app: &App) -> u64 {
         let sessions = self.sessions.borrow();
+        let clustered = self.outbox.bus().is_some();
         let mut rng = rand::thread_rng();
         loop {
             let random: u64 = rng.gen::<u64>() & 0xff_ffff_ffff;
             let id = (random << 8) | self.index as u64;
-            if !sessions.contains_key(&id) {
-                return id;
+            if sessions.contains_key(&id) {
+                continue;
             }
+            if clustered && app.interest.workers(&private_topic(id)) != 0 {
+                continue;
+            }
+            return id;
+        }
+    }
+
+    /// Records that this worker has subscribers of `topic`; tells the bus when the node
+    /// as a whole gained interest.
+    fn interest_add(&self, app: &App, topic: &str) {
+        if app.interest.add(topic, self.index) {
+            self.interest_changed(app, topic);
+        }
+    }
+
+    /// Records that this worker has no subscribers of `topic` left; tells the bus when
+    /// the node as a whole lost interest.
+    fn interest_remove(&self, app: &App, topic: &str) {
+        if app.interest.remove(topic, self.index) {
+            self.interest_changed(app, topic);
+        }
+    }
+
+    fn interest_changed(&self, app: &App, topic: &str) {
+        if let Some(bus) = self.outbox.bus() {
+            bus.send(BusCommand::InterestChanged {
+                app: app.index,
+                topic: topic.into(),
+            });
         }
     }
 
@@ -238,7 +271,7 @@ impl Worker {
         remote_address: &str,
         deflate: Option<Negotiated>,
     ) -> Rc<Session> {
-        let id = self.new_connection_id();
+        let id = self.new_connection_id(app);
         let id_text = format_connection_id(id);
         let subject = claims.subject.unwrap_or_else(|| id_text.clone());
         let session = Rc::new(Session {
@@ -270,6 +303,10 @@ impl Worker {
             session.frames.borrow_mut().enable_deflate();
         }
         self.sessions.borrow_mut().insert(id, session.clone());
+        if self.outbox.bus().is_some() {
+            // Cluster mode: other nodes find the node holding this id through interest.
+            self.interest_add(app, &private_topic(id));
+        }
         WorkerMetrics::add(&self.metrics().connections_open, 1);
         WorkerMetrics::add(&self.metrics().handshakes_accepted, 1);
         if let Some(counters) = app.counters.get(self.index) {
@@ -472,7 +509,7 @@ impl Worker {
             session.clone(),
         );
         if first {
-            session.app().interest.add(topic, self.index);
+            self.interest_add(&session.app(), topic);
         }
     }
 
@@ -490,19 +527,33 @@ impl Worker {
         drop(subscriptions);
         let last = self.tables.borrow_mut()[session.app().index].unsubscribe(topic, session.id);
         if last {
-            session.app().interest.remove(topic, self.index);
+            self.interest_remove(&session.app(), topic);
         }
     }
 
     /// Fans `frame` out to `topic`'s subscribers on this worker and hands it once to each
-    /// other worker that has subscribers.
+    /// other worker that has subscribers, and once to the bus when another node has.
     pub fn publish(&self, app: &App, topic: &str, frame: Frame) {
         self.deliver_local(app.index, topic, &frame);
         let mut targets = app.interest.workers(topic);
-        if let Some(id) = private_connection_id(topic) {
-            targets |= 1u64 << worker_of(id);
+        match self.outbox.bus() {
+            // Cluster mode: `priv/<id>` has an interest entry on the node holding `id`.
+            Some(bus) => {
+                if targets & BUS_BIT != 0 {
+                    bus.send(BusCommand::Publish {
+                        app: app.index,
+                        topic: topic.into(),
+                        frame: frame.clone(),
+                    });
+                }
+            }
+            None => {
+                if let Some(id) = private_connection_id(topic) {
+                    targets |= 1u64 << worker_of(id);
+                }
+            }
         }
-        let others = targets & !(1u64 << self.index);
+        let others = targets & LOCAL_WORKERS & !(1u64 << self.index);
         if others != 0 {
             let topic: Arc<str> = topic.into();
             for to in workers_in(others) {
@@ -627,6 +678,9 @@ impl Worker {
             if let Some(counters) = app.counters.get(self.index) {
                 AppCounters::add(&counters.connections, u64::MAX);
             }
+            if self.outbox.bus().is_some() {
+                self.interest_remove(&app, &private_topic(session.id));
+            }
         }
         if kind == CloseKind::SlowConsumer {
             // Drop what it has not started to read; keep a partly written frame whole.
@@ -734,11 +788,31 @@ impl Worker {
             connection: None,
             reply: None,
         });
+        if let Some(bus) = self.outbox.bus() {
+            bus.send(BusCommand::TerminateApp { app });
+        }
     }
 
-    /// Admin: close one connection, wherever it lives, with 4000.
+    /// Admin: close one connection, wherever it lives (any node), with 4000.
     pub fn terminate_connection(&self, app: usize, id: u64) -> Found {
         let owner = worker_of(id);
+        if let Some(bus) = self.outbox.bus() {
+            // The owner's bit is set when the connection is on this node (another local
+            // bit can only be an explicit subscriber of its private topic).
+            let holders = match self.registry().at_slot(app) {
+                Some(app) => app.interest.workers(&private_topic(id)),
+                None => 0,
+            };
+            // (`checked_shl`: an id from an admin call may carry any low byte.)
+            if holders & 1u64.checked_shl(owner as u32).unwrap_or(0) == 0 {
+                if holders & BUS_BIT == 0 {
+                    return Found::No;
+                }
+                let (reply, answer) = crossbeam_channel::bounded(1);
+                bus.send(BusCommand::Terminate { app, id, reply });
+                return Found::Later(answer);
+            }
+        }
         if owner == self.index {
             return if self.terminate_local(app, Some(id)) {
                 Found::Yes
@@ -791,6 +865,13 @@ impl Worker {
             subject: subject.clone(),
             patterns: patterns.clone(),
         });
+        if let Some(bus) = self.outbox.bus() {
+            bus.send(BusCommand::Unsubscribe {
+                app,
+                subject,
+                patterns,
+            });
+        }
     }
 
     fn unsubscribe_subject_local(&self, app: usize, subject: &str, patterns: &[Pattern]) {
@@ -841,6 +922,11 @@ impl Worker {
         }
         self.run_pending_closes();
     }
+}
+
+/// `priv/<id>` of a numeric connection id.
+fn private_topic(id: u64) -> String {
+    format!("priv/{}", format_connection_id(id))
 }
 
 /// The close kind for a command that could not be parsed.

@@ -9,6 +9,7 @@
 //! immutable registry, the interest maps, the counters and the mesh channels; the driver
 //! that actually runs is logged and exported as the `ringcast_io_driver` metric.
 
+pub mod bus;
 mod connection;
 pub mod jwks;
 mod stream;
@@ -17,17 +18,19 @@ mod tls;
 mod writer;
 
 use crate::broker::apps::Registry;
-use crate::broker::mesh::{mesh, Mailbox, MeshMessage, MeshSender, Outbox, DRAIN_BATCH};
+use crate::broker::mesh::{self, mesh, Mailbox, MeshMessage, MeshSender, Outbox, DRAIN_BATCH};
 use crate::broker::session::Session;
 use crate::broker::worker::Worker;
+use crate::cluster::{BusCommand, BusLink, BUS_QUEUE_CAPACITY};
 use crate::config::{Config, ConfigError, IoDriverChoice};
 use crate::control::{ControlRequest, Controller, CONTROL_QUEUE_CAPACITY};
-use crate::metrics::WorkerMetrics;
+use crate::metrics::{BusMetrics, WorkerMetrics};
 use monoio::net::TcpListener;
 use slab::Slab;
 use std::cell::{Cell, RefCell};
 use std::net::{Shutdown, SocketAddr};
 use std::rc::Rc;
+use std::sync::atomic::AtomicBool;
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -77,9 +80,14 @@ pub struct ServerHandle {
     pub io_driver: &'static str,
     pub workers: usize,
     pub metrics: Arc<[WorkerMetrics]>,
+    /// The cluster bus's numbers (cluster mode).
+    pub bus_metrics: Option<Arc<BusMetrics>>,
     senders: Vec<MeshSender>,
     threads: Vec<JoinHandle<()>>,
     control: crossbeam_channel::Sender<ControlRequest>,
+    /// The bus thread and its queue (cluster mode); stopped after the workers, so their
+    /// last interest changes and presence events still leave.
+    bus: Option<(MeshSender<BusCommand>, JoinHandle<()>)>,
 }
 
 impl ServerHandle {
@@ -91,6 +99,14 @@ impl ServerHandle {
     /// Blocks until the workers end (after [`ServerHandle::request_shutdown`] or a fatal error).
     pub fn wait(mut self) {
         for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+        self.stop_bus();
+    }
+
+    fn stop_bus(&mut self) {
+        if let Some((sender, thread)) = self.bus.take() {
+            sender.send_blocking(BusCommand::Shutdown);
             let _ = thread.join();
         }
     }
@@ -138,13 +154,13 @@ impl ServerHandle {
     }
 
     fn stop(&mut self) {
-        if self.threads.is_empty() {
-            return;
+        if !self.threads.is_empty() {
+            self.request_shutdown();
+            for thread in self.threads.drain(..) {
+                let _ = thread.join();
+            }
         }
-        self.request_shutdown();
-        for thread in self.threads.drain(..) {
-            let _ = thread.join();
-        }
+        self.stop_bus();
     }
 }
 
@@ -356,6 +372,16 @@ pub fn start(config: &Config) -> Result<ServerHandle, StartError> {
     plain_listeners.resize_with(workers, || None);
     let metrics: Arc<[WorkerMetrics]> = (0..workers).map(|_| WorkerMetrics::default()).collect();
     let (mailboxes, senders) = mesh(workers);
+    let cluster = match &config.server.cluster {
+        Some(cluster) => Some(Cluster {
+            config: cluster.clone(),
+            addresses: bus::server_addresses(cluster)?,
+            channel: mesh::channel(BUS_QUEUE_CAPACITY),
+            metrics: Arc::new(BusMetrics::default()),
+            resync: Arc::new(AtomicBool::new(false)),
+        }),
+        None => None,
+    };
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let (ready_sender, ready) = mpsc::channel::<Result<&'static str, StartError>>();
     let (control, requests) = crossbeam_channel::bounded(CONTROL_QUEUE_CAPACITY);
@@ -365,7 +391,14 @@ pub fn start(config: &Config) -> Result<ServerHandle, StartError> {
         let tls = tls.clone();
         let registry = registry.clone();
         let metrics = metrics.clone();
-        let outbox = Outbox::new(senders.clone());
+        let mut outbox = Outbox::new(senders.clone());
+        if let Some(cluster) = &cluster {
+            outbox = outbox.with_bus(BusLink::new(
+                cluster.channel.1.clone(),
+                cluster.metrics.clone(),
+                cluster.resync.clone(),
+            ));
+        }
         let ready = ready_sender.clone();
         let core =
             (config.server.pin_workers && !cores.is_empty()).then(|| cores[index % cores.len()]);
@@ -397,7 +430,13 @@ pub fn start(config: &Config) -> Result<ServerHandle, StartError> {
         threads.push(thread);
     }
     drop(ready_sender);
-    let controller = Controller::new(registry, config.clone(), senders.clone(), jwks);
+    let controller = Controller::new(
+        registry.clone(),
+        config.clone(),
+        senders.clone(),
+        jwks,
+        cluster.as_ref().map(|cluster| cluster.channel.1.clone()),
+    );
     let control_thread = std::thread::Builder::new()
         .name("ringcast-control".into())
         .spawn(move || controller.serve(requests))
@@ -414,9 +453,11 @@ pub fn start(config: &Config) -> Result<ServerHandle, StartError> {
         io_driver: driver,
         workers,
         metrics,
-        senders,
+        bus_metrics: cluster.as_ref().map(|cluster| cluster.metrics.clone()),
+        senders: senders.clone(),
         threads,
         control,
+        bus: None,
     };
     for _ in 0..workers {
         match ready.recv() {
@@ -435,7 +476,37 @@ pub fn start(config: &Config) -> Result<ServerHandle, StartError> {
         }
     }
     handle.io_driver = driver;
+    if let Some(cluster) = cluster {
+        let (inbox, sender) = cluster.channel;
+        let parts = bus::BusParts {
+            config: cluster.config,
+            registry,
+            workers: senders,
+            inbox,
+            metrics: cluster.metrics,
+            resync: cluster.resync,
+        };
+        match bus::spawn(parts, cluster.addresses) {
+            Ok(thread) => handle.bus = Some((sender, thread)),
+            Err(error) => {
+                handle.stop();
+                return Err(StartError::Worker {
+                    index: workers,
+                    message: format!("bus thread: {error}"),
+                });
+            }
+        }
+    }
     Ok(handle)
+}
+
+/// What cluster mode adds at start-up: the bus thread's queue and shared state.
+struct Cluster {
+    config: crate::config::ClusterConfig,
+    addresses: Vec<async_nats::ServerAddr>,
+    channel: (Mailbox<BusCommand>, MeshSender<BusCommand>),
+    metrics: Arc<BusMetrics>,
+    resync: Arc<AtomicBool>,
 }
 
 struct WorkerParts {

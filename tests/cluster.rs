@@ -1,0 +1,746 @@
+//! A ringcast cluster on NATS: a nats-server on a free port and 3 ringcast nodes (child
+//! processes, so a node can be killed), checked black-box over real sockets.
+//!
+//! nats-server comes from `RINGCAST_NATS_SERVER` (set by `scripts/test.sh` through
+//! `scripts/install-nats.sh`), else `.build/nats/bin/nats-server`. Without one the tests
+//! fail under CI (`CI=true`) and are skipped with a notice otherwise.
+//!
+//! Waits below are bounded loops that stop as soon as the state is reached (failure
+//! guards, not timing assertions).
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ringcast");
+/// The tests share the machine's two cores: one cluster at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+/// How long any awaited cluster state may take before the test fails.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn nats_binary() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("RINGCAST_NATS_SERVER") {
+        return Some(PathBuf::from(path));
+    }
+    let local = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".build/nats/bin/nats-server");
+    if local.exists() {
+        return Some(local);
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("RINGCAST_NATS_SERVER is not set and no .build/nats: run scripts/install-nats.sh (scripts/test.sh does)");
+    }
+    eprintln!("NOTICE: cluster tests skipped: no nats-server (run scripts/install-nats.sh, or set RINGCAST_NATS_SERVER)");
+    None
+}
+
+/// A child process killed on drop.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+struct Nats {
+    binary: PathBuf,
+    port: u16,
+    process: Option<Process>,
+}
+
+impl Nats {
+    fn start(binary: PathBuf) -> Nats {
+        let mut nats = Nats {
+            binary,
+            port: free_port(),
+            process: None,
+        };
+        nats.restart();
+        nats
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts nats-server on its port (again) and waits until it accepts connections.
+    fn restart(&mut self) {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let child = Command::new(&self.binary)
+                .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("nats-server starts");
+            let mut process = Process(child);
+            while Instant::now() < deadline {
+                if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                    self.process = Some(process);
+                    return;
+                }
+                if process.0.try_wait().unwrap().is_some() {
+                    break; // port not yet released after a kill: try again
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            assert!(Instant::now() < deadline, "nats-server did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn kill(&mut self) {
+        self.process = None;
+    }
+}
+
+struct Node {
+    server: TestServer,
+    process: Option<Process>,
+}
+
+impl Node {
+    fn start(name: &str, nats: &Nats) -> Node {
+        let node = Node::start_with(name, nats, base_config());
+        let _ = std::fs::remove_file(node.config_path());
+        node
+    }
+
+    /// Starts a node from `config` (listen and cluster filled in); the file stays at
+    /// [`Node::config_path`] for reloads.
+    fn start_with(name: &str, nats: &Nats, mut config: Value) -> Node {
+        let port = free_port();
+        config["server"]["listen"] = json!(format!("127.0.0.1:{port}"));
+        config["server"]["cluster"] =
+            json!({"nats": [nats.url()], "name": name, "subjectPrefix": "test.ringcast"});
+        if std::env::var("RINGCAST_TEST_IO_DRIVER").as_deref() == Ok("legacy") {
+            config["server"]["ioDriver"] = json!("legacy");
+        }
+        let path = Node::path_for(port);
+        std::fs::write(&path, config.to_string()).unwrap();
+        let logs = std::env::var_os("RINGCAST_TEST_NODE_LOGS").is_some();
+        let child = Command::new(BIN)
+            .args(["--config", path.to_str().unwrap()])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(if logs {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
+            .spawn()
+            .expect("ringcast starts");
+        let address: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let mut node = Node {
+            server: TestServer {
+                handle: None,
+                address,
+            },
+            process: Some(Process(child)),
+        };
+        until("node healthy", || {
+            std::net::TcpStream::connect(address).is_ok()
+                && http(&node.server, "GET", "/health", None, "").0 == 200
+        });
+        assert!(node
+            .process
+            .as_mut()
+            .unwrap()
+            .0
+            .try_wait()
+            .unwrap()
+            .is_none());
+        node
+    }
+
+    fn path_for(port: u16) -> PathBuf {
+        std::env::temp_dir().join(format!(
+            "ringcast-cluster-{}-{port}.json",
+            std::process::id()
+        ))
+    }
+
+    fn config_path(&self) -> PathBuf {
+        Node::path_for(self.server.address.port())
+    }
+
+    /// SIGKILL: no goodbye, the others must notice through missing heartbeats.
+    fn kill(&mut self) {
+        self.process = None;
+    }
+
+    fn metric(&self, name: &str) -> u64 {
+        let (status, body) = http(&self.server, "GET", "/metrics", None, "");
+        assert_eq!(status, 200);
+        body.lines()
+            .find_map(|line| {
+                let (key, value) = line.split_once(' ')?;
+                (key == name).then(|| value.trim().parse::<f64>().ok())?
+            })
+            .map(|value| value as u64)
+            .unwrap_or_else(|| panic!("no metric {name}"))
+    }
+}
+
+/// Polls `condition` until it holds; fails after [`PATIENCE`].
+fn until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !condition() {
+        assert!(Instant::now() < deadline, "gave up waiting: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+struct Cluster {
+    nats: Nats,
+    nodes: Vec<Node>,
+}
+
+fn cluster() -> Option<Cluster> {
+    let nats = Nats::start(nats_binary()?);
+    let nodes: Vec<Node> = ["node-a", "node-b", "node-c"]
+        .iter()
+        .map(|name| Node::start(name, &nats))
+        .collect();
+    for node in &nodes {
+        until("every node hears the other two", || {
+            node.metric("ringcast_bus_connected") == 1
+                && node.metric("ringcast_bus_remote_nodes") == 2
+        });
+    }
+    Some(Cluster { nats, nodes })
+}
+
+fn subscriber(node: &Node, app: &str, subject: &str, topic: &str) -> Client {
+    let mut client = connect(&node.server, app, &token(subject, &[PUBLISH_ALL, READ_ALL]));
+    client.subscribe_confirmed(topic);
+    client
+}
+
+/// Next frame of `topic` that is not a probe.
+fn next_on(client: &mut Client, topic: &str) -> Value {
+    loop {
+        let frame = client.next_json();
+        if frame["topic"] == topic && frame["messageType"] != "probe" {
+            return frame;
+        }
+    }
+}
+
+/// Publishes probes on `topic` from `publisher` until every watcher got one: the other
+/// nodes' interest in `topic` has reached the publisher's node. Watchers skip probes later.
+fn await_interest(publisher: &mut Client, topic: &str, watchers: &mut [&mut Client]) {
+    let mut seen = vec![false; watchers.len()];
+    let deadline = Instant::now() + PATIENCE;
+    while seen.iter().any(|s| !s) {
+        assert!(
+            Instant::now() < deadline,
+            "interest in {topic} never spread"
+        );
+        publisher.publish(topic, "probe", json!("probe"), &rand_id());
+        for (watcher, seen) in watchers.iter_mut().zip(seen.iter_mut()) {
+            if *seen {
+                continue;
+            }
+            watcher
+                .socket
+                .get_mut()
+                .set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
+            while let Ok(message) = watcher.socket.read() {
+                if let tungstenite::Message::Text(text) = message {
+                    let frame: Value = serde_json::from_str(&text).unwrap();
+                    if frame["topic"] == topic && frame["messageType"] == "probe" {
+                        *seen = true;
+                        break;
+                    }
+                }
+            }
+            watcher
+                .socket
+                .get_mut()
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+        }
+    }
+}
+
+/// Whether `client` still gets `topic`: it publishes there itself, then a marker on its own
+/// private topic; its own publication is delivered to it before the marker if subscribed.
+fn still_subscribed(client: &mut Client, topic: &str) -> bool {
+    let check = rand_id();
+    client.publish(topic, "check", json!(check), &check);
+    let marker = rand_id();
+    let own = format!("priv/{}", client.id());
+    client.publish(&own, "marker", json!(marker), &marker);
+    let mut seen = false;
+    loop {
+        let frame = client.next_json();
+        if frame["messageType"] == "check" && frame["data"]["payload"] == json!(check) {
+            seen = true;
+        }
+        if frame["messageType"] == "marker" && frame["data"]["payload"] == json!(marker) {
+            return seen;
+        }
+    }
+}
+
+/// Whether a frame whose `data` is `data` arrives within a short wait (other frames skipped).
+fn receives(client: &mut Client, data: &Value) -> bool {
+    let socket = client.socket.get_mut();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut found = false;
+    while let Ok(message) = client.socket.read() {
+        if let tungstenite::Message::Text(text) = message {
+            let frame: Value = serde_json::from_str(&text).unwrap();
+            if &frame["data"] == data {
+                found = true;
+                break;
+            }
+        }
+    }
+    client
+        .socket
+        .get_mut()
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    found
+}
+
+#[test]
+fn publications_reach_every_node_once_in_order_and_cross_the_bus_once() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(cluster) = cluster() else { return };
+    let [a, b, c] = &cluster.nodes[..] else {
+        unreachable!()
+    };
+    let mut on_a = subscriber(a, APP, "sub-a", "chat");
+    let mut on_b = subscriber(b, APP, "sub-b", "chat");
+    let mut on_b2 = subscriber(b, APP, "sub-b2", "chat");
+    let mut on_c = subscriber(c, APP, "sub-c", "chat");
+    let mut publisher = connect(&a.server, APP, &token("pub", &[PUBLISH_ALL]));
+    await_interest(
+        &mut publisher,
+        "chat",
+        &mut [&mut on_a, &mut on_b, &mut on_b2, &mut on_c],
+    );
+    let sent_before = a.metric("ringcast_bus_publications_sent_total");
+    const COUNT: usize = 200;
+    for index in 0..COUNT {
+        publisher.publish("chat", "text", json!(index), &format!("m{index}"));
+    }
+    for subscriber in [&mut on_a, &mut on_b, &mut on_b2, &mut on_c] {
+        for index in 0..COUNT {
+            let frame = next_on(subscriber, "chat");
+            assert_eq!(
+                frame["data"]["payload"],
+                json!(index),
+                "in order, each once"
+            );
+        }
+    }
+    // Exactly once: nothing more arrives after a round trip through every node.
+    let (status, _) = publish_http(
+        &b.server,
+        APP,
+        json!({"topic": "chat", "messageType": "end", "message": "end"}),
+    );
+    assert_eq!(status, 200, "HTTP publish on another node");
+    for subscriber in [&mut on_a, &mut on_b, &mut on_b2, &mut on_c] {
+        let frame = next_on(subscriber, "chat");
+        assert_eq!(
+            frame["messageType"], "end",
+            "no duplicate before the end marker"
+        );
+        assert_eq!(frame["data"], json!("end"));
+    }
+    assert_eq!(
+        a.metric("ringcast_bus_publications_sent_total") - sent_before,
+        COUNT as u64,
+        "once per publication, not per node or subscriber"
+    );
+    // A topic no other node wants never reaches the bus.
+    let mut lonely = subscriber(a, APP, "lonely", "only-here");
+    let sent_before = a.metric("ringcast_bus_publications_sent_total");
+    for index in 0..10 {
+        publisher.publish("only-here", "text", json!(index), &format!("l{index}"));
+    }
+    for index in 0..10 {
+        assert_eq!(
+            next_on(&mut lonely, "only-here")["data"]["payload"],
+            json!(index)
+        );
+    }
+    assert_eq!(
+        a.metric("ringcast_bus_publications_sent_total"),
+        sent_before
+    );
+    let received = b.metric("ringcast_bus_publications_received_total");
+    assert!(received >= COUNT as u64, "{received}");
+}
+
+#[test]
+fn replies_and_admin_calls_reach_the_node_holding_the_connection() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(cluster) = cluster() else { return };
+    let [a, b, c] = &cluster.nodes[..] else {
+        unreachable!()
+    };
+    // A reply to priv/<requester> from node A reaches the requester on node C.
+    let mut requester = connect(&c.server, APP, &token("requester", &[]));
+    let mut replier = connect(&a.server, APP, &token("replier", &[PUBLISH_ALL]));
+    let private = format!("priv/{}", requester.id());
+    await_interest(&mut replier, &private, &mut [&mut requester]);
+    let reply = json!({"data": 42, "status": "ok", "id": "req-1"});
+    replier.publish(&private, "response", reply.clone(), "r1");
+    let frame = next_on(&mut requester, &private);
+    assert_eq!(frame["messageType"], "response");
+    assert_eq!(frame["data"]["payload"], reply);
+
+    // DELETE of a connection on C, sent to A.
+    let admin = admin_token(&["realtime:admin:manage:connections"]);
+    let mut victim = connect(&c.server, APP, &token("victim", &[]));
+    let path = format!("/api/connections/{APP}/{}", victim.id());
+    until("A knows the victim's node", || {
+        http(&a.server, "DELETE", &path, Some(&admin), "").0 == 200
+    });
+    assert_eq!(victim.expect_close().0, 4000);
+    let (status, _) = http(&a.server, "DELETE", &path, Some(&admin), "");
+    assert_eq!(status, 404, "gone everywhere");
+    let (status, _) = http(
+        &b.server,
+        "DELETE",
+        &format!("/api/connections/{APP}/0123456789ab"),
+        Some(&admin),
+        "",
+    );
+    assert_eq!(status, 404, "an id no node holds");
+
+    // Unsubscribe sent to B acts on C's connection of that subject.
+    let mut reader = subscriber(c, APP, "reader", "news");
+    let manager = admin_token(&["realtime:admin:manage:subscribers"]);
+    let body = json!({"topicPatterns": ["news"], "subject": "reader"}).to_string();
+    let (status, _) = http(
+        &b.server,
+        "POST",
+        &format!("/api/topics/{APP}/unsubscribe"),
+        Some(&manager),
+        &body,
+    );
+    assert_eq!(status, 200);
+    until("reader unsubscribed on C", || {
+        !still_subscribed(&mut reader, "news")
+    });
+
+    // DELETE of every connection of the app, sent to A, closes B's and C's too.
+    let mut on_b = connect(&b.server, APP, &token("on-b", &[]));
+    let (status, _) = http(
+        &a.server,
+        "DELETE",
+        &format!("/api/connections/{APP}"),
+        Some(&admin),
+        "",
+    );
+    assert_eq!(status, 200);
+    assert_eq!(on_b.expect_close().0, 4000);
+    assert_eq!(requester.expect_close().0, 4000);
+}
+
+#[test]
+fn presence_events_reach_inbound_subscribers_on_every_node() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(cluster) = cluster() else { return };
+    let [a, b, c] = &cluster.nodes[..] else {
+        unreachable!()
+    };
+    let mut watcher_b = subscriber(b, APP, "watcher-b", "secure/inbound");
+    let mut watcher_c = subscriber(c, APP, "watcher-c", "secure/inbound");
+    // Interest in secure/inbound reaches A: a sender's message shows up on both.
+    let mut sender = connect(&a.server, APP, &token("sender", &[]));
+    until("inbound interest spread", || {
+        let marker = rand_id();
+        sender.send(json!({"type": "message", "data": {"messageType": "hello", "payload": marker, "id": marker}}));
+        [&mut watcher_b, &mut watcher_c].into_iter().all(|watcher| {
+            watcher.expect_silence(Duration::from_millis(0));
+            watcher
+                .socket
+                .get_mut()
+                .set_read_timeout(Some(Duration::from_millis(300)))
+                .unwrap();
+            let mut found = false;
+            while let Ok(tungstenite::Message::Text(text)) = watcher.socket.read() {
+                let frame: Value = serde_json::from_str(&text).unwrap();
+                if frame["data"]["payload"] == json!(marker) {
+                    found = true;
+                    break;
+                }
+            }
+            watcher
+                .socket
+                .get_mut()
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            found
+        })
+    });
+    let visitor = connect(&a.server, APP, &token("visitor@example.com", &[]));
+    let id = visitor.id();
+    visitor.close();
+    for watcher in [&mut watcher_b, &mut watcher_c] {
+        let mut statuses = Vec::new();
+        while statuses.len() < 2 {
+            let frame = next_on(watcher, "secure/inbound");
+            if frame["messageType"] == "presence" && frame["data"]["client"]["connectionId"] == id {
+                assert_eq!(frame["data"]["client"]["subject"], "visitor@example.com");
+                statuses.push(frame["data"]["payload"]["status"].clone());
+            }
+        }
+        assert_eq!(statuses, vec![json!("connected"), json!("disconnected")]);
+    }
+}
+
+#[test]
+fn nats_restart_mid_stream_keeps_local_delivery_and_resumes_cross_node() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(mut cluster) = cluster() else { return };
+    let mut local = subscriber(&cluster.nodes[0], APP, "local", "stream");
+    let mut remote = subscriber(&cluster.nodes[1], APP, "remote", "stream");
+    let mut publisher = connect(&cluster.nodes[0].server, APP, &token("pub", &[PUBLISH_ALL]));
+    await_interest(&mut publisher, "stream", &mut [&mut local, &mut remote]);
+    let mut next = 0;
+    let publish = |publisher: &mut Client, next: &mut usize, count: usize| {
+        for _ in 0..count {
+            publisher.publish("stream", "tick", json!(*next), &format!("t{next}"));
+            *next += 1;
+        }
+    };
+    publish(&mut publisher, &mut next, 50);
+    let mut local_seen = Vec::new();
+    let mut remote_seen: Vec<u64> = Vec::new();
+    for (client, seen) in [
+        (&mut local, &mut local_seen),
+        (&mut remote, &mut remote_seen),
+    ] {
+        while seen.len() < 50 {
+            seen.push(
+                next_on(client, "stream")["data"]["payload"]
+                    .as_u64()
+                    .unwrap(),
+            );
+        }
+    }
+
+    cluster.nats.kill();
+    let a = &cluster.nodes[0];
+    until("A notices the outage", || {
+        a.metric("ringcast_bus_connected") == 0
+    });
+    assert!(a.metric("ringcast_bus_disconnects_total") >= 1);
+    publish(&mut publisher, &mut next, 50); // during the outage
+    cluster.nats.restart();
+    for node in &cluster.nodes {
+        until("reconnected and the others heard again", || {
+            node.metric("ringcast_bus_connected") == 1
+                && node.metric("ringcast_bus_reconnects_total") >= 1
+                && node.metric("ringcast_bus_remote_nodes") == 2
+        });
+    }
+    // Cross-node delivery resumes: keep publishing until the remote subscriber sees it.
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "cross-node delivery never resumed"
+        );
+        publish(&mut publisher, &mut next, 10);
+        let sent = next;
+        while local_seen.len() < sent {
+            let frame = next_on(&mut local, "stream");
+            local_seen.push(frame["data"]["payload"].as_u64().unwrap());
+        }
+        remote.expect_silence(Duration::from_millis(0));
+        remote
+            .socket
+            .get_mut()
+            .set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        while let Ok(message) = remote.socket.read() {
+            if let tungstenite::Message::Text(text) = message {
+                let frame: Value = serde_json::from_str(&text).unwrap();
+                if frame["topic"] == "stream" && frame["messageType"] == "tick" {
+                    remote_seen.push(frame["data"]["payload"].as_u64().unwrap());
+                }
+            }
+        }
+        if remote_seen.last() == Some(&(sent as u64 - 1)) {
+            break;
+        }
+    }
+    let expected: Vec<u64> = (0..next as u64).collect();
+    assert_eq!(
+        local_seen, expected,
+        "local delivery never stopped, in order"
+    );
+    assert!(
+        remote_seen.windows(2).all(|pair| pair[0] < pair[1]),
+        "remote: in order, never twice (at most once): {remote_seen:?}"
+    );
+    assert_eq!(&remote_seen[..50], &expected[..50], "before the outage");
+    let a = &cluster.nodes[0];
+    assert!(a.metric("ringcast_bus_reconnects_total") >= 1);
+}
+
+#[test]
+fn a_killed_node_interest_disappears_and_the_others_keep_serving() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(mut cluster) = cluster() else { return };
+    let mut only_c = subscriber(&cluster.nodes[2], APP, "only-c", "c-topic");
+    let mut on_b = subscriber(&cluster.nodes[1], APP, "on-b", "b-topic");
+    let mut publisher = connect(&cluster.nodes[0].server, APP, &token("pub", &[PUBLISH_ALL]));
+    await_interest(&mut publisher, "c-topic", &mut [&mut only_c]);
+    await_interest(&mut publisher, "b-topic", &mut [&mut on_b]);
+
+    cluster.nodes[2].kill();
+    let a = &cluster.nodes[0];
+    until("A drops the killed node", || {
+        a.metric("ringcast_bus_remote_nodes") == 1
+    });
+    assert!(a.metric("ringcast_bus_nodes_expired_total") >= 1);
+    // Its interest is gone: publications to its topic no longer cross the bus.
+    let sent_before = a.metric("ringcast_bus_publications_sent_total");
+    for index in 0..5 {
+        publisher.publish("c-topic", "text", json!(index), &format!("c{index}"));
+    }
+    publisher.sync();
+    assert_eq!(
+        a.metric("ringcast_bus_publications_sent_total"),
+        sent_before
+    );
+    // B still gets what A publishes.
+    publisher.publish("b-topic", "text", json!("still"), "still");
+    assert_eq!(
+        next_on(&mut on_b, "b-topic")["data"]["payload"],
+        json!("still")
+    );
+    assert_eq!(
+        a.metric("ringcast_bus_publications_sent_total"),
+        sent_before + 1
+    );
+
+    // A node joining late learns the interest that already exists (snapshot on hello):
+    // its very first publication to B's topic crosses the bus and arrives.
+    let late = Node::start("node-d", &cluster.nats);
+    until("the late node hears A and B", || {
+        late.metric("ringcast_bus_remote_nodes") == 2
+    });
+    // B has sent no delta since D started: what D knows of B came from B's snapshot.
+    until("a publication from the late node reaches B", || {
+        let marker = rand_id();
+        let (status, _) = publish_http(
+            &late.server,
+            APP,
+            json!({"topic": "b-topic", "messageType": "late", "message": marker}),
+        );
+        assert_eq!(status, 200);
+        receives(&mut on_b, &json!(marker))
+    });
+    assert!(late.metric("ringcast_bus_publications_sent_total") >= 1);
+}
+
+const OPS_SECRET: &str = "cluster-ops-secret";
+
+/// Rewrites a node's configuration file and reloads it over HTTP (answered once every
+/// worker of that node runs the new configuration).
+fn reload(node: &Node, config: &mut Value) {
+    let port = node.server.address.port();
+    config["server"]["listen"] = json!(format!("127.0.0.1:{port}"));
+    let current: Value =
+        serde_json::from_str(&std::fs::read_to_string(node.config_path()).unwrap()).unwrap();
+    config["server"]["cluster"] = current["server"]["cluster"].clone();
+    if let Some(driver) = current["server"].get("ioDriver") {
+        config["server"]["ioDriver"] = driver.clone();
+    }
+    std::fs::write(node.config_path(), config.to_string()).unwrap();
+    let ops = ringcast::auth::mint::sign(
+        ringcast::auth::Algorithm::HS256,
+        OPS_SECRET,
+        &json!({"sub": "ops", "exp": now() + 600}),
+    )
+    .unwrap();
+    let (status, body) = http(&node.server, "POST", "/admin/reload", Some(&ops), "");
+    assert_eq!(status, 200, "{body}");
+}
+
+#[test]
+fn apps_added_and_removed_by_reload_join_and_leave_the_cluster() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(binary) = nats_binary() else { return };
+    let nats = Nats::start(binary);
+    let mut config = base_config();
+    config["server"]["adminKey"] =
+        json!({"source": "raw", "key": OPS_SECRET, "algorithms": ["HS256"]});
+    let nodes: Vec<Node> = ["node-a", "node-b"]
+        .iter()
+        .map(|name| Node::start_with(name, &nats, config.clone()))
+        .collect();
+    for node in &nodes {
+        until("the nodes hear each other", || {
+            node.metric("ringcast_bus_remote_nodes") == 1
+        });
+    }
+    // Both nodes get a new app by reload; it works across them like any other.
+    let late = "late-app";
+    let mut with_late = config.clone();
+    with_late["apps"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"appId": late,
+        "authKey": {"source": "raw", "key": SECRET, "algorithms": ["HS256"]}}));
+    for node in &nodes {
+        reload(node, &mut with_late.clone());
+    }
+    let mut on_b = subscriber(&nodes[1], late, "on-b", "news");
+    let mut publisher = subscriber(&nodes[0], late, "pub", "elsewhere");
+    await_interest(&mut publisher, "news", &mut [&mut on_b]);
+    publisher.publish("news", "text", json!("across"), "x1");
+    assert_eq!(
+        next_on(&mut on_b, "news")["data"]["payload"],
+        json!("across")
+    );
+
+    // Node B drops the app: its connection is closed with 4000 and its interest leaves
+    // the cluster, so A stops sending that app's publications to the bus.
+    reload(&nodes[1], &mut config.clone());
+    assert_eq!(on_b.expect_close().0, 4000);
+    let a = &nodes[0];
+    until(
+        "A no longer sends the removed app's topic to the bus",
+        || {
+            let before = a.metric("ringcast_bus_publications_sent_total");
+            publisher.publish("news", "text", json!("nobody"), &rand_id());
+            publisher.sync();
+            std::thread::sleep(Duration::from_millis(100));
+            a.metric("ringcast_bus_publications_sent_total") == before
+        },
+    );
+    for node in &nodes {
+        let _ = std::fs::remove_file(node.config_path());
+    }
+}
