@@ -363,6 +363,11 @@ async fn run_publisher(
                 }
             }
         }
+        // The run may have stopped while this publisher slept: a publication sent now could
+        // land after the drain decided everything expected had arrived (false loss).
+        if stats.stop.load(Ordering::Relaxed) {
+            break;
+        }
         let (topic, subscribers) = &plan.topics[(index + sent as usize) % plan.topics.len()];
         frame.clear();
         let payload = wire::stamped_payload(plan.payload_bytes, wire::TIMESTAMP_MARKER);
