@@ -11,7 +11,7 @@ step() { printf '\n== %s\n' "$*"; }
 step "system packages (chromium, tesseract-ocr)"
 bash scripts/install-system.sh
 
-step "nats-server for the cluster tests (scripts/install-nats.sh)"
+step "nats-server for the cluster and loadtest NATS tests (scripts/install-nats.sh)"
 RINGCAST_NATS_SERVER=$(bash scripts/install-nats.sh | tail -n 1)
 export RINGCAST_NATS_SERVER
 

@@ -332,7 +332,12 @@ async fn run_publisher(
             while let Some((opcode, range)) = reader.next_frame() {
                 let payload = reader.payload(range);
                 if opcode == wire::OPCODE_CLOSE {
-                    ack_stats.error(&format!("closed_{}", close_code(payload)));
+                    let code = close_code(payload);
+                    // A publisher that stopped half-closes its socket; nats-server answers
+                    // with a normal close (1000), which is the end of the run, not an error.
+                    if !(code == 1000 && ack_stats.stop.load(Ordering::Relaxed)) {
+                        ack_stats.error(&format!("closed_{code}"));
+                    }
                     return;
                 }
                 if wire::find(payload, b"\"ack\"").is_some() {
@@ -370,6 +375,11 @@ async fn run_publisher(
                     tokio::time::sleep(Duration::from_micros(200)).await;
                 }
             }
+        }
+        // The run may have stopped while this publisher slept: a publication sent now could
+        // land after the drain decided everything expected had arrived (false loss).
+        if stats.stop.load(Ordering::Relaxed) {
+            break;
         }
         let (topic, subscribers) = &plan.topics[(index + sent as usize) % plan.topics.len()];
         frame.clear();
@@ -639,5 +649,84 @@ impl Drop for ClientPool {
         for thread in self.threads.drain(..) {
             thread.join().ok();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nats_target() -> Target {
+        Target {
+            address: "127.0.0.1:4222".parse().unwrap(),
+            flavor: Flavor::Nats,
+            app_id: String::new(),
+            tokens: vec![String::new()],
+            admin_token: String::new(),
+            sources: Vec::new(),
+            subscriber_addresses: Vec::new(),
+            subscriber_count: 0,
+        }
+    }
+
+    /// The payload of one masked client frame.
+    fn unmask(frame: &[u8]) -> Vec<u8> {
+        let (length, start) = match frame[1] & 0x7f {
+            126 => (u16::from_be_bytes([frame[2], frame[3]]) as usize, 4),
+            length => (length as usize, 2),
+        };
+        let mask = &frame[start..start + 4];
+        frame[start + 4..start + 4 + length]
+            .iter()
+            .enumerate()
+            .map(|(index, byte)| byte ^ mask[index % 4])
+            .collect()
+    }
+
+    #[test]
+    fn nats_topics_subscribe_and_publish_to_subjects_with_their_own_sids() {
+        let target = nats_target();
+        let mut frame = Vec::new();
+        target.subscribe_frame("topic-17", 3, &mut frame);
+        assert_eq!(unmask(&frame), b"SUB topic-17 3\r\n");
+        frame.clear();
+        let payload = wire::stamped_payload(100, wire::TIMESTAMP_MARKER);
+        target.publish_frame("topic-17", &payload, 9, &mut frame);
+        let mut expected = b"PUB topic-17 100\r\n".to_vec();
+        expected.extend_from_slice(&payload);
+        expected.extend_from_slice(b"\r\n");
+        assert_eq!(unmask(&frame), expected);
+    }
+
+    #[test]
+    fn nats_stream_counts_messages_of_every_subject_across_frame_boundaries() {
+        let stats = Stats::new(1);
+        let thread = ThreadStats::new();
+        let mut ready = false;
+        let mut stream = NatsStream::default();
+        let stamped = wire::stamped_payload(64, wire::TIMESTAMP_MARKER);
+        let warm = wire::stamped_payload(32, wire::WARMUP_MARKER);
+        let mut bytes = Vec::new();
+        // Warm-up on one subject, then measured messages on two subjects (sids 1 and 2),
+        // one with a reply subject, and a server PING.
+        bytes.extend_from_slice(format!("MSG topic-1 1 {}\r\n", warm.len()).as_bytes());
+        bytes.extend_from_slice(&warm);
+        bytes.extend_from_slice(b"\r\n");
+        for header in ["MSG topic-1 1", "MSG topic-40 2", "MSG topic-40 2 _INBOX.x"] {
+            bytes.extend_from_slice(format!("{header} {}\r\n", stamped.len()).as_bytes());
+            bytes.extend_from_slice(&stamped);
+            bytes.extend_from_slice(b"\r\n");
+        }
+        bytes.extend_from_slice(b"PING\r\n");
+        // Split inside the last measured message: it counts once, when complete.
+        let split = bytes.len() - stamped.len() - 20;
+        assert!(!stream.feed(&bytes[..split], &thread, &stats, &mut ready));
+        assert!(ready);
+        assert_eq!(stats.ready.load(Ordering::Relaxed), 1);
+        assert_eq!(thread.delivered.load(Ordering::Relaxed), 2);
+        assert!(stream.feed(&bytes[split..], &thread, &stats, &mut ready));
+        assert_eq!(thread.delivered.load(Ordering::Relaxed), 3);
+        assert_eq!(stats.ready.load(Ordering::Relaxed), 1, "ready counts once");
+        assert!(stream.pending.is_empty());
     }
 }

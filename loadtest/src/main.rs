@@ -6,6 +6,7 @@
 //! main.rs       CLI, client pinning, one run or a --compare series, writing results
 //! scenarios     what each scenario opens, publishes and measures
 //! client        client tasks (subscriber, publishers, idle, handshake storm) + thread pool
+//! fleet         client processes (`client-worker`): connections spread over processes
 //! wire          minimal WebSocket client codec, payload stamps, source-address binding
 //! server        credentials, configs, starting servers, provenance
 //! stats         shared counters, HDR latency histogram, /proc readings
@@ -14,6 +15,7 @@
 //! The tokio baseline server is `src/bin/tokio-baseline.rs`.
 
 mod client;
+mod fleet;
 mod report;
 mod scenarios;
 mod server;
@@ -96,9 +98,13 @@ struct Cli {
 }
 
 fn main() -> anyhow::Result<()> {
+    if std::env::args().nth(1).as_deref() == Some(fleet::WORKER_COMMAND) {
+        return fleet::worker_main();
+    }
     let cli = Cli::parse();
     if let Some(cpus) = &cli.client_cpus {
         pin_process(cpus)?;
+        fleet::set_client_cpus(cpus)?;
     }
     let credentials = Credentials::generate()?;
     let work_dir = std::env::temp_dir().join(format!("ringcast-loadtest-{}", std::process::id()));

@@ -10,6 +10,7 @@
 //! CPU is read over exactly the measured phase (publishing plus drain).
 
 use crate::client::{self, ClientPool, Pace, PublishPlan, Target};
+use crate::fleet::{ClientProcess, Fleet, Work};
 use crate::stats::{self, RssSampler, Stats};
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -91,6 +92,11 @@ pub struct ScenarioOptions {
     /// publisher on the first), and report the deliveries/s of both.
     #[arg(long)]
     pub cluster: bool,
+    /// Client processes holding the connections (idle: the holders; publish/subscribe
+    /// scenarios: the subscribers), each with its own --source-addresses block; default:
+    /// enough that none holds more than 18,000 sockets.
+    #[arg(long)]
+    pub client_processes: Option<usize>,
 }
 
 /// The figures of one run (before provenance is attached).
@@ -117,6 +123,9 @@ pub struct Measurement {
     pub deliveries_per_server_cpu_second: Option<f64>,
     pub handshakes_per_server_cpu_second: Option<f64>,
     pub idle: Option<IdleFigures>,
+    /// Per client process, when the connections were spread over several.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub client_processes: Vec<ClientProcess>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -250,6 +259,13 @@ fn wait_for(
             bar.finish_and_clear();
             return Ok(started.elapsed().as_secs_f64());
         }
+        if stats.client_process_lost.load(Ordering::Relaxed) {
+            bar.finish_and_clear();
+            bail!(
+                "{what}: a client process ended early; errors {:?}",
+                stats.errors()
+            );
+        }
         if started.elapsed() > timeout {
             bar.finish_and_clear();
             bail!(
@@ -271,7 +287,17 @@ fn run_pubsub(
 ) -> anyhow::Result<Measurement> {
     let (subscriptions, plan_topics) = layout(scenario, options);
     let subscribers = subscriptions.len() as u64;
+    let fleet = Fleet::start(
+        scenario,
+        options,
+        target,
+        stats,
+        Work::Subscribers(&subscriptions),
+    )?;
     for (index, topics) in subscriptions.into_iter().enumerate() {
+        if fleet.is_some() {
+            break;
+        }
         let thread = stats.threads[index % pool.threads()].clone();
         pool.spawn(
             index,
@@ -369,7 +395,9 @@ fn run_pubsub(
     bar.finish_and_clear();
     let measured_seconds = started.elapsed().as_secs_f64();
     let cpu_after = server_pid.and_then(stats::cpu_seconds);
+    let client_processes = fleet.map(Fleet::finish).unwrap_or_default();
     let mut measurement = figures(stats, measured_seconds, cpu_before, cpu_after, sampler);
+    measurement.client_processes = client_processes;
     measurement.connections = subscribers + publishers as u64;
     measurement.publishes_per_second = measurement.publishes as f64 / publishing_seconds;
     measurement.handshakes_per_second = subscribers as f64 / connect_seconds.max(1e-9);
@@ -436,7 +464,17 @@ fn run_idle(
     let kernel_before = stats::tcp_socket_memory_bytes().unwrap_or(0);
     let slab_before = stats::kernel_slab_bytes().unwrap_or(0);
     let count = options.connections as u64;
+    let fleet = Fleet::start(
+        Scenario::Idle,
+        options,
+        target,
+        stats,
+        Work::Idle(options.connections),
+    )?;
     for index in 0..options.connections {
+        if fleet.is_some() {
+            break;
+        }
         pool.spawn(index, client::idle(target.clone(), index, stats.clone()));
     }
     let connect_seconds = wait_for(
@@ -466,8 +504,10 @@ fn run_idle(
     let measured_seconds = started.elapsed().as_secs_f64();
     let cpu_after = server_pid.and_then(stats::cpu_seconds);
     stats.stop.store(true, Ordering::Relaxed);
+    let client_processes = fleet.map(Fleet::finish).unwrap_or_default();
     let still_open = stats.open_connections.load(Ordering::Relaxed);
     let mut measurement = figures(stats, measured_seconds, cpu_before, cpu_after, sampler);
+    measurement.client_processes = client_processes;
     measurement.connections = still_open;
     measurement.handshakes_per_second = count as f64 / connect_seconds.max(1e-9);
     let cpu = measurement.server_cpu_seconds.unwrap_or(0.0);

@@ -62,6 +62,8 @@ pub struct Stats {
     pub open_connections: AtomicU64,
     /// Set when the publishers must stop.
     pub stop: AtomicBool,
+    /// Set when a client process ended without its final report (the run cannot complete).
+    pub client_process_lost: AtomicBool,
     errors: Mutex<BTreeMap<String, u64>>,
 }
 
@@ -76,6 +78,7 @@ impl Stats {
             handshakes: AtomicU64::new(0),
             open_connections: AtomicU64::new(0),
             stop: AtomicBool::new(false),
+            client_process_lost: AtomicBool::new(false),
             errors: Mutex::new(BTreeMap::new()),
         })
     }
@@ -93,6 +96,16 @@ impl Stats {
         let kind = kind.split([':', ' ']).next().unwrap_or(kind).to_string();
         if let Ok(mut errors) = self.errors.lock() {
             *errors.entry(kind).or_insert(0) += 1;
+        }
+    }
+
+    /// Adds `count` errors of an already-classified `kind` (a client process's tally).
+    pub fn add_errors(&self, kind: &str, count: u64) {
+        if count == 0 {
+            return;
+        }
+        if let Ok(mut errors) = self.errors.lock() {
+            *errors.entry(kind.to_string()).or_insert(0) += count;
         }
     }
 
