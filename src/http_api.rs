@@ -239,7 +239,8 @@ fn respond(
             body: DASHBOARD_HTML.as_bytes().to_vec(),
             headers: Vec::new(),
         }),
-        ["token", "anonymous", app] => anonymous_token(worker, request, app),
+        ["token", "anonymous", app] => anonymous_token(worker, request, Some(app)),
+        ["token", "anonymous"] => anonymous_token(worker, request, None),
         ["api", "topics", app, "publish"] => {
             with_admin(worker, request, app, "POST", |app, permissions| {
                 publish(worker, app, permissions, request.body)
@@ -287,17 +288,55 @@ fn respond(
     }
 }
 
-/// `POST /token/anonymous/{appId}` with an optional body `{"alg": "ES512"}`.
-fn anonymous_token(worker: &Worker, request: &ApiRequest<'_>, app_id: &str) -> ApiResponse {
+/// `POST /token/anonymous/{appId}` with an optional body `{"alg": "ES512"}`, or
+/// `POST /token/anonymous` with the app in the body: `{"appId": "...", "alg": "ES512"}`.
+fn anonymous_token(
+    worker: &Worker,
+    request: &ApiRequest<'_>,
+    path_app: Option<&str>,
+) -> ApiResponse {
     #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
     struct Body {
         #[serde(default)]
         alg: Option<String>,
+        #[serde(default)]
+        app_id: Option<String>,
     }
     if request.method != "POST" {
         return ApiResponse::error(405, "method not allowed");
     }
+    let body = if request.body.iter().all(u8::is_ascii_whitespace) {
+        Body {
+            alg: None,
+            app_id: None,
+        }
+    } else {
+        match serde_json::from_slice::<Body>(request.body) {
+            Ok(body) => body,
+            Err(error) => {
+                return ApiResponse::error(
+                    400,
+                    &format!(
+                        "invalid body (expected {{}}, {{\"alg\": \"ES512\"}} or {{\"appId\": \"...\"}}): {error}"
+                    ),
+                )
+            }
+        }
+    };
+    let app_id = match (path_app, body.app_id.as_deref()) {
+        (Some(path), Some(named)) if path != named => {
+            return ApiResponse::error(400, "appId in the body differs from the path");
+        }
+        (Some(path), _) => path,
+        (None, Some(named)) => named,
+        (None, None) => {
+            return ApiResponse::error(
+                400,
+                "name the app: POST /token/anonymous/{appId} or a body with \"appId\"",
+            )
+        }
+    };
     let registry = worker.registry();
     let Some(app) = registry.get(app_id) else {
         return ApiResponse::error(404, "unknown app");
@@ -308,19 +347,7 @@ fn anonymous_token(worker: &Worker, request: &ApiRequest<'_>, app_id: &str) -> A
     if !app.client_sources.allows(canonical_ip(request.peer)) {
         return ApiResponse::error(403, "source address not allowed");
     }
-    let requested = if request.body.iter().all(u8::is_ascii_whitespace) {
-        None
-    } else {
-        match serde_json::from_slice::<Body>(request.body) {
-            Ok(body) => body.alg,
-            Err(error) => {
-                return ApiResponse::error(
-                    400,
-                    &format!("invalid body (expected {{}} or {{\"alg\": \"ES512\"}}): {error}"),
-                )
-            }
-        }
-    };
+    let requested = body.alg;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
