@@ -8,13 +8,14 @@
 //!   writer       flushing outbound queues with vectored sends
 //!   stream, tls  a connection's socket, plain or TLS (rustls driven by hand)
 //!   jwks         the JWKS fetcher thread (blocking HTTP(S) off the workers)
-//! http_api     admin HTTP endpoints, /health, /metrics (sans-IO handlers)
+//! http_api     admin HTTP endpoints, /health, /metrics, /stats, /dashboard, /admin/reload,
+//!              /token/anonymous (sans-IO handlers)
 //! broker/      per-worker core
 //!   worker       sessions, local topic tables, the one publish/fan-out path, closes
 //!   session      one connection's broker-side state and bounded outbound queue
 //!   mesh         bounded channels between workers, batched wakes, the outbox
 //!   interest     which workers hold subscribers of (app, topic)
-//!   apps         compiled app registry (keys, filters, limits)
+//!   apps         compiled app registry (keys, filters, limits), one generation per reload
 //!   anonymous    anonymous-token endpoint state: issuer + per-address rate limiter
 //! cluster/     the bus's sans-IO parts: commands from workers, wire format, interest
 //!              bookkeeping (the bus thread itself is `runtime::bus`)
@@ -22,7 +23,7 @@
 //!              filters, minting, anonymous-token issuing
 //! topic/       glob patterns, per-worker topic table
 //! protocol/    sans-IO: HTTP request heads, WebSocket frames, commands, envelopes
-//! control      configuration reload: next registry generation → every worker
+//! control      configuration reload: next registry generation → bus, then every worker
 //! config.rs, error.rs, metrics.rs   leaves anyone may import
 //! tls          `server.tls` files → the shared rustls configuration (runtime/tls drives it)
 //! starter      files written by `ringcast keys` / `ringcast init` (tooling, not runtime)

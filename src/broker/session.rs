@@ -30,8 +30,6 @@ pub struct Grants {
 pub struct Session {
     /// Numeric connection id: 40 random bits, then the worker index in the low byte.
     pub id: u64,
-    /// `id` as 12 lowercase hex characters.
-    pub id_text: Box<str>,
     /// The app's current compiled generation (swapped by a configuration reload; read
     /// through [`Session::app`]).
     pub app: RefCell<Arc<App>>,
@@ -40,7 +38,6 @@ pub struct Session {
     /// Compiled permissions and their JSON, shared by every session with the same token
     /// permission list (see `Worker::grants_for`).
     pub grants: Rc<Grants>,
-    pub remote_address: Box<str>,
     /// permessage-deflate was negotiated: compressed frames are sent in their deflated form.
     pub deflate: bool,
     /// Topics subscribed, except `priv/<own id>`, which is routed by id (no table entry).
@@ -84,17 +81,23 @@ impl Session {
         self.app.borrow()
     }
 
+    /// The connection id as 12 lowercase hex characters (formatted on demand: an idle
+    /// session does not keep the text).
+    pub fn id_text(&self) -> ConnectionIdText {
+        ConnectionIdText::new(self.id)
+    }
+
     /// Whether `topic` is one of this connection's own private topics.
     pub fn owns_private_topic(&self, topic: &str) -> bool {
         match topic.strip_prefix("priv/") {
-            Some(rest) => rest == &*self.id_text || rest == &*self.subject,
+            Some(rest) => rest == self.id_text().as_str() || rest == &*self.subject,
             None => false,
         }
     }
 
     /// Whether `topic` is `priv/<this connection's id>`.
     pub fn is_own_topic(&self, topic: &str) -> bool {
-        topic.strip_prefix("priv/") == Some(&*self.id_text)
+        topic.strip_prefix("priv/") == Some(self.id_text().as_str())
     }
 
     pub fn permissions(&self) -> &PermissionSet {
@@ -121,7 +124,34 @@ pub fn private_connection_id(topic: &str) -> Option<u64> {
 
 /// Formats a numeric connection id as 12 lowercase hex characters.
 pub fn format_connection_id(id: u64) -> String {
-    format!("{:012x}", id & 0xffff_ffff_ffff)
+    ConnectionIdText::new(id).as_str().to_string()
+}
+
+/// A connection id as 12 lowercase hex characters, on the stack.
+#[derive(Clone, Copy)]
+pub struct ConnectionIdText([u8; 12]);
+
+impl ConnectionIdText {
+    pub fn new(id: u64) -> ConnectionIdText {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut text = [0u8; 12];
+        for (index, byte) in text.iter_mut().enumerate() {
+            let shift = 4 * (11 - index);
+            *byte = HEX[((id >> shift) & 0xf) as usize];
+        }
+        ConnectionIdText(text)
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Only ASCII hex digits are ever written.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Display for ConnectionIdText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Parses 12 lowercase hex characters back into a numeric id.
@@ -155,5 +185,11 @@ mod tests {
         assert_eq!(worker_of(id), 3);
         assert_eq!(parse_connection_id("ABCDEF123456"), None);
         assert_eq!(parse_connection_id("abc"), None);
+        for id in [0, 1, 0xff, 0xffff_ffff_ffff, u64::MAX, id] {
+            assert_eq!(
+                ConnectionIdText::new(id).as_str(),
+                format!("{:012x}", id & 0xffff_ffff_ffff)
+            );
+        }
     }
 }

@@ -197,7 +197,7 @@ impl Worker {
     fn client_frame(&self, session: &Session, build: impl FnOnce(&[u8]) -> Bytes) -> Bytes {
         let mut scratch = self.client_scratch.borrow_mut();
         envelope::write_client_descriptor(
-            &session.id_text,
+            session.id_text().as_str(),
             &session.subject,
             &session.grants.permissions_json,
             &mut scratch,
@@ -276,11 +276,9 @@ impl Worker {
         let subject = claims.subject.unwrap_or_else(|| id_text.clone());
         let session = Rc::new(Session {
             id,
-            id_text: id_text.clone().into(),
             app: RefCell::new(app.clone()),
             subject: subject.into(),
             grants: self.grants_for(&claims.permissions),
-            remote_address: remote_address.into(),
             deflate: deflate.is_some_and(|negotiated| negotiated.sends_compressed()),
             subscriptions: RefCell::new(Vec::new()),
             own_topic_muted: Cell::new(false),
@@ -716,7 +714,7 @@ impl Worker {
         }
         // One line per close, with its typed reason (no token, no subject: only ids).
         tracing::info!(
-            connection = %session.id_text,
+            connection = %session.id_text(),
             app = %session.app().id,
             reason = kind.label(),
             code = kind.code(),
@@ -879,7 +877,7 @@ impl Worker {
             if session.app().index != app || &*session.subject != subject {
                 continue;
             }
-            let own = format!("priv/{}", session.id_text);
+            let own = format!("priv/{}", session.id_text());
             let mut topics: Vec<Box<str>> = session
                 .subscriptions
                 .borrow()
