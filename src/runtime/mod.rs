@@ -696,6 +696,7 @@ async fn ticker(runtime: Rc<WorkerRuntime>, ping_seconds: u64) {
         runtime.broker.on_tick(ping_seconds);
         runtime.sweep_closing();
         writer::flush(&runtime);
+        sys::release_freed_memory();
     }
 }
 

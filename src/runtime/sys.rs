@@ -50,3 +50,16 @@ pub fn set_send_buffer(stream: &impl AsRawFd, bytes: usize) {
         let _ = socket.set_send_buffer_size(bytes);
     });
 }
+
+/// Hands memory this thread freed back to the OS (mimalloc's delayed purge). mimalloc purges
+/// freed pages only after a delay and only when the thread allocates again, so a worker that
+/// went quiet after a burst of handshakes kept their transient pages: measured 3,342 B of RSS
+/// per idle connection from an empty server at 15,000 connections without this, 1,5xx B with
+/// purging immediately. Called once a second from the worker's ticker; cheap (it visits the
+/// thread's pages) and a no-op for memory still in use. In test binaries, whose global
+/// allocator is not mimalloc, there is nothing to collect.
+pub fn release_freed_memory() {
+    // SAFETY: `mi_collect` has no preconditions; it only works on the calling thread's
+    // heap and the process's arenas, with mimalloc's own locking.
+    unsafe { libmimalloc_sys::mi_collect(false) }
+}
