@@ -198,8 +198,11 @@ fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuar
         .buffered_lines_limit(LOG_QUEUE_LINES)
         .thread_name("ringcast-log")
         .finish(std::io::stderr());
+    // Colour codes only on a terminal: a log file or a log shipper gets plain text.
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(terminal)
         .with_writer(writer);
     match format {
         LogFormat::Text => builder.init(),
