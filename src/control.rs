@@ -113,12 +113,12 @@ impl Controller {
             );
         };
         let mut config = Config::load(&path).map_err(|error| error.to_string())?;
-        let restart_required = restart_required(&self.running.server, &config.server);
         // Settings that need a restart keep their running values.
-        keep_running_settings(&self.running.server, &mut config.server);
-        let mut next = Registry::compile_next(&config, self.current.workers, Some(&self.current))
+        let restart_required = keep_restart_only_settings(&self.running.server, &mut config.server);
+        // The settings it compiles equal the running ones: they come only from the
+        // restart-only fields kept above.
+        let next = Registry::compile_next(&config, self.current.workers, Some(&self.current))
             .map_err(|error| error.to_string())?;
-        next.settings = self.current.settings.clone();
         let mut summary = next.summary_since(&self.current);
         summary.restart_required = restart_required;
         let next = Arc::new(next);
@@ -158,68 +158,38 @@ impl Controller {
     }
 }
 
-/// `server` fields that changed but only apply at a restart.
-fn restart_required(running: &ServerConfig, next: &ServerConfig) -> Vec<String> {
+/// Keeps the running values of the `server` settings that only apply at a restart, and
+/// names those the new file changed (one list, so the two cannot drift apart).
+#[allow(clippy::clone_on_copy)] // one macro for `Copy` and owned fields alike
+fn keep_restart_only_settings(running: &ServerConfig, next: &mut ServerConfig) -> Vec<String> {
     let mut changed = Vec::new();
-    let mut check = |name: &str, differs: bool| {
-        if differs {
-            changed.push(format!("server.{name}"));
-        }
-    };
-    check("listen", running.listen != next.listen);
-    check("workers", running.workers != next.workers);
-    check("pinWorkers", running.pin_workers != next.pin_workers);
-    check("ioDriver", running.io_driver != next.io_driver);
-    check(
-        "pingIntervalSeconds",
-        running.ping_interval_seconds != next.ping_interval_seconds,
+    macro_rules! restart_only {
+        ($($field:ident => $name:literal),* $(,)?) => {
+            $(
+                if running.$field != next.$field {
+                    changed.push(format!("server.{}", $name));
+                    next.$field = running.$field.clone();
+                }
+            )*
+        };
+    }
+    restart_only!(
+        listen => "listen",
+        workers => "workers",
+        pin_workers => "pinWorkers",
+        io_driver => "ioDriver",
+        ping_interval_seconds => "pingIntervalSeconds",
+        handshake_timeout_seconds => "handshakeTimeoutSeconds",
+        max_handshakes_per_second => "maxHandshakesPerSecond",
+        socket_send_buffer_bytes => "socketSendBufferBytes",
+        shutdown_deadline_seconds => "shutdownDeadlineSeconds",
+        trusted_proxies => "trustedProxies",
+        max_http_body_bytes => "maxHttpBodyBytes",
+        log_format => "logFormat",
+        tls => "tls",
+        cluster => "cluster",
     );
-    check(
-        "handshakeTimeoutSeconds",
-        running.handshake_timeout_seconds != next.handshake_timeout_seconds,
-    );
-    check(
-        "maxHandshakesPerSecond",
-        running.max_handshakes_per_second != next.max_handshakes_per_second,
-    );
-    check(
-        "socketSendBufferBytes",
-        running.socket_send_buffer_bytes != next.socket_send_buffer_bytes,
-    );
-    check(
-        "shutdownDeadlineSeconds",
-        running.shutdown_deadline_seconds != next.shutdown_deadline_seconds,
-    );
-    check(
-        "trustedProxies",
-        running.trusted_proxies != next.trusted_proxies,
-    );
-    check(
-        "maxHttpBodyBytes",
-        running.max_http_body_bytes != next.max_http_body_bytes,
-    );
-    check("logFormat", running.log_format != next.log_format);
-    check("tls", running.tls != next.tls);
-    check("cluster", running.cluster != next.cluster);
     changed
-}
-
-/// Copies the restart-only settings of `running` into `next`.
-fn keep_running_settings(running: &ServerConfig, next: &mut ServerConfig) {
-    next.listen = running.listen.clone();
-    next.workers = running.workers;
-    next.pin_workers = running.pin_workers;
-    next.io_driver = running.io_driver;
-    next.ping_interval_seconds = running.ping_interval_seconds;
-    next.handshake_timeout_seconds = running.handshake_timeout_seconds;
-    next.max_handshakes_per_second = running.max_handshakes_per_second;
-    next.socket_send_buffer_bytes = running.socket_send_buffer_bytes;
-    next.shutdown_deadline_seconds = running.shutdown_deadline_seconds;
-    next.trusted_proxies = running.trusted_proxies.clone();
-    next.max_http_body_bytes = running.max_http_body_bytes;
-    next.log_format = running.log_format;
-    next.tls = running.tls.clone();
-    next.cluster = running.cluster.clone();
 }
 
 #[cfg(test)]
@@ -235,13 +205,12 @@ mod tests {
             max_connections: 7,
             ..ServerConfig::default()
         };
-        let changed = restart_required(&running, &next);
+        let changed = keep_restart_only_settings(&running, &mut next);
         assert_eq!(
             changed,
             vec!["server.listen", "server.pingIntervalSeconds"],
             "limits are reloadable, listener and timers are not"
         );
-        keep_running_settings(&running, &mut next);
         assert_eq!(next.listen, running.listen);
         assert_eq!(next.ping_interval_seconds, running.ping_interval_seconds);
         assert_eq!(next.max_connections, 7);
