@@ -16,7 +16,7 @@
 //! message), both fixed by rustls.
 
 use super::connection::{ingest, wait_for_outbox, READS_BEFORE_YIELD};
-use super::writer::{consume, Drained, IOVECS_PER_SEND};
+use super::writer::{consume, Drained};
 use super::WorkerRuntime;
 use super::{sys, writer};
 use crate::broker::session::Session;
@@ -266,17 +266,7 @@ pub fn write_session(
         if outbound.is_empty() {
             return Drained::Empty;
         }
-        let mut slices: [IoSlice<'_>; IOVECS_PER_SEND] = [IoSlice::new(&[]); IOVECS_PER_SEND];
-        let mut count = 0;
-        for (index, frame) in outbound.iter().take(IOVECS_PER_SEND).enumerate() {
-            let start = if index == 0 {
-                session.written_of_front.get()
-            } else {
-                0
-            };
-            slices[count] = IoSlice::new(&frame[start..]);
-            count += 1;
-        }
+        let (slices, count) = super::writer::unwritten_slices(session, &outbound);
         let result = tls.writer().write_vectored(&slices[..count]);
         drop(outbound);
         match result {

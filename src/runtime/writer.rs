@@ -11,6 +11,8 @@ use super::WorkerRuntime;
 use crate::broker::session::Session;
 use crate::error::CloseKind;
 use crate::metrics::WorkerMetrics;
+use bytes::Bytes;
+use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::net::Shutdown;
 use std::rc::Rc;
@@ -44,17 +46,7 @@ fn write_session(runtime: &WorkerRuntime, session: &Session) -> Drained {
         if outbound.is_empty() {
             return Drained::Empty;
         }
-        let mut slices: [IoSlice<'_>; IOVECS_PER_SEND] = [IoSlice::new(&[]); IOVECS_PER_SEND];
-        let mut count = 0;
-        for (index, frame) in outbound.iter().take(IOVECS_PER_SEND).enumerate() {
-            let start = if index == 0 {
-                session.written_of_front.get()
-            } else {
-                0
-            };
-            slices[count] = IoSlice::new(&frame[start..]);
-            count += 1;
-        }
+        let (slices, count) = unwritten_slices(session, &outbound);
         let result = sys::send_vectored(stream, &slices[..count]);
         drop(outbound);
         match result {
@@ -207,4 +199,24 @@ pub async fn write_all(stream: &monoio::net::TcpStream, mut bytes: &[u8]) -> io:
         }
     }
     Ok(())
+}
+
+/// The session's queued frames not yet written, as up to [`IOVECS_PER_SEND`] slices (the
+/// front frame from where the last partial write stopped); returns them and their count.
+pub(super) fn unwritten_slices<'a>(
+    session: &Session,
+    outbound: &'a VecDeque<Bytes>,
+) -> ([IoSlice<'a>; IOVECS_PER_SEND], usize) {
+    let mut slices: [IoSlice<'a>; IOVECS_PER_SEND] = [IoSlice::new(&[]); IOVECS_PER_SEND];
+    let mut count = 0;
+    for (index, frame) in outbound.iter().take(IOVECS_PER_SEND).enumerate() {
+        let start = if index == 0 {
+            session.written_of_front.get()
+        } else {
+            0
+        };
+        slices[count] = IoSlice::new(&frame[start..]);
+        count += 1;
+    }
+    (slices, count)
 }
