@@ -12,7 +12,6 @@ use common::*;
 use ringcast::broker::apps::Registry;
 use ringcast::config::Config;
 use serde_json::{json, Value};
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
@@ -57,20 +56,19 @@ fn request_token(
     app: &str,
     body: &str,
 ) -> (u16, String, String) {
-    let mut stream = TcpStream::connect(server.address).unwrap();
+    send(server, method, &format!("/token/anonymous/{app}"), body)
+}
+
+fn send(server: &TestServer, method: &str, path: &str, body: &str) -> (u16, String, String) {
+    let stream = TcpStream::connect(server.address).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     let request = format!(
-        "{method} /token/anonymous/{app} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut response = String::new();
-    let _ = stream.read_to_string(&mut response);
-    let (head, body) = response.split_once("\r\n\r\n").unwrap();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, head.to_string(), body.to_string())
+    exchange(stream, request.as_bytes())
 }
 
 fn issue(server: &TestServer, app: &str, body: &str) -> Value {
@@ -276,33 +274,16 @@ fn config_errors_name_the_app_and_the_problem() {
 fn the_app_may_be_named_in_the_body_instead_of_the_path() {
     let server = start_with(config());
     let body = json!({"appId": APP}).to_string();
-    let (status, _, answer) = http_raw(&server, "/token/anonymous", &body);
+    let (status, _, answer) = send(&server, "POST", "/token/anonymous", &body);
     assert_eq!(status, 200, "{answer}");
     let answer: Value = serde_json::from_str(&answer).unwrap();
     let token = answer["access_token"].as_str().unwrap();
     connect(&server, APP, token);
     // Without any app: 400 naming both forms; a body contradicting the path: 400.
-    let (status, _, answer) = http_raw(&server, "/token/anonymous", "");
+    let (status, _, answer) = send(&server, "POST", "/token/anonymous", "");
     assert_eq!(status, 400, "{answer}");
     assert!(answer.contains("appId"), "{answer}");
     let other = json!({"appId": "someone-else"}).to_string();
-    let (status, _, _) = http_raw(&server, &format!("/token/anonymous/{APP}"), &other);
+    let (status, _, _) = send(&server, "POST", &format!("/token/anonymous/{APP}"), &other);
     assert_eq!(status, 400);
-}
-
-fn http_raw(server: &TestServer, path: &str, body: &str) -> (u16, String, String) {
-    let mut stream = TcpStream::connect(server.address).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let request = format!(
-        "POST {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut response = String::new();
-    let _ = stream.read_to_string(&mut response);
-    let (head, body) = response.split_once("\r\n\r\n").unwrap();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, head.to_string(), body.to_string())
 }

@@ -388,10 +388,17 @@ pub fn http(
 
 /// Sends raw bytes, reads the whole response until EOF; returns (status, body).
 pub fn raw_http(server: &TestServer, request: &[u8]) -> (u16, String) {
-    let mut stream = TcpStream::connect(server.address).unwrap();
+    let stream = TcpStream::connect(server.address).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
+    let (status, _, body) = exchange(stream, request);
+    (status, body)
+}
+
+/// Writes `request` to `stream` and reads the whole response until EOF (plain TCP or TLS);
+/// returns (status, head, body).
+pub fn exchange(mut stream: impl Read + Write, request: &[u8]) -> (u16, String, String) {
     stream.write_all(request).unwrap();
     let mut response = Vec::new();
     let _ = stream.read_to_end(&mut response);
@@ -401,8 +408,8 @@ pub fn raw_http(server: &TestServer, request: &[u8]) -> (u16, String) {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("no status in {text:?}"));
-    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
-    (status, body)
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (status, head.to_string(), body.to_string())
 }
 
 pub fn publish_http(server: &TestServer, app: &str, body: Value) -> (u16, String) {
