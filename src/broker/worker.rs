@@ -16,7 +16,9 @@
 use super::apps::{App, AppCounters, Registry};
 use super::interest::{workers_in, BUS_BIT, LOCAL_WORKERS};
 use super::mesh::{Frame, MeshMessage, Outbox};
-use super::session::{format_connection_id, private_connection_id, worker_of, Grants, Session};
+use super::session::{
+    format_connection_id, private_connection_id, worker_of, Grants, QueuedFrame, Session,
+};
 use crate::auth::{Claims, PermissionSet};
 use crate::cluster::BusCommand;
 use crate::error::CloseKind;
@@ -315,7 +317,7 @@ impl Worker {
         if !app.echo {
             self.enqueue(
                 &session,
-                envelope::welcome_frame(&id_text, &app.id, remote_address),
+                envelope::welcome_frame(&id_text, &app.id, remote_address).into(),
             );
         }
         // `priv/<id>` needs no entry: it is routed by id (see `deliver_local`).
@@ -352,7 +354,7 @@ impl Worker {
                     Ok(bytes) => self.on_data(session, text, bytes),
                 }
             }
-            Incoming::Ping(payload) => self.enqueue(session, envelope::pong_frame(payload)),
+            Incoming::Ping(payload) => self.enqueue(session, envelope::pong_frame(payload).into()),
             Incoming::Pong => {}
             Incoming::Close { code, .. } => {
                 session.peer_close_code.set(code.unwrap_or(0));
@@ -374,7 +376,7 @@ impl Worker {
             let opcode = if text { OpCode::Text } else { OpCode::Binary };
             let mut frame = Vec::with_capacity(bytes.len() + 10);
             encode_frame(opcode, bytes, &mut frame);
-            self.enqueue(session, Bytes::from(frame));
+            self.enqueue(session, Bytes::from(frame).into());
             return;
         }
         WorkerMetrics::add(&self.metrics().messages_in, 1);
@@ -464,7 +466,7 @@ impl Worker {
         let frame = self.publication(plain, publication.compress);
         self.publish(&session.app(), topic, frame);
         if session.app().ack_enabled {
-            self.enqueue(session, envelope::ack_frame(id));
+            self.enqueue(session, envelope::ack_frame(id).into());
         }
     }
 
@@ -574,7 +576,7 @@ impl Worker {
             let owner = self.sessions.borrow().get(&id).cloned();
             if let Some(session) = owner {
                 if session.app().index == app && !session.own_topic_muted.get() {
-                    self.enqueue(&session, frame.for_session(session.deflate).clone());
+                    self.enqueue(&session, frame.for_session(session.deflate).clone().into());
                     WorkerMetrics::add(&self.metrics().deliveries, 1);
                     self.app_counters(app, |c| AppCounters::add(&c.deliveries, 1));
                 }
@@ -587,8 +589,18 @@ impl Worker {
             return;
         };
         let subscribers = table.subscribers(topic);
+        if subscribers.is_empty() {
+            return;
+        }
+        // One counted reference per form for this worker; subscribers share it.
+        let plain = QueuedFrame::from(frame.plain.clone());
+        let deflated = frame.deflated.clone().map(QueuedFrame::from);
         for (_, session) in subscribers {
-            self.enqueue(session, frame.for_session(session.deflate).clone());
+            let form = match (&deflated, session.deflate) {
+                (Some(deflated), true) => deflated,
+                _ => &plain,
+            };
+            self.enqueue(session, form.clone());
         }
         let delivered = subscribers.len() as u64;
         WorkerMetrics::add(&self.metrics().deliveries, delivered);
@@ -613,7 +625,7 @@ impl Worker {
     }
 
     /// Queues `frame` for `session`, closing it with 4008 when over its pending limit.
-    pub fn enqueue(&self, session: &Rc<Session>, frame: Bytes) {
+    pub fn enqueue(&self, session: &Rc<Session>, frame: QueuedFrame) {
         if session.closing.get().is_some() {
             WorkerMetrics::add(&self.metrics().frames_dropped, 1);
             return;
@@ -703,7 +715,7 @@ impl Worker {
             session
                 .pending_bytes
                 .set(session.pending_bytes.get() + frame.len());
-            session.outbound.borrow_mut().push_back(frame);
+            session.outbound.borrow_mut().push_back(frame.into());
         }
         self.mark_dirty(session);
         if session.app().inbound_enabled {
@@ -907,10 +919,11 @@ impl Worker {
     pub fn on_tick(&self, ping_interval_seconds: u64) {
         let now = self.tick.get() + 1;
         self.tick.set(now);
+        self.release_drained_queues();
         if ping_interval_seconds == 0 || !now.is_multiple_of(ping_interval_seconds) {
             return;
         }
-        let ping = envelope::ping_frame();
+        let ping = QueuedFrame::from(envelope::ping_frame());
         for session in self.sessions() {
             if now.saturating_sub(session.last_seen_tick.get()) >= 2 * ping_interval_seconds {
                 self.close(&session, CloseKind::LivenessTimeout);
@@ -919,6 +932,21 @@ impl Worker {
             }
         }
         self.run_pending_closes();
+    }
+}
+
+impl Worker {
+    /// Frees the buffer of every outbound queue found empty: a drain keeps it (a busy
+    /// subscriber reuses it batch after batch), an idle connection gives it back within a
+    /// tick.
+    fn release_drained_queues(&self) {
+        for session in self.sessions.borrow().values() {
+            if let Ok(mut outbound) = session.outbound.try_borrow_mut() {
+                if outbound.is_empty() && outbound.capacity() > 0 {
+                    *outbound = VecDeque::new();
+                }
+            }
+        }
     }
 }
 

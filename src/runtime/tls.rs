@@ -266,8 +266,8 @@ pub fn write_session(
         if outbound.is_empty() {
             return Drained::Empty;
         }
-        let (slices, count) = super::writer::unwritten_slices(session, &outbound);
-        let result = tls.writer().write_vectored(&slices[..count]);
+        let slices = super::writer::unwritten_slices(session, &outbound);
+        let result = tls.writer().write_vectored(&slices);
         drop(outbound);
         match result {
             // The ciphertext buffer was just emptied, so rustls takes at least one byte of
