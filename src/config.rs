@@ -23,6 +23,11 @@ pub const DEFAULT_MAX_MESSAGE_BYTES: u64 = 64 * 1024;
 /// 4 MiB holds ~40,000 100-byte publications: minutes of a busy topic for a phone on a
 /// bad link, yet 1,000 stalled consumers cost at most 4 GiB. Never unlimited.
 pub const DEFAULT_MAX_PENDING_BYTES: u64 = 4 * 1024 * 1024;
+/// Per worker, the frame file's size (`zeroCopyFanoutBytes`): 32 chunks of 2 MiB. A chunk
+/// is reused once no queue holds its frames, so this bounds the shmem pages a worker keeps
+/// for in-flight fan-out (a stalled consumer can pin a chunk until it drains or is closed at
+/// `maxPendingBytes`; when all are pinned, frames are copied as before).
+pub const DEFAULT_ZERO_COPY_FANOUT_BYTES: u64 = 64 * 1024 * 1024;
 /// Subscriptions one connection may hold (beyond: close 1008 `Too many subscriptions!`).
 /// Bounds the per-connection subscription list and the topic tables it feeds.
 pub const DEFAULT_MAX_SUBSCRIPTIONS_PER_CONNECTION: u64 = 1_000;
@@ -100,6 +105,10 @@ pub struct ServerConfig {
     /// Kernel send buffer per client socket (`SO_SNDBUF`); 0 = the kernel's autotuning.
     /// Smaller values cut slow consumers sooner and bound kernel memory per connection.
     pub socket_send_buffer_bytes: u64,
+    /// Per worker: the most bytes of fan-out frames kept in its frame file (a `memfd`), from
+    /// which runs of frames are sent with `sendfile` instead of being copied (README
+    /// "Zero-copy fan-out"). Below 4 MiB (two 2 MiB chunks): off, every frame is copied.
+    pub zero_copy_fanout_bytes: u64,
     /// On SIGTERM/SIGINT: seconds to close every client (1001, in batches) and flush
     /// before the process exits anyway.
     pub shutdown_deadline_seconds: u64,
@@ -209,6 +218,7 @@ impl Default for ServerConfig {
             handshake_timeout_seconds: DEFAULT_HANDSHAKE_TIMEOUT_SECONDS,
             max_handshakes_per_second: 0,
             socket_send_buffer_bytes: 0,
+            zero_copy_fanout_bytes: DEFAULT_ZERO_COPY_FANOUT_BYTES,
             shutdown_deadline_seconds: DEFAULT_SHUTDOWN_DEADLINE_SECONDS,
             trusted_proxies: Vec::new(),
             admin_key: None,

@@ -118,6 +118,12 @@ pub struct WorkerMetrics {
     pub pending_bytes_high_water: AtomicU64,
     /// Most messages seen waiting in this worker's outbox for other workers' mailboxes.
     pub outbox_high_water: AtomicU64,
+    /// Bytes sent from the frame file with `sendfile` (part of `bytes_out`).
+    pub zero_copy_bytes_out: AtomicU64,
+    /// Fan-out frames copied because every chunk of the frame file was still in use.
+    pub frame_file_full: AtomicU64,
+    /// Bytes of frames the frame file holds (a gauge, refreshed each tick).
+    pub frame_file_bytes: AtomicU64,
 }
 
 impl WorkerMetrics {
@@ -448,6 +454,18 @@ pub fn render(
     );
     counter(
         registry_ref,
+        "zero_copy_bytes_out",
+        "Bytes written to clients from the frame file without copying (sendfile), part of bytes_out",
+        sum(workers, |w| &w.zero_copy_bytes_out),
+    );
+    counter(
+        registry_ref,
+        "frame_file_full",
+        "Fan-out frames queued from memory because every chunk of the frame file was in use",
+        sum(workers, |w| &w.frame_file_full),
+    );
+    counter(
+        registry_ref,
         "http_requests",
         "HTTP requests served",
         sum(workers, |w| &w.http_requests),
@@ -501,6 +519,12 @@ pub fn render(
             .map(|w| w.outbox_high_water.load(Ordering::Relaxed))
             .max()
             .unwrap_or(0),
+    );
+    high_water(
+        registry_ref,
+        "frame_file_bytes",
+        "Bytes of fan-out frames held in the workers' frame files (memfd pages, not in RSS)",
+        sum(workers, |w| &w.frame_file_bytes),
     );
     high_water(
         registry_ref,

@@ -2,10 +2,12 @@
 //!
 //! Takes events (a decoded message, a tick, a mesh message, an admin call) and returns
 //! actions (frames queued on sessions, messages queued for other workers, typed closes).
-//! No sockets and no monoio here: `runtime` owns I/O.
+//! No sockets and no monoio here: `runtime` owns I/O. (The frame file is a store: frames
+//! are written to it here, and sent from it by the runtime.)
 
 pub mod anonymous;
 pub mod apps;
+pub mod frame_file;
 pub mod interest;
 pub mod mesh;
 pub mod session;

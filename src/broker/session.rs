@@ -10,6 +10,7 @@
 //! until the session is closed, which removes every subscription.
 
 use super::apps::App;
+use super::frame_file::FileSpan;
 use crate::auth::PermissionSet;
 use crate::error::CloseKind;
 use crate::protocol::frame::FrameReader;
@@ -29,13 +30,33 @@ pub struct Grants {
 /// One encoded frame in a session's outbound queue. Every local subscriber of a fan-out
 /// holds the same one through a non-atomic count: a publication costs one atomic `Bytes`
 /// reference per worker, not one per subscriber (measured: `Bytes` clone and drop were
-/// 7.6 % of a saturated fan-out core), and a queue slot is one pointer, not four.
+/// 7.6 % of a saturated fan-out core), and a queue slot is one pointer, not four. A frame
+/// of a large fan-out is also in the worker's [`FrameFile`], so the writer can send runs of
+/// them without copying.
 #[derive(Clone)]
-pub struct QueuedFrame(Rc<Bytes>);
+pub struct QueuedFrame(Rc<Queued>);
+
+struct Queued {
+    bytes: Bytes,
+    span: Option<FileSpan>,
+}
+
+impl QueuedFrame {
+    /// A frame that is also at `span` of a frame file.
+    pub fn in_file(bytes: Bytes, span: Option<FileSpan>) -> Self {
+        QueuedFrame(Rc::new(Queued { bytes, span }))
+    }
+
+    /// Where the frame is in the worker's frame file, if it is.
+    #[inline]
+    pub fn span(&self) -> Option<&FileSpan> {
+        self.0.span.as_ref()
+    }
+}
 
 impl From<Bytes> for QueuedFrame {
     fn from(bytes: Bytes) -> Self {
-        QueuedFrame(Rc::new(bytes))
+        QueuedFrame::in_file(bytes, None)
     }
 }
 
@@ -44,7 +65,7 @@ impl std::ops::Deref for QueuedFrame {
 
     #[inline]
     fn deref(&self) -> &[u8] {
-        &self.0
+        &self.0.bytes
     }
 }
 

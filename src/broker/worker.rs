@@ -14,6 +14,7 @@
 //!   iterating subscribers are deferred to `pending_closes`.
 
 use super::apps::{App, AppCounters, Registry};
+use super::frame_file::{FrameFile, NotStored, ZERO_COPY_MIN_SUBSCRIBERS};
 use super::interest::{workers_in, BUS_BIT, LOCAL_WORKERS};
 use super::mesh::{Frame, MeshMessage, Outbox};
 use super::session::{
@@ -72,6 +73,8 @@ pub struct Worker {
     /// permessage-deflate, shared by every session of the worker (no context takeover).
     deflater: RefCell<Deflater>,
     inflater: RefCell<Inflater>,
+    /// Where frames of large fan-outs are kept for zero-copy sends (`None`: disabled).
+    frame_file: RefCell<Option<FrameFile>>,
 }
 
 /// Whether an admin call found its connection: known at once when it lives on this
@@ -116,7 +119,14 @@ impl Worker {
             client_scratch: RefCell::new(Vec::new()),
             deflater: RefCell::new(Deflater::default()),
             inflater: RefCell::new(Inflater::default()),
+            frame_file: RefCell::new(None),
         }
+    }
+
+    /// Gives this worker a frame file: frames of large fan-outs are written to it once and
+    /// sent from it without copying (see [`FrameFile`]).
+    pub fn set_frame_file(&self, file: Option<FrameFile>) {
+        *self.frame_file.borrow_mut() = file;
     }
 
     /// The current configuration generation.
@@ -592,9 +602,23 @@ impl Worker {
         if subscribers.is_empty() {
             return;
         }
-        // One counted reference per form for this worker; subscribers share it.
-        let plain = QueuedFrame::from(frame.plain.clone());
-        let deflated = frame.deflated.clone().map(QueuedFrame::from);
+        // One counted reference per form for this worker; subscribers share it. A large
+        // fan-out also puts it in the frame file, for runs sent without copying.
+        let file = self.frame_file.borrow();
+        let file = file
+            .as_ref()
+            .filter(|_| subscribers.len() >= ZERO_COPY_MIN_SUBSCRIBERS);
+        let queued = |bytes: &Bytes| {
+            let span = file.map(|file| file.append(bytes)).and_then(|stored| {
+                if stored.as_ref().err() == Some(&NotStored::Full) {
+                    WorkerMetrics::add(&self.metrics().frame_file_full, 1);
+                }
+                stored.ok()
+            });
+            QueuedFrame::in_file(bytes.clone(), span)
+        };
+        let plain = queued(&frame.plain);
+        let deflated = frame.deflated.as_ref().map(queued);
         for (_, session) in subscribers {
             let form = match (&deflated, session.deflate) {
                 (Some(deflated), true) => deflated,
@@ -920,6 +944,11 @@ impl Worker {
         let now = self.tick.get() + 1;
         self.tick.set(now);
         self.release_drained_queues();
+        if let Some(file) = self.frame_file.borrow().as_ref() {
+            self.metrics()
+                .frame_file_bytes
+                .store(file.resident_bytes(), std::sync::atomic::Ordering::Relaxed);
+        }
         if ping_interval_seconds == 0 || !now.is_multiple_of(ping_interval_seconds) {
             return;
         }

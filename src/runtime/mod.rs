@@ -30,7 +30,7 @@ use slab::Slab;
 use std::cell::{Cell, RefCell};
 use std::net::{Shutdown, SocketAddr};
 use std::rc::Rc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -386,6 +386,7 @@ pub fn start(config: &Config) -> Result<ServerHandle, StartError> {
     let (ready_sender, ready) = mpsc::channel::<Result<&'static str, StartError>>();
     let (control, requests) = crossbeam_channel::bounded(CONTROL_QUEUE_CAPACITY);
     let mut threads = Vec::with_capacity(workers);
+    let quiesced = Arc::new(AtomicUsize::new(0));
     let parts = listeners.into_iter().zip(plain_listeners).zip(mailboxes);
     for (index, ((listener, plain_listener), mailbox)) in parts.enumerate() {
         let tls = tls.clone();
@@ -405,6 +406,8 @@ pub fn start(config: &Config) -> Result<ServerHandle, StartError> {
         let choice = config.server.io_driver;
         let control = control.clone();
         let ping_seconds = config.server.ping_interval_seconds;
+        let frame_file_bytes = config.server.zero_copy_fanout_bytes;
+        let quiesced = quiesced.clone();
         let thread = std::thread::Builder::new()
             .name(format!("ringcast-worker-{index}"))
             .spawn(move || {
@@ -413,6 +416,13 @@ pub fn start(config: &Config) -> Result<ServerHandle, StartError> {
                 }
                 let broker = Worker::new(index, registry, outbox, metrics);
                 broker.set_control(control);
+                match crate::broker::frame_file::FrameFile::create(frame_file_bytes) {
+                    Ok(file) => broker.set_frame_file(file),
+                    Err(error) => tracing::warn!(
+                        %error,
+                        "no frame file (memfd_create failed): fan-out frames are copied"
+                    ),
+                }
                 let parts = WorkerParts {
                     broker,
                     listener,
@@ -420,6 +430,7 @@ pub fn start(config: &Config) -> Result<ServerHandle, StartError> {
                     tls,
                     mailbox,
                     ping_seconds,
+                    quiesced,
                 };
                 run_worker(choice, parts, ready);
             })
@@ -518,6 +529,8 @@ struct WorkerParts {
     tls: Option<Arc<rustls::ServerConfig>>,
     mailbox: Mailbox,
     ping_seconds: u64,
+    /// Workers that handed their outbox over at shutdown (see [`quiesce`]).
+    quiesced: Arc<AtomicUsize>,
 }
 
 fn run_worker(
@@ -570,6 +583,7 @@ async fn worker_main(
         tls,
         mailbox,
         ping_seconds,
+        quiesced,
     } = parts;
     let index = broker.index;
     let mut listeners = vec![(listener, tls)];
@@ -613,16 +627,60 @@ async fn worker_main(
     monoio::spawn(ticker(runtime.clone(), ping_seconds));
     monoio::spawn(flusher(runtime.clone()));
     mesh_loop(&runtime, &mailbox).await;
-    shut_down(&runtime, settings.shutdown_deadline).await;
+    let give_up = std::time::Instant::now() + settings.shutdown_deadline;
+    quiesce(&runtime, &mailbox, &quiesced, give_up).await;
+    shut_down(&runtime, give_up).await;
     tracing::info!(worker = index, "worker stopped");
+}
+
+/// The first step of a shutdown, before any connection is closed: hand this worker's outbox
+/// to the other workers, then keep taking in what they hand over until every worker has
+/// done the same. A publication answered (`200` or an ack) before the shutdown was asked
+/// for is thereby delivered on every worker before its 1001 closes (without this, a worker
+/// could close its subscribers while the publication still sat in another one's outbox).
+/// Bounded by the shutdown deadline.
+async fn quiesce(
+    runtime: &Rc<WorkerRuntime>,
+    mailbox: &Mailbox,
+    quiesced: &AtomicUsize,
+    give_up: std::time::Instant,
+) {
+    let workers = runtime.broker.outbox.workers();
+    let pause = Duration::from_millis(1);
+    writer::flush(runtime);
+    while runtime.broker.outbox.queued() > 0 && std::time::Instant::now() < give_up {
+        monoio::time::sleep(pause).await;
+        writer::flush(runtime);
+    }
+    quiesced.fetch_add(1, Ordering::AcqRel);
+    let mut batch = Vec::with_capacity(DRAIN_BATCH);
+    loop {
+        // Read before draining: once every worker has counted itself, everything they
+        // handed over is already in this mailbox.
+        let everyone = quiesced.load(Ordering::Acquire) >= workers;
+        loop {
+            mailbox.drain(DRAIN_BATCH, &mut batch);
+            if batch.is_empty() {
+                break;
+            }
+            runtime.refresh_clock();
+            for message in batch.drain(..) {
+                runtime.broker.on_mesh(message);
+            }
+        }
+        writer::flush(runtime);
+        if everyone || std::time::Instant::now() >= give_up {
+            return;
+        }
+        monoio::time::sleep(pause).await;
+    }
 }
 
 /// Graceful shutdown of one worker: stop accepting, end plain HTTP connections, close
 /// sessions with 1001 in batches (queued frames go out before each close frame), then wait
 /// for the close handshakes — all within `deadline`.
-async fn shut_down(runtime: &Rc<WorkerRuntime>, deadline: Duration) {
+async fn shut_down(runtime: &Rc<WorkerRuntime>, give_up: std::time::Instant) {
     use std::os::fd::AsRawFd as _;
-    let give_up = std::time::Instant::now() + deadline;
     for fd in runtime.listener_fds.take() {
         // Wakes the pending accept with an error; the accept loop then ends.
         sys::shutdown(&fd.as_raw_fd(), Shutdown::Read);

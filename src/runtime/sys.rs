@@ -9,7 +9,7 @@
 use socket2::SockRef;
 use std::io::{self, IoSlice, Read};
 use std::net::Shutdown;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 
 fn with_socket<T>(stream: &impl AsRawFd, call: impl FnOnce(SockRef<'_>) -> T) -> T {
     // SAFETY: `stream` owns this descriptor and outlives the borrow, which ends with `call`.
@@ -35,6 +35,20 @@ pub fn send_vectored(stream: &impl AsRawFd, slices: &[IoSlice<'_>]) -> io::Resul
     with_socket(stream, |socket| {
         socket.send_vectored_with_flags(slices, libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT)
     })
+}
+
+/// Sends `len` bytes of `file` from `offset` with `sendfile`: the socket takes references
+/// to the file's pages instead of a copy. `WouldBlock` when the socket buffer is full.
+/// (SIGPIPE is ignored process-wide by the Rust runtime; a reset peer gives `EPIPE`.)
+pub fn send_file(stream: &impl AsRawFd, file: RawFd, offset: u64, len: usize) -> io::Result<usize> {
+    let mut offset = offset as libc::off_t;
+    // SAFETY: both descriptors are open for the call; `offset` is a valid out-pointer.
+    let sent = unsafe { libc::sendfile(stream.as_raw_fd(), file, &mut offset, len) };
+    if sent < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(sent as usize)
+    }
 }
 
 /// Shuts down one or both directions; errors (already closed) are ignored.
