@@ -91,6 +91,15 @@ fn a_full_frame_file_falls_back_to_copied_frames_without_losing_any() {
         "the file never filled up"
     );
     assert!(metric(&server, "ringcast_zero_copy_bytes_out_total") > 0);
+    // The gauge (refreshed by the worker's tick) shows the pages the stalled queue pins.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while metric(&server, "ringcast_frame_file_bytes") == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "frame_file_bytes stayed 0"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     // Once the stalled subscriber is gone its chunks are free again.
     drop(stalled);
     let before = metric(&server, "ringcast_zero_copy_bytes_out_total");
