@@ -42,8 +42,8 @@ struct Queued {
 }
 
 impl QueuedFrame {
-    /// A frame that is also at `span` of a frame file.
-    pub fn in_file(bytes: Bytes, span: Option<FileSpan>) -> Self {
+    /// A frame, and where it also is in the worker's frame file (if it is).
+    pub fn new(bytes: Bytes, span: Option<FileSpan>) -> Self {
         QueuedFrame(Rc::new(Queued { bytes, span }))
     }
 
@@ -56,7 +56,7 @@ impl QueuedFrame {
 
 impl From<Bytes> for QueuedFrame {
     fn from(bytes: Bytes) -> Self {
-        QueuedFrame::in_file(bytes, None)
+        QueuedFrame::new(bytes, None)
     }
 }
 

@@ -603,22 +603,24 @@ impl Worker {
             return;
         }
         // One counted reference per form for this worker; subscribers share it. A large
-        // fan-out also puts it in the frame file, for runs sent without copying.
-        let file = self.frame_file.borrow();
-        let file = file
+        // fan-out also puts the plain form in the frame file, for runs sent without
+        // copying. Only the plain form: writing the deflated one too would interleave the
+        // two in the file and break every subscriber's run of consecutive frames.
+        let span = self
+            .frame_file
+            .borrow()
             .as_ref()
-            .filter(|_| subscribers.len() >= ZERO_COPY_MIN_SUBSCRIBERS);
-        let queued = |bytes: &Bytes| {
-            let span = file.map(|file| file.append(bytes)).and_then(|stored| {
-                if stored.as_ref().err() == Some(&NotStored::Full) {
+            .filter(|_| subscribers.len() >= ZERO_COPY_MIN_SUBSCRIBERS)
+            .and_then(|file| match file.append(&frame.plain) {
+                Ok(span) => Some(span),
+                Err(NotStored::Full) => {
                     WorkerMetrics::add(&self.metrics().frame_file_full, 1);
+                    None
                 }
-                stored.ok()
+                Err(_) => None,
             });
-            QueuedFrame::in_file(bytes.clone(), span)
-        };
-        let plain = queued(&frame.plain);
-        let deflated = frame.deflated.as_ref().map(queued);
+        let plain = QueuedFrame::new(frame.plain.clone(), span);
+        let deflated = frame.deflated.clone().map(QueuedFrame::from);
         for (_, session) in subscribers {
             let form = match (&deflated, session.deflate) {
                 (Some(deflated), true) => deflated,
@@ -962,9 +964,7 @@ impl Worker {
         }
         self.run_pending_closes();
     }
-}
 
-impl Worker {
     /// Frees the buffer of every outbound queue found empty: a drain keeps it (a busy
     /// subscriber reuses it batch after batch), an idle connection gives it back within a
     /// tick.

@@ -663,10 +663,8 @@ async fn quiesce(
             if batch.is_empty() {
                 break;
             }
-            runtime.refresh_clock();
-            for message in batch.drain(..) {
-                runtime.broker.on_mesh(message);
-            }
+            // The shutdown already under way is the only one there is.
+            handle_mesh_batch(runtime, &mut batch);
         }
         writer::flush(runtime);
         if everyone || std::time::Instant::now() >= give_up {
@@ -767,14 +765,20 @@ async fn mesh_loop(runtime: &Rc<WorkerRuntime>, mailbox: &Mailbox) {
             mailbox.wait().await;
             continue;
         }
-        let mut running = true;
-        runtime.refresh_clock();
-        for message in batch.drain(..) {
-            running &= runtime.broker.on_mesh(message);
-        }
+        let running = handle_mesh_batch(runtime, &mut batch);
         runtime.request_flush();
         if !running {
             return;
         }
     }
+}
+
+/// Hands a drained batch of mesh messages to the broker; false once one was `Shutdown`.
+fn handle_mesh_batch(runtime: &WorkerRuntime, batch: &mut Vec<MeshMessage>) -> bool {
+    let mut running = true;
+    runtime.refresh_clock();
+    for message in batch.drain(..) {
+        running &= runtime.broker.on_mesh(message);
+    }
+    running
 }
