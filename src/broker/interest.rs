@@ -28,6 +28,19 @@ pub const BUS_BIT: u64 = 1 << 63;
 /// The bits of this node's workers.
 pub const LOCAL_WORKERS: u64 = !BUS_BIT;
 
+/// The mask bit of worker `index`, or 0 when `index` names no possible worker (≥ 63, the
+/// [`BUS_BIT`] and beyond). Every `1 << worker` goes through here: a worker index taken
+/// from outside (a connection id in `priv/<id>`, a bus message) can be anything, and a bare
+/// shift would panic in a debug build and wrap onto another worker's bit (or the bus bit)
+/// in release. A 0 bit names no worker, so whatever was addressed is simply not delivered.
+pub fn worker_bit(index: usize) -> u64 {
+    if index < crate::config::MAX_WORKERS {
+        1 << index
+    } else {
+        0
+    }
+}
+
 /// Shards per app: enough that 64 workers subscribing at once rarely share a lock.
 const SHARDS: usize = 32;
 
@@ -65,14 +78,19 @@ impl InterestMap {
     /// Marks `worker` as holding subscribers of `topic`; whether this node had none before
     /// (the node-level 0→1 transition the bus announces).
     pub fn add(&self, topic: &str, worker: usize) -> bool {
-        self.set_bits(topic, 1 << worker, true) & LOCAL_WORKERS == 0
+        let bit = worker_bit(worker);
+        bit != 0 && self.set_bits(topic, bit, true) & LOCAL_WORKERS == 0
     }
 
     /// Marks `worker` as holding no subscribers of `topic`; whether this node now has none
     /// (the node-level 1→0 transition the bus announces).
     pub fn remove(&self, topic: &str, worker: usize) -> bool {
-        let before = self.set_bits(topic, 1 << worker, false);
-        before & LOCAL_WORKERS == 1 << worker
+        let bit = worker_bit(worker);
+        if bit == 0 {
+            return false;
+        }
+        let before = self.set_bits(topic, bit, false);
+        before & LOCAL_WORKERS == bit
     }
 
     /// Sets or clears [`BUS_BIT`] (the bus thread only).
@@ -167,5 +185,19 @@ mod tests {
         map.remove("t", 0);
         map.set_remote("t", false);
         assert_eq!(map.workers("t"), 0);
+    }
+
+    #[test]
+    fn worker_bits_never_overflow_onto_other_bits() {
+        assert_eq!(worker_bit(0), 1);
+        assert_eq!(worker_bit(62), 1 << 62);
+        for index in [63, 64, 255, usize::MAX] {
+            assert_eq!(worker_bit(index), 0, "index {index} names no worker");
+        }
+        let map = InterestMap::default();
+        assert!(!map.add("t", 64), "no bit, no transition");
+        assert!(!map.add("t", 63), "never the bus bit");
+        assert_eq!(map.workers("t"), 0);
+        assert!(!map.remove("t", 255));
     }
 }

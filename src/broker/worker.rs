@@ -15,7 +15,7 @@
 
 use super::apps::{App, AppCounters, Registry};
 use super::frame_file::{FrameFile, NotStored, ZERO_COPY_MIN_SUBSCRIBERS};
-use super::interest::{workers_in, BUS_BIT, LOCAL_WORKERS};
+use super::interest::{worker_bit, workers_in, BUS_BIT, LOCAL_WORKERS};
 use super::mesh::{Frame, MeshMessage, Outbox};
 use super::session::{
     format_connection_id, private_connection_id, worker_of, Grants, QueuedFrame, Session,
@@ -559,11 +559,13 @@ impl Worker {
             }
             None => {
                 if let Some(id) = private_connection_id(topic) {
-                    targets |= 1u64 << worker_of(id);
+                    // An id naming no worker of this node (low byte ≥ 63 or a worker index
+                    // beyond `workers`) is delivered to no one.
+                    targets |= worker_bit(worker_of(id));
                 }
             }
         }
-        let others = targets & LOCAL_WORKERS & !(1u64 << self.index);
+        let others = targets & LOCAL_WORKERS & !worker_bit(self.index);
         if others != 0 {
             let topic: Arc<str> = topic.into();
             for to in workers_in(others) {

@@ -15,7 +15,7 @@
 //! The only place besides `loadtest/` that names tokio.
 
 use crate::broker::apps::{App, Registry};
-use crate::broker::interest::{workers_in, LOCAL_WORKERS};
+use crate::broker::interest::{worker_bit, workers_in, LOCAL_WORKERS};
 use crate::broker::mesh::{Frame, Mailbox, MeshMessage, MeshSender};
 use crate::broker::session::parse_connection_id;
 use crate::cluster::remote::{Announced, Key, Outcome, Remote};
@@ -509,7 +509,7 @@ impl Bus {
                 frame: frame.clone(),
             };
             match sender.try_send(message) {
-                Ok(()) => self.touched |= 1 << worker,
+                Ok(()) => self.touched |= worker_bit(worker),
                 Err(_) => WorkerMetrics::add(&self.metrics.dropped_mailbox_full, 1),
             }
         }
@@ -525,7 +525,7 @@ impl Bus {
     fn send_to_every_worker(&mut self, make: impl Fn() -> MeshMessage) {
         for worker in 0..self.workers.len() {
             if self.workers[worker].try_send(make()).is_ok() {
-                self.touched |= 1 << worker;
+                self.touched |= worker_bit(worker);
             } else {
                 tracing::warn!(
                     worker,
@@ -694,7 +694,7 @@ impl Bus {
         let id = parse_connection_id(&request.connection)?;
         let owner = crate::broker::session::worker_of(id);
         let holders = app.interest.workers(&private_topic(id)) & LOCAL_WORKERS;
-        if holders & 1u64.checked_shl(owner as u32).unwrap_or(0) == 0 {
+        if holders & worker_bit(owner) == 0 {
             return None;
         }
         let worker = owner;
@@ -705,7 +705,7 @@ impl Bus {
             reply: Some(reply),
         };
         self.workers.get(worker)?.try_send(message).ok()?;
-        self.touched |= 1 << worker;
+        self.touched |= worker_bit(worker);
         self.wake_workers();
         Some(answer)
     }
