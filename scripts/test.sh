@@ -15,14 +15,19 @@ step "nats-server for the cluster and loadtest NATS tests (scripts/install-nats.
 RINGCAST_NATS_SERVER=$(bash scripts/install-nats.sh | tail -n 1)
 export RINGCAST_NATS_SERVER
 
+# Test builds enable the test-only `fault-injection` feature (tests/worker_panic.rs); a
+# release build never has it. Every cargo step below uses the same features, so nothing is
+# rebuilt between them.
+FEATURES=(--features ringcast/fault-injection)
+
 step "cargo build (debug, all targets)"
-cargo build --workspace --all-targets --locked
+cargo build --workspace --all-targets --locked "${FEATURES[@]}"
 
 step "cargo test (io_uring driver, falling back to legacy where io_uring is unavailable)"
-cargo test --workspace --locked
+cargo test --workspace --locked "${FEATURES[@]}"
 
 step "cargo test (legacy epoll driver forced)"
-RINGCAST_TEST_IO_DRIVER=legacy cargo test --locked --tests
+RINGCAST_TEST_IO_DRIVER=legacy cargo test --locked --tests "${FEATURES[@]}"
 
 # Further suites (official SDK interop, examples) register themselves here: each is an
 # executable script under scripts/suites/ that exits non-zero on failure.

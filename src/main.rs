@@ -164,6 +164,7 @@ fn configure_allocator() {
 
 fn main() -> ExitCode {
     configure_allocator();
+    abort_on_panic();
     let cli = Cli::parse();
     let _log_guard = cli.command.is_some().then(|| init_logging(LogFormat::Text));
     let result = match cli.command {
@@ -180,6 +181,24 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// The panic policy (README "Limits and failure behaviour"): a panic in any thread of the
+/// broker — a worker, the bus, the control or the JWKS thread — aborts the whole process at
+/// once, after the panic message reaches stderr. A process with one part dead would limp on
+/// half alive (its connections unserved, its peers' queues for it growing), so it exits
+/// non-zero (SIGABRT) and its supervisor (systemd `Restart=on-failure`, Kubernetes)
+/// restarts it. Clients see their TCP connection end without a WebSocket close frame
+/// (no 1001) and reconnect as after any network failure.
+fn abort_on_panic() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        eprintln!(
+            "ringcast: a thread panicked; aborting the process so that its supervisor restarts it"
+        );
+        std::process::abort();
+    }));
 }
 
 /// Logs go to stderr, filtered by `RUST_LOG` (default `info`); `json` writes one JSON

@@ -16,7 +16,12 @@ fn private_ids_naming_no_worker_are_not_delivered_and_harm_no_one() {
     // Low bytes: 0xff and 0x40 used to overflow `1 << worker` (a debug-build panic that
     // killed the worker; a wrapped bit in release), 0x3f is the bus bit, 0x02 a worker
     // index beyond the two this server runs.
-    for id in ["0000000000ff", "abcdef000040", "00000000003f", "123456000002"] {
+    for id in [
+        "0000000000ff",
+        "abcdef000040",
+        "00000000003f",
+        "123456000002",
+    ] {
         for client in [&mut zero, &mut one] {
             client.publish(&format!("priv/{id}"), "probe", json!(id), id);
             // The sender's connection still answers, and in order.

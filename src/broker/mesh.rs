@@ -11,6 +11,7 @@
 //! [`MAILBOX_CAPACITY`] messages and every outbox queue at most [`OUTBOX_HIGH_WATER`]
 //! before its producer is paused (overflow is backpressure, never loss).
 
+use crate::broker::interest::worker_bit;
 use crate::cluster::BusLink;
 use crate::metrics::BusMetrics;
 use crate::topic::pattern::Pattern;
@@ -140,10 +141,10 @@ pub fn mesh(workers: usize) -> (Vec<Mailbox>, Vec<MeshSender>) {
 
 impl<T> MeshSender<T> {
     /// Queues without waking; the caller calls [`MeshSender::notify`] once per batch.
-    pub fn try_send(&self, message: T) -> Result<(), T> {
-        self.sender.try_send(message).map_err(|error| match error {
-            TrySendError::Full(m) | TrySendError::Disconnected(m) => m,
-        })
+    /// `Full` is backpressure (retry later); `Disconnected` means the receiver is gone for
+    /// good (its thread ended): never retry, never wait on it.
+    pub fn try_send(&self, message: T) -> Result<(), TrySendError<T>> {
+        self.sender.try_send(message)
     }
 
     /// Wakes the receiving worker unless a wake is already pending.
@@ -193,6 +194,9 @@ pub struct Outbox {
     senders: Vec<MeshSender>,
     queues: RefCell<Vec<VecDeque<MeshMessage>>>,
     queued: Cell<usize>,
+    /// Destinations whose mailbox is gone (bit per worker, set once, never cleared): what
+    /// is queued for them is dropped, so no survivor waits on a dead peer.
+    gone: Cell<u64>,
     bus: Option<BusLink>,
 }
 
@@ -203,6 +207,7 @@ impl Outbox {
             senders,
             queues: RefCell::new(queues),
             queued: Cell::new(0),
+            gone: Cell::new(0),
             bus: None,
         }
     }
@@ -227,7 +232,11 @@ impl Outbox {
     }
 
     /// Queues `message` for worker `to` (handed over at the next [`Outbox::flush`]).
+    /// A destination whose mailbox is gone gets nothing (see [`Outbox::flush`]).
     pub fn push(&self, to: usize, message: MeshMessage) {
+        if self.gone.get() & worker_bit(to) != 0 {
+            return;
+        }
         self.queues.borrow_mut()[to].push_back(message);
         self.queued.set(self.queued.get() + 1);
     }
@@ -243,7 +252,9 @@ impl Outbox {
     }
 
     /// Hands queued messages to the mailboxes (in order), waking each destination once.
-    /// Messages that do not fit stay queued. Returns the number still queued.
+    /// Messages that do not fit stay queued. A destination whose mailbox is gone (its
+    /// worker ended) has its queue dropped and gets nothing more. Returns the number still
+    /// queued.
     pub fn flush(&self) -> usize {
         if let Some(bus) = &self.bus {
             bus.wake();
@@ -258,9 +269,14 @@ impl Outbox {
             while let Some(message) = queue.pop_front() {
                 match self.senders[to].try_send(message) {
                     Ok(()) => sent = true,
-                    Err(message) => {
+                    Err(TrySendError::Full(message)) => {
                         queue.push_front(message);
                         break;
+                    }
+                    Err(TrySendError::Disconnected(_)) => {
+                        self.gone.set(self.gone.get() | worker_bit(to));
+                        queue.clear();
+                        queue.shrink_to_fit();
                     }
                 }
             }
@@ -271,5 +287,57 @@ impl Outbox {
         }
         self.queued.set(remaining);
         remaining
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn publication() -> MeshMessage {
+        MeshMessage::Publish {
+            app: 0,
+            topic: "t".into(),
+            frame: Frame::plain(Bytes::from_static(b"x")),
+        }
+    }
+
+    #[test]
+    fn a_full_mailbox_keeps_messages_queued() {
+        let (mailbox, sender) = channel(2);
+        let outbox = Outbox::new(vec![sender]);
+        for _ in 0..5 {
+            outbox.push(0, publication());
+        }
+        assert_eq!(
+            outbox.flush(),
+            3,
+            "two fit, three wait (backpressure, no loss)"
+        );
+        let mut out = Vec::new();
+        mailbox.drain(10, &mut out);
+        assert_eq!(out.len(), 2);
+        assert_eq!(outbox.flush(), 1);
+    }
+
+    #[test]
+    fn a_gone_mailbox_is_never_waited_on() {
+        let (alive, to_alive) = channel(4);
+        let (dead, to_dead) = channel(4);
+        drop(dead); // its worker ended
+        let outbox = Outbox::new(vec![to_alive, to_dead]);
+        for _ in 0..OUTBOX_HIGH_WATER {
+            outbox.push(1, publication());
+        }
+        outbox.push(0, publication());
+        // Before: `Disconnected` was taken for `Full`, the dead worker's queue stayed and
+        // the outbox stayed congested for good, pausing every reader of this worker.
+        assert_eq!(outbox.flush(), 0);
+        assert!(!outbox.is_congested());
+        outbox.push(1, publication());
+        assert_eq!(outbox.queued(), 0, "nothing is queued for a gone worker");
+        let mut out = Vec::new();
+        alive.drain(10, &mut out);
+        assert_eq!(out.len(), 1, "the live worker still gets its message");
     }
 }

@@ -12,3 +12,9 @@ pub mod interest;
 pub mod mesh;
 pub mod session;
 pub mod worker;
+
+/// Test builds only (cargo feature `fault-injection`, never in release): a publication to
+/// this topic panics the worker that handles it, so that tests can check the panic policy
+/// (README "Limits and failure behaviour": the process aborts at once).
+#[cfg(feature = "fault-injection")]
+pub const FAULT_PANIC_TOPIC: &str = "fault-injection/panic-worker";

@@ -544,6 +544,10 @@ impl Worker {
     /// Fans `frame` out to `topic`'s subscribers on this worker and hands it once to each
     /// other worker that has subscribers, and once to the bus when another node has.
     pub fn publish(&self, app: &App, topic: &str, frame: Frame) {
+        #[cfg(feature = "fault-injection")]
+        if topic == super::FAULT_PANIC_TOPIC {
+            panic!("fault injection: a publication to {topic} panics its worker");
+        }
         self.deliver_local(app.index, topic, &frame);
         let mut targets = app.interest.workers(topic);
         match self.outbox.bus() {

@@ -115,16 +115,24 @@ impl BusLink {
     /// publication is dropped and counted, an interest hint turns into a full resync, and
     /// an admin call goes unanswered (the HTTP caller gets 504).
     pub fn send(&self, command: BusCommand) {
-        match self.sender.try_send(command) {
-            Ok(()) => self.wake_pending.set(true),
-            Err(BusCommand::InterestChanged { .. }) => {
+        let command = match self.sender.try_send(command) {
+            Ok(()) => {
+                self.wake_pending.set(true);
+                return;
+            }
+            // The bus thread is gone: the process is exiting (a panic aborts it).
+            Err(crossbeam_channel::TrySendError::Disconnected(_)) => return,
+            Err(crossbeam_channel::TrySendError::Full(command)) => command,
+        };
+        match command {
+            BusCommand::InterestChanged { .. } => {
                 self.resync.store(true, Ordering::Release);
                 self.wake_pending.set(true);
             }
-            Err(BusCommand::Publish { .. }) => {
+            BusCommand::Publish { .. } => {
                 WorkerMetrics::add(&self.metrics.dropped_queue_full, 1);
             }
-            Err(_) => tracing::warn!("bus queue full: a cluster admin call was not forwarded"),
+            _ => tracing::warn!("bus queue full: a cluster admin call was not forwarded"),
         }
     }
 
