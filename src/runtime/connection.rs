@@ -11,7 +11,7 @@
 use super::stream::Stream;
 use super::{sys, WorkerRuntime};
 use crate::broker::apps::{canonical_ip, LimitRefusal, Registry};
-use crate::broker::session::Session;
+use crate::broker::session::{parse_connection_id, Session};
 use crate::broker::worker::Verdict;
 use crate::error::CloseKind;
 use crate::http_api::{self, ApiReply, ApiRequest, ApiResponse};
@@ -447,6 +447,25 @@ async fn upgrade(
             return None;
         }
     };
+    // `priv/<subject>` and `priv/<connectionId>` share one namespace: a `sub` shaped like a
+    // connection id would be implicitly subscribed to that connection's private topic.
+    if claims
+        .subject
+        .as_deref()
+        .is_some_and(|subject| parse_connection_id(subject).is_some())
+    {
+        tracing::debug!(app = %app.id, "token refused: sub shaped like a connection id");
+        respond_error(
+            runtime,
+            stream,
+            401,
+            Refusal::InvalidToken,
+            "invalid token: sub must not have the shape of a connection id (12 lowercase hex characters), which priv/ topics reserve",
+            false,
+        )
+        .await;
+        return None;
+    }
     let subject = claims.subject.clone().unwrap_or_default();
     if let Err(refusal) = app.admit(&subject) {
         let (reason, message) = match refusal {
