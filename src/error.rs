@@ -26,6 +26,8 @@ pub enum CloseKind {
     MalformedCommand,
     /// 1008: a topic name that is empty, too long or holds control characters.
     InvalidTopic,
+    /// 1008: JSON nested deeper than `MAX_JSON_NESTING` (128).
+    NestingTooDeep,
     /// 1008: subscribe to `secure/…` without a matching permission.
     SecureSubscribeForbidden,
     /// 1008: subscribe to another connection's `priv/…` without a matching permission.
@@ -52,7 +54,7 @@ pub enum CloseKind {
 
 impl CloseKind {
     /// Every kind, in metric order.
-    pub const ALL: [CloseKind; 19] = [
+    pub const ALL: [CloseKind; 20] = [
         CloseKind::ClientClosed,
         CloseKind::ConnectionLost,
         CloseKind::ServerShutdown,
@@ -61,6 +63,7 @@ impl CloseKind {
         CloseKind::InvalidJson,
         CloseKind::MalformedCommand,
         CloseKind::InvalidTopic,
+        CloseKind::NestingTooDeep,
         CloseKind::SecureSubscribeForbidden,
         CloseKind::PrivateSubscribeForbidden,
         CloseKind::PublishForbidden,
@@ -83,6 +86,7 @@ impl CloseKind {
             CloseKind::InvalidUtf8 | CloseKind::InvalidJson => 1007,
             CloseKind::MalformedCommand
             | CloseKind::InvalidTopic
+            | CloseKind::NestingTooDeep
             | CloseKind::SecureSubscribeForbidden
             | CloseKind::PrivateSubscribeForbidden
             | CloseKind::PublishForbidden
@@ -106,6 +110,7 @@ impl CloseKind {
             CloseKind::InvalidJson => "Invalid JSON",
             CloseKind::MalformedCommand => "Malformed command",
             CloseKind::InvalidTopic => "Invalid topic",
+            CloseKind::NestingTooDeep => "Message nesting too deep",
             CloseKind::SecureSubscribeForbidden => "Subscription to secure topic is forbidden!",
             CloseKind::PrivateSubscribeForbidden => "Subscription to private topic is forbidden!",
             CloseKind::PublishForbidden => "Publishing to topic is forbidden!",
@@ -131,6 +136,7 @@ impl CloseKind {
             CloseKind::InvalidJson => "invalid_json",
             CloseKind::MalformedCommand => "malformed_command",
             CloseKind::InvalidTopic => "invalid_topic",
+            CloseKind::NestingTooDeep => "nesting_too_deep",
             CloseKind::SecureSubscribeForbidden => "secure_subscribe_forbidden",
             CloseKind::PrivateSubscribeForbidden => "private_subscribe_forbidden",
             CloseKind::PublishForbidden => "publish_forbidden",

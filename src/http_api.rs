@@ -24,6 +24,7 @@ use crate::control::{ControlRequest, ReloadOutcome};
 use crate::metrics;
 use crate::protocol::command::validate_topic;
 use crate::protocol::http::bearer_token;
+use crate::protocol::nesting::{nesting_exceeds, MAX_JSON_NESTING};
 use crate::topic::pattern::Pattern;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -311,6 +312,8 @@ fn anonymous_token(
             alg: None,
             app_id: None,
         }
+    } else if nesting_exceeds(request.body, MAX_JSON_NESTING) {
+        return ApiResponse::error(400, "message nesting too deep");
     } else {
         match serde_json::from_slice::<Body>(request.body) {
             Ok(body) => body,
@@ -428,10 +431,23 @@ fn with_admin(
     }
 }
 
+/// Parses a JSON request body; 400 for JSON nested deeper than [`MAX_JSON_NESTING`]
+/// (checked first, whatever the parser) or for a body that does not parse.
+fn parse_body<'a, T: serde::Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiResponse> {
+    if nesting_exceeds(body, MAX_JSON_NESTING) {
+        return Err(ApiResponse::error(
+            400,
+            &format!("message nesting too deep (more than {MAX_JSON_NESTING} levels)"),
+        ));
+    }
+    serde_json::from_slice(body)
+        .map_err(|error| ApiResponse::error(400, &format!("invalid body: {error}")))
+}
+
 fn publish(worker: &Worker, app: &App, permissions: &PermissionSet, body: &[u8]) -> ApiResponse {
-    let parsed: PublishBody<'_> = match serde_json::from_slice(body) {
+    let parsed: PublishBody<'_> = match parse_body(body) {
         Ok(parsed) => parsed,
-        Err(error) => return ApiResponse::error(400, &format!("invalid body: {error}")),
+        Err(response) => return response,
     };
     let Some(topic) = parsed.topic else {
         return ApiResponse::error(400, "missing topic");
@@ -468,9 +484,9 @@ fn unsubscribe(
     if !permissions.can_manage_subscribers() {
         return ApiResponse::error(403, "missing permission realtime:admin:manage:subscribers");
     }
-    let parsed: UnsubscribeBody = match serde_json::from_slice(body) {
+    let parsed: UnsubscribeBody = match parse_body(body) {
         Ok(parsed) => parsed,
-        Err(error) => return ApiResponse::error(400, &format!("invalid body: {error}")),
+        Err(response) => return response,
     };
     if parsed.topic_patterns.is_empty() || parsed.topic_patterns.len() > MAX_UNSUBSCRIBE_PATTERNS {
         return ApiResponse::error(400, "topicPatterns must hold 1 to 50 patterns");

@@ -990,16 +990,22 @@ fn private_topic(id: u64) -> String {
     format!("priv/{}", format_connection_id(id))
 }
 
-/// The close kind for a command that could not be parsed.
+/// The close kind for a command that could not be parsed (typed: no reason-text matching).
 fn command_error_kind(error: &CommandError) -> CloseKind {
-    match error.close_code() {
-        1007 => CloseKind::InvalidJson,
-        _ => {
-            if error.reason() == "Invalid topic" {
-                CloseKind::InvalidTopic
-            } else {
-                CloseKind::MalformedCommand
-            }
-        }
+    match error {
+        CommandError::NotUtf8 | CommandError::InvalidJson => CloseKind::InvalidJson,
+        CommandError::TopicNotString
+        | CommandError::TopicEmpty
+        | CommandError::TopicTooLong
+        | CommandError::TopicControlCharacter => CloseKind::InvalidTopic,
+        CommandError::NestingTooDeep => CloseKind::NestingTooDeep,
+        CommandError::NotAnObject
+        | CommandError::UnknownType
+        | CommandError::DuplicateField
+        | CommandError::MissingData
+        | CommandError::DataNotObject
+        | CommandError::MissingTopic
+        | CommandError::InvalidMessageType
+        | CommandError::InvalidCompress => CloseKind::MalformedCommand,
     }
 }

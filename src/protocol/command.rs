@@ -12,8 +12,9 @@
 //! Invariants: every malformed input is an `Err` with a close code and a short reason —
 //! nothing from it is ever delivered; no input panics. Unknown fields are ignored (the
 //! SDKs may add some); a field given twice is an error, since which one wins would be a
-//! guess. Raw and ignored values are scanned iteratively by `serde_json`, so a deeply
-//! nested payload can neither overflow the stack nor be refused for its depth.
+//! guess. Anything nested deeper than [`MAX_JSON_NESTING`] is refused before parsing
+//! (subscribers' parsers would choke on it), and raw and ignored values are scanned
+//! iteratively by `serde_json`, so no input can overflow the stack.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -22,6 +23,8 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use thiserror::Error;
+
+use super::nesting::{nesting_exceeds, MAX_JSON_NESTING};
 
 /// Topics are 1–256 bytes (PROTOCOL.md §4.1); the bound keeps topic tables and interest
 /// maps small and matches the upstream service.
@@ -69,6 +72,9 @@ pub enum CommandError {
     /// Not a single valid JSON value (syntax error, truncation, trailing bytes). Close 1007.
     #[error("message is not valid JSON")]
     InvalidJson,
+    /// Arrays/objects nested deeper than [`MAX_JSON_NESTING`]. Close 1008.
+    #[error("message nesting deeper than {MAX_JSON_NESTING}")]
+    NestingTooDeep,
     /// Valid JSON but not an object. Close 1008.
     #[error("message is not a JSON object")]
     NotAnObject,
@@ -122,6 +128,7 @@ impl CommandError {
         match self {
             CommandError::NotUtf8 => "Invalid UTF-8",
             CommandError::InvalidJson => "Invalid JSON",
+            CommandError::NestingTooDeep => "Message nesting too deep",
             CommandError::NotAnObject => "Invalid message format",
             CommandError::UnknownType => "Unknown message type",
             CommandError::DuplicateField => "Duplicate field",
@@ -156,6 +163,9 @@ pub fn validate_topic(topic: &str) -> Result<(), CommandError> {
 /// Parses one client message (the complete text or binary frame payload).
 pub fn parse_command(input: &[u8]) -> Result<Command<'_>, CommandError> {
     let text = std::str::from_utf8(input).map_err(|_| CommandError::NotUtf8)?;
+    if nesting_exceeds(input, MAX_JSON_NESTING) {
+        return Err(CommandError::NestingTooDeep);
+    }
     let top = match serde_json::from_str::<Shape<TopLevel<'_>>>(text) {
         Ok(Shape::Object(top)) => top,
         Ok(Shape::Null | Shape::Other) => return Err(CommandError::NotAnObject),

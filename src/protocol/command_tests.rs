@@ -142,18 +142,35 @@ fn rejects_bad_bytes_and_json() {
     ] {
         assert_eq!(error(input), CommandError::InvalidJson, "{input:?}");
     }
-    // Deep nesting is scanned iteratively by serde_json (raw and ignored values), so it
-    // neither overflows the stack nor is refused: the payload is passed on verbatim.
-    let nested = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
-    let deep =
-        format!(r#"{{"type":"publish","data":{{"topic":"t","payload":{nested},"x":{nested}}}}}"#);
-    assert_eq!(publication(&deep).payload, nested.as_bytes());
-    let unbalanced = format!(
-        r#"{{"type":"publish","data":{{"topic":"t","payload":{}}}}}"#,
-        "[".repeat(100_000)
+    // Nesting deeper than MAX_JSON_NESTING (128, the command object and `data` included)
+    // is refused before parsing, whatever else is wrong with the text; up to the limit, the
+    // payload is passed on verbatim (raw values are scanned iteratively by serde_json).
+    let nested = |depth: usize| format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+    let command = |payload: &str| {
+        format!(r#"{{"type":"publish","data":{{"topic":"t","payload":{payload},"x":1}}}}"#)
+    };
+    assert_eq!(
+        publication(&command(&nested(126))).payload,
+        nested(126).as_bytes()
     );
-    assert_eq!(error(unbalanced.as_bytes()), CommandError::InvalidJson);
-    assert_eq!(error(nested.as_bytes()), CommandError::NotAnObject);
+    for depth in [127, 100_000] {
+        assert_eq!(
+            error(command(&nested(depth)).as_bytes()),
+            CommandError::NestingTooDeep
+        );
+    }
+    let unbalanced = command(&"[".repeat(100_000));
+    assert_eq!(error(unbalanced.as_bytes()), CommandError::NestingTooDeep);
+    assert_eq!(
+        error(nested(100_000).as_bytes()),
+        CommandError::NestingTooDeep
+    );
+    assert_eq!(error(nested(100).as_bytes()), CommandError::NotAnObject);
+    assert_eq!(CommandError::NestingTooDeep.close_code(), 1008);
+    assert_eq!(
+        CommandError::NestingTooDeep.reason(),
+        "Message nesting too deep"
+    );
     assert_eq!(CommandError::NotUtf8.close_code(), 1007);
     assert_eq!(CommandError::InvalidJson.close_code(), 1007);
 }

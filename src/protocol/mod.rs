@@ -10,6 +10,7 @@
 //!   payload kept as raw bytes.
 //! - [`envelope`]: server → client frames (PROTOCOL.md §5), each built once per message
 //!   into one shared `Bytes`.
+//! - [`nesting`]: the one JSON nesting-depth bound for every JSON text read from outside.
 //! - [`deflate`]: permessage-deflate (RFC 7692) negotiation, bounded inflate, and the
 //!   compressed twin of a server frame; no per-connection state.
 //!
@@ -26,3 +27,4 @@ pub mod deflate;
 pub mod envelope;
 pub mod frame;
 pub mod http;
+pub mod nesting;
