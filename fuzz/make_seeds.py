@@ -185,6 +185,53 @@ def inflate():
         "A+zBAQEAAACCIP+vbkhAAQAAAAAAAAAAQABAAAAAAMIpKSkpKSkpKSkpKSkpKSkCAAD/AAAA////"))
 
 
+def server_frame(opcode, payload, rsv1=False):
+    """An unmasked server frame, as ringcast builds it."""
+    first = 0x80 | (0x40 if rsv1 else 0) | opcode
+    length = len(payload)
+    if length < 126:
+        head = bytes([first, length])
+    elif length < 65536:
+        head = bytes([first, 126]) + struct.pack(">H", length)
+    else:
+        head = bytes([first, 127]) + struct.pack(">Q", length)
+    return head + payload
+
+
+def bus_publication(plain, deflated=None, origin=b"node-b", app=b"app", topic=b"chat"):
+    """cluster::wire::encode_publication's layout, behind selector byte 0."""
+    out = bytes([1, 1 if deflated is not None else 0, len(origin)]) + origin
+    out += bytes([len(app)]) + app + struct.pack(">H", len(topic)) + topic
+    out += struct.pack(">I", len(plain)) + plain
+    if deflated is not None:
+        out += struct.pack(">I", len(deflated)) + deflated
+    return b"\x00" + out
+
+
+def bus_input():
+    envelope = b'{"topic":"chat","messageType":"m","data":{"payload":[1,{"a":"b"}]}}'
+    write("bus_input", "publication", bus_publication(server_frame(1, envelope)))
+    compressed = deflate_body(envelope)
+    write("bus_input", "publication_deflated", bus_publication(
+        server_frame(2, envelope), server_frame(2, compressed, rsv1=True)))
+    write("bus_input", "injected_close", bus_publication(server_frame(8, b"\x03\xe8bye")))
+    write("bus_input", "masked", bus_publication(
+        bytes([0x81, 0x80 | 2]) + MASK + b"{}"))
+    write("bus_input", "deep", bus_publication(server_frame(1, b"[" * 200 + b"]" * 200)))
+    write("bus_input", "delta", b"\x01" + json.dumps({
+        "node": "b", "instance": 1, "seq": 3, "add": [["app", "chat"]], "remove": []}).encode())
+    write("bus_input", "snapshot", b"\x02" + json.dumps({
+        "node": "b", "instance": 1, "seq": 3, "last": True, "entries": [["app", "t"]]}).encode())
+    write("bus_input", "presence", b"\x03" + json.dumps({
+        "node": "b", "instance": 1, "seq": 0}).encode())
+    write("bus_input", "admin", b"\x04" + json.dumps({
+        "op": "unsubscribe", "origin": "b", "app": "app", "subject": "u",
+        "patterns": ["chat/*"]}).encode())
+    write("bus_input", "terminate", b"\x05" + json.dumps({
+        "app": "app", "connection": "0123456789ab"}).encode())
+
+
 if __name__ == "__main__":
-    for make in (frame_decoder, http_request, command_json, jwt, patterns, config, inflate):
+    for make in (frame_decoder, http_request, command_json, jwt, patterns, config, inflate,
+                 bus_input):
         make()

@@ -197,7 +197,19 @@ pub struct BusMetrics {
     pub remote_topics: AtomicU64,
     /// Nodes dropped because their heartbeats stopped.
     pub nodes_expired: AtomicU64,
+    /// Messages from the bus dropped by validation, by [`BUS_INVALID_REASONS`] index
+    /// (`cluster::validate::BusInputError`).
+    pub invalid_received: [AtomicU64; BUS_INVALID_REASONS.len()],
 }
+
+/// Labels of `ringcast_bus_invalid_messages_total`, in `BusInputError` order.
+pub const BUS_INVALID_REASONS: [&str; 5] = [
+    "malformed",
+    "too_large",
+    "bad_frame",
+    "bad_payload",
+    "bad_field",
+];
 
 fn render_bus(registry: &mut Registry_, bus: &BusMetrics) {
     let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
@@ -291,6 +303,17 @@ fn render_bus(registry: &mut Registry_, bus: &BusMetrics) {
         "bus_nodes_expired",
         "Nodes dropped after their heartbeats stopped",
         load(&bus.nodes_expired),
+    );
+    let invalid: Family<Labels, Counter> = Family::default();
+    for (reason, value) in BUS_INVALID_REASONS.iter().zip(&bus.invalid_received) {
+        invalid
+            .get_or_create(&vec![("reason".into(), (*reason).into())])
+            .inc_by(load(value));
+    }
+    registry.register(
+        "bus_invalid_messages",
+        "Messages from the bus dropped by validation (not what a ringcast node sends), by reason",
+        invalid,
     );
 }
 

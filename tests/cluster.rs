@@ -744,3 +744,105 @@ fn apps_added_and_removed_by_reload_join_and_leave_the_cluster() {
         let _ = std::fs::remove_file(node.config_path());
     }
 }
+
+/// A bare NATS client speaking the text protocol, standing in for anyone who can publish
+/// on the cluster's subjects (not a ringcast node).
+struct Intruder(std::net::TcpStream);
+
+impl Intruder {
+    fn connect(nats: &Nats) -> Intruder {
+        let stream = std::net::TcpStream::connect(("127.0.0.1", nats.port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut intruder = Intruder(stream);
+        std::io::Write::write_all(&mut intruder.0, b"CONNECT {\"verbose\":false}\r\n").unwrap();
+        intruder
+    }
+
+    fn publish(&mut self, subject: &str, payload: &[u8]) {
+        let head = format!("PUB {subject} {}\r\n", payload.len());
+        let mut message = head.into_bytes();
+        message.extend_from_slice(payload);
+        message.extend_from_slice(b"\r\n");
+        std::io::Write::write_all(&mut self.0, &message).unwrap();
+    }
+
+    /// PING → PONG: everything published before has reached the NATS server.
+    fn flush(&mut self) {
+        std::io::Write::write_all(&mut self.0, b"PING\r\n").unwrap();
+        let mut seen = Vec::new();
+        let mut byte = [0u8; 1];
+        while !seen.ends_with(b"PONG\r\n") {
+            std::io::Read::read_exact(&mut self.0, &mut byte).unwrap();
+            seen.push(byte[0]);
+        }
+    }
+}
+
+#[test]
+fn forged_bus_input_is_counted_and_dropped_never_reaching_subscribers() {
+    use ringcast::cluster::wire::encode_publication;
+    use ringcast::protocol::frame::{encode_frame, OpCode};
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(binary) = nats_binary() else { return };
+    let nats = Nats::start(binary);
+    let node = Node::start("node-a", &nats);
+    until("node connected to NATS", || {
+        node.metric("ringcast_bus_connected") == 1
+    });
+    let mut client = subscriber(&node, APP, "watcher", "chat");
+    let mut intruder = Intruder::connect(&nats);
+    let frame = |opcode: OpCode, payload: &[u8]| {
+        let mut out = Vec::new();
+        encode_frame(opcode, payload, &mut out);
+        out
+    };
+    let publication = |plain: &[u8]| encode_publication("intruder", APP, "chat", plain, None);
+    let subject = "test.ringcast.pub";
+    // A close frame injected into every subscriber's stream.
+    intruder.publish(subject, &publication(&frame(OpCode::Close, b"\x03\xe8bye")));
+    // A frame whose length says more than it carries, then a masked one.
+    let mut short = frame(OpCode::Text, br#"{"a":1}"#);
+    short[1] += 40;
+    intruder.publish(subject, &publication(&short));
+    let mut masked = frame(OpCode::Text, br#"{"a":1}"#);
+    masked[1] |= 0x80;
+    intruder.publish(subject, &publication(&masked));
+    // JSON nested 1,000 deep (Python subscribers' parsers would choke), and not JSON.
+    let deep = format!("{}{}", "[".repeat(1000), "]".repeat(1000));
+    intruder.publish(subject, &publication(&frame(OpCode::Text, deep.as_bytes())));
+    intruder.publish(subject, &publication(&frame(OpCode::Text, b"{nope")));
+    // Not even the binary layout; an admin call that is not JSON; one with 51 patterns.
+    intruder.publish(subject, b"\x01garbage");
+    intruder.publish("test.ringcast.all.admin", b"{\"op\":");
+    let patterns: Vec<String> = (0..51).map(|i| format!("chat{i}")).collect();
+    let unsubscribe = json!({"op": "unsubscribe", "origin": "intruder", "app": APP,
+        "subject": "watcher", "patterns": patterns});
+    intruder.publish(
+        "test.ringcast.all.admin",
+        unsubscribe.to_string().as_bytes(),
+    );
+    // Last, a well-formed publication: it is delivered, and it is the first frame the
+    // subscriber sees — nothing before it got through.
+    let good = br#"{"topic":"chat","messageType":"forwarded","data":{"payload":"ok"}}"#;
+    intruder.publish(subject, &publication(&frame(OpCode::Text, good)));
+    intruder.flush();
+    let first = client.next_json();
+    assert_eq!(first["messageType"], "forwarded", "{first}");
+    assert!(
+        still_subscribed(&mut client, "chat"),
+        "the forged unsubscribe did nothing"
+    );
+    let invalid = |reason: &str| {
+        node.metric(&format!(
+            "ringcast_bus_invalid_messages_total{{reason=\"{reason}\"}}"
+        ))
+    };
+    until("every forged message counted", || {
+        invalid("bad_frame") == 3
+            && invalid("bad_payload") == 2
+            && invalid("malformed") == 2
+            && invalid("too_large") == 1
+    });
+}

@@ -17,6 +17,7 @@
 //! redeliver, and every bounded queue on the way drops with a counter when full.
 
 pub mod remote;
+pub mod validate;
 pub mod wire;
 
 use crate::broker::mesh::{Frame, MeshSender};

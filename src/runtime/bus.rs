@@ -19,6 +19,10 @@ use crate::broker::interest::{worker_bit, workers_in, LOCAL_WORKERS};
 use crate::broker::mesh::{Frame, Mailbox, MeshMessage, MeshSender};
 use crate::broker::session::parse_connection_id;
 use crate::cluster::remote::{Announced, Key, Outcome, Remote};
+use crate::cluster::validate::{
+    check_admin, check_delta, check_presence, check_publication, check_snapshot_part,
+    check_terminate, max_bus_frame_bytes, parse_control, BusInputError,
+};
 use crate::cluster::wire::{
     decode_publication, encode_publication, Admin, Delta, Entry, Presence, SnapshotPart, Subjects,
     TerminateRequest,
@@ -29,6 +33,7 @@ use crate::cluster::{
 };
 use crate::config::{ClusterConfig, ConfigError};
 use crate::metrics::{BusMetrics, WorkerMetrics};
+use crate::protocol::deflate::Inflater;
 use crate::topic::pattern::Pattern;
 use async_nats::{Client, ConnectOptions, Event, Message, ServerAddr};
 use bytes::Bytes;
@@ -157,6 +162,7 @@ async fn run(parts: BusParts, addresses: Vec<ServerAddr>) {
         touched: 0,
         disconnected_since: None,
         last_heartbeat_ms: 0,
+        inflater: Inflater::default(),
     };
     bus.learn_app_ids();
     tracing::info!(node = %bus.subjects.node, prefix = %bus.subjects.prefix, "cluster bus started");
@@ -216,6 +222,8 @@ struct Bus {
     touched: u64,
     disconnected_since: Option<Instant>,
     last_heartbeat_ms: u64,
+    /// Checks the deflated twin of compressed publications from other nodes.
+    inflater: Inflater,
 }
 
 impl Bus {
@@ -478,17 +486,47 @@ impl Bus {
         }
     }
 
+    /// Counts and logs (debug) a message from the bus that failed validation.
+    fn invalid(&self, subject: &str, error: BusInputError) {
+        WorkerMetrics::add(&self.metrics.invalid_received[error.index()], 1);
+        tracing::debug!(%subject, reason = error.label(), "invalid bus message dropped");
+    }
+
+    /// Parses and checks a JSON control message; counts and drops what fails.
+    fn parse<T: serde::de::DeserializeOwned>(
+        &self,
+        message: &Message,
+        check: impl Fn(&T) -> Result<(), BusInputError>,
+    ) -> Option<T> {
+        match parse_control::<T>(&message.payload).and_then(|value| check(&value).map(|()| value)) {
+            Ok(value) => Some(value),
+            Err(error) => {
+                self.invalid(&message.subject, error);
+                None
+            }
+        }
+    }
+
     fn on_publication(&mut self, message: &Message) {
         let Some(publication) = decode_publication(&message.payload) else {
-            tracing::debug!(subject = %message.subject, "malformed bus publication ignored");
+            self.invalid(&message.subject, BusInputError::Malformed);
             return;
         };
         if publication.origin == self.subjects.node {
             return;
         }
         let Some(app) = self.registry.get(&publication.app) else {
+            self.invalid(&message.subject, BusInputError::BadField);
             return;
         };
+        let max_frame_bytes = max_bus_frame_bytes(
+            app.limits.max_message_bytes as usize,
+            self.registry.settings.max_http_body_bytes,
+        );
+        if let Err(error) = check_publication(&publication, max_frame_bytes, &mut self.inflater) {
+            self.invalid(&message.subject, error);
+            return;
+        }
         WorkerMetrics::add(&self.metrics.publications_received, 1);
         let mask = app.interest.workers(&publication.topic) & LOCAL_WORKERS;
         if mask == 0 {
@@ -537,7 +575,7 @@ impl Bus {
     }
 
     async fn on_delta(&mut self, message: &Message) {
-        let Some(delta) = parse::<Delta>(message) else {
+        let Some(delta) = self.parse::<Delta>(message, check_delta) else {
             return;
         };
         if delta.node == self.subjects.node {
@@ -555,7 +593,7 @@ impl Bus {
         let kind = message.subject.rsplit('.').next().unwrap_or("");
         match kind {
             "heartbeat" | "hello" | "bye" => {
-                let Some(presence) = parse::<Presence>(message) else {
+                let Some(presence) = self.parse::<Presence>(message, check_presence) else {
                     return;
                 };
                 if presence.node == self.subjects.node {
@@ -583,7 +621,7 @@ impl Bus {
                 self.apply(outcome).await;
             }
             "admin" => {
-                let Some(admin) = parse::<Admin>(message) else {
+                let Some(admin) = self.parse::<Admin>(message, check_admin) else {
                     return;
                 };
                 self.on_admin(admin);
@@ -644,7 +682,12 @@ impl Bus {
                 }
             }
             "inbox" => {
-                let Some(part) = parse::<SnapshotPart>(message) else {
+                // A NATS status message (e.g. "no responders" to this node's hello when it
+                // is alone) is not input from another node.
+                if message.status.is_some() {
+                    return;
+                }
+                let Some(part) = self.parse::<SnapshotPart>(message, check_snapshot_part) else {
                     return;
                 };
                 if part.node == self.subjects.node {
@@ -663,9 +706,10 @@ impl Bus {
                 self.apply(outcome).await;
             }
             "terminate" => {
-                let (Some(request), Some(reply)) =
-                    (parse::<TerminateRequest>(message), message.reply.clone())
-                else {
+                let (Some(request), Some(reply)) = (
+                    self.parse::<TerminateRequest>(message, check_terminate),
+                    message.reply.clone(),
+                ) else {
                     return;
                 };
                 let found = self.terminate_here(&request);
@@ -785,14 +829,4 @@ fn private_topic(id: u64) -> String {
 fn json<T: serde::Serialize>(value: &T) -> Bytes {
     // Serializing these plain structs cannot fail.
     Bytes::from(serde_json::to_vec(value).unwrap_or_default())
-}
-
-fn parse<T: serde::de::DeserializeOwned>(message: &Message) -> Option<T> {
-    match serde_json::from_slice(&message.payload) {
-        Ok(value) => Some(value),
-        Err(error) => {
-            tracing::debug!(subject = %message.subject, %error, "malformed bus message ignored");
-            None
-        }
-    }
 }
