@@ -4,6 +4,8 @@
 //! whole suite runs under both drivers.
 #![allow(dead_code)]
 
+pub mod jwks_server;
+
 use ringcast::auth::{mint, Algorithm};
 use ringcast::config::{Config, IoDriverChoice};
 use ringcast::runtime::{self, ServerHandle};
