@@ -4,10 +4,12 @@ Usage: python3 interop/report.py JS_RESULTS PY_RESULTS
 Each results file holds lines `RESULT|<id>|PASS|FAIL|SKIP|<detail>` (and optionally
 `EXIT|<script>|<rc>`). An expected scenario without a result line counts as FAIL (the script
 crashed or was killed by its timeout). SKIP cells count neither way and are explained below
-the table. Ends with the line `N passed, N failed`; exit status 1 when anything failed.
-Standard library only.
+the table and, when RINGCAST_SKIP_LOG names a file, appended to it as `SKIPPED …` lines
+(scripts/test.sh summarises them). Ends with the line `N passed, N failed`; exit status 1
+when anything failed. Standard library only.
 """
 
+import os
 import sys
 
 ROWS = [
@@ -91,6 +93,12 @@ def main():
         print()
         for note in notes:
             print(note)
+    skip_log = os.environ.get("RINGCAST_SKIP_LOG")
+    if skip_log:
+        with open(skip_log, "a", encoding="utf-8") as log:
+            for note in notes:
+                if note.startswith("SKIP "):
+                    log.write(f"SKIPPED sdk-interop.sh {note[len('SKIP '):]}\n")
     print()
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0

@@ -430,7 +430,7 @@ pub fn render(
     }
     registry_ref.register(
         "jwks_fetches",
-        "JWKS documents fetched, per URL (without query): ok or failed (previous keys kept)",
+        "JWKS documents fetched, per URL (without credentials or query): ok or failed (previous keys kept)",
         jwks_fetches,
     );
     registry_ref.register("jwks_keys", "Usable keys loaded, per JWKS URL", jwks_keys);

@@ -3,7 +3,9 @@
 //!
 //! nats-server comes from `RINGCAST_NATS_SERVER` (set by `scripts/test.sh` through
 //! `scripts/install-nats.sh`), else `.build/nats/bin/nats-server`. Without one the tests
-//! fail under CI (`CI=true`) and are skipped with a notice otherwise.
+//! fail under CI (`CI=true`); otherwise each one reports itself skipped (`common::skip`:
+//! a `SKIPPED` line on stderr and in `RINGCAST_SKIP_LOG`, which `scripts/test.sh`
+//! summarises) and returns.
 //!
 //! Waits below are bounded loops that stop as soon as the state is reached (failure
 //! guards, not timing assertions).
@@ -32,6 +34,8 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// The nats-server to run; `None` (after reporting the running test skipped) when there is
+/// none.
 fn nats_binary() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("RINGCAST_NATS_SERVER") {
         return Some(PathBuf::from(path));
@@ -43,7 +47,10 @@ fn nats_binary() -> Option<PathBuf> {
     if std::env::var("CI").as_deref() == Ok("true") {
         panic!("RINGCAST_NATS_SERVER is not set and no .build/nats: run scripts/install-nats.sh (scripts/test.sh does)");
     }
-    eprintln!("NOTICE: cluster tests skipped: no nats-server (run scripts/install-nats.sh, or set RINGCAST_NATS_SERVER)");
+    skip(
+        &format!("cluster::{}", current_test()),
+        "no nats-server (run scripts/install-nats.sh, or set RINGCAST_NATS_SERVER)",
+    );
     None
 }
 
@@ -211,6 +218,7 @@ struct Cluster {
     nodes: Vec<Node>,
 }
 
+/// Three nodes on one nats-server; `None` when the test is skipped (no nats-server).
 fn cluster() -> Option<Cluster> {
     let nats = Nats::start(nats_binary()?);
     let nodes: Vec<Node> = ["node-a", "node-b", "node-c"]

@@ -3,8 +3,9 @@
 //! the broker's numbers.
 //!
 //! Needs `chromium` (Debian package) and `tesseract` (package `tesseract-ocr`), which
-//! `scripts/test.sh` installs. Where they are absent the test says so and passes, unless
-//! `CI` is set, where it fails.
+//! `scripts/test.sh` installs. Where they are absent the test reports itself skipped
+//! (`common::skip`, summarised by `scripts/test.sh`) and passes, unless `CI` is set, where
+//! it fails.
 
 mod common;
 
@@ -62,7 +63,10 @@ fn dashboard_shows_live_numbers_in_headless_chromium() {
             std::env::var_os("CI").is_none(),
             "chromium and tesseract are required in CI (scripts/test.sh installs them)"
         );
-        eprintln!("SKIP dashboard_shows_live_numbers_in_headless_chromium: chromium or tesseract not installed");
+        skip(
+            "dashboard::dashboard_shows_live_numbers_in_headless_chromium",
+            "chromium or tesseract not installed (scripts/install-system.sh installs them)",
+        );
         return;
     };
     let server = start_server();

@@ -3,7 +3,8 @@
 //! EdDSA); keys picked by `kid`; a new `kid` is accepted after the refetch it triggers;
 //! unknown-`kid` refetches are rate-limited (observed through the JWKS server's request
 //! counter, never through timing); `Cache-Control: max-age` expiry refetches; a failing
-//! endpoint keeps the previous keys; `check-config` does not fetch.
+//! endpoint keeps the previous keys; `check-config` does not fetch; credentials in a JWKS
+//! URL are sent but never shown (logs, `/metrics`).
 //!
 //! The JWKs are built here with the key crates themselves (`rsa`, `p256`, `p384`, `p521`,
 //! `ed25519-dalek`), independently of the broker's JWK parser.
@@ -11,14 +12,13 @@
 mod common;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use common::jwks_server::JwksServer;
 use common::*;
 use ringcast::auth::{mint, Algorithm};
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/jwt/");
@@ -95,138 +95,6 @@ fn key_pair(algorithm: Algorithm, other: bool, kid: &str) -> (String, Value) {
 fn signed(algorithm: Algorithm, private: &str, kid: &str, subject: &str) -> String {
     let claims = json!({"sub": subject, "exp": now() + 600, "permissions": [PUBLISH_ALL]});
     mint::sign_with_key_id(algorithm, private, &claims, Some(kid)).unwrap()
-}
-
-/// What one path of the JWKS server answers.
-struct Served {
-    status: u16,
-    body: String,
-    cache_control: String,
-}
-
-/// A tiny HTTP/1.1 JWKS server: per path a document and a request counter.
-struct JwksServer {
-    address: SocketAddr,
-    state: Arc<Mutex<HashMap<String, (Served, usize)>>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl JwksServer {
-    fn start() -> JwksServer {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let address = listener.local_addr().unwrap();
-        let state: Arc<Mutex<HashMap<String, (Served, usize)>>> = Arc::default();
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let (state, stop) = (state.clone(), stop.clone());
-            std::thread::spawn(move || {
-                for stream in listener.incoming() {
-                    if stop.load(Ordering::Acquire) {
-                        return;
-                    }
-                    if let Ok(stream) = stream {
-                        serve(stream, &state);
-                    }
-                }
-            })
-        };
-        JwksServer {
-            address,
-            state,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.address)
-    }
-
-    /// Sets what `path` answers (the counter is kept).
-    fn set(&self, path: &str, status: u16, keys: &[Value], cache_control: &str) {
-        let mut state = self.state.lock().unwrap();
-        let entry = state.entry(path.to_string()).or_insert((
-            Served {
-                status: 404,
-                body: String::new(),
-                cache_control: String::new(),
-            },
-            0,
-        ));
-        entry.0 = Served {
-            status,
-            body: json!({ "keys": keys }).to_string(),
-            cache_control: cache_control.to_string(),
-        };
-    }
-
-    /// Requests served on `path` so far.
-    fn count(&self, path: &str) -> usize {
-        self.state
-            .lock()
-            .unwrap()
-            .get(path)
-            .map_or(0, |entry| entry.1)
-    }
-
-    /// Waits (bounded) until `path` has served at least `count` requests.
-    fn wait_for_count(&self, path: &str, count: usize) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while self.count(path) < count {
-            assert!(
-                Instant::now() < deadline,
-                "{path}: {} requests, expected {count}",
-                self.count(path)
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for JwksServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
-        let _ = TcpStream::connect(self.address);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-/// Reads one request head and answers it; counting and answering happen under one lock,
-/// so every request counted after a `set` got the new document.
-fn serve(mut stream: TcpStream, state: &Mutex<HashMap<String, (Served, usize)>>) {
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0_u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match stream.read(&mut byte) {
-            Ok(1) => head.push(byte[0]),
-            _ => return,
-        }
-    }
-    let text = String::from_utf8_lossy(&head);
-    let path = text.split(' ').nth(1).unwrap_or("/").to_string();
-    let response = {
-        let mut state = state.lock().unwrap();
-        match state.get_mut(&path) {
-            Some((served, count)) => {
-                *count += 1;
-                format!(
-                    "HTTP/1.1 {} X\r\nContent-Type: application/json\r\nCache-Control: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
-                    served.status,
-                    served.cache_control,
-                    served.body.len(),
-                    served.body
-                )
-            }
-            None => "HTTP/1.1 404 X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".into(),
-        }
-    };
-    let _ = stream.write_all(response.as_bytes());
 }
 
 fn jwks_app(app_id: &str, url: &str, algorithms: &[&str]) -> Value {
@@ -550,4 +418,118 @@ fn a_reload_keeps_loaded_key_sets_and_fetches_new_urls() {
     connect(&server, JWKS_APP, &token).close();
     let other = signed(Algorithm::EdDSA, &other_private, "added", "b");
     connect(&server, OTHER_JWKS_APP, &other).close();
+}
+
+/// The broker binary, killed on drop (a failing test leaves no process behind).
+struct Broker(Child);
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Reads `path` until `predicate` holds for some line (bounded wait: a failure guard).
+fn wait_for_log_line(path: &std::path::Path, predicate: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let logs = std::fs::read_to_string(path).unwrap_or_default();
+        if logs.lines().any(&predicate) {
+            return logs;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "log line never appeared:\n{logs}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn credentials_in_a_jwks_url_are_sent_but_never_shown() {
+    const PASSWORD: &str = "pa55word-never-shown";
+    const QUERY_SECRET: &str = "query-secret-never-shown";
+    let jwks = JwksServer::start();
+    let (private, jwk) = key_pair(Algorithm::ES256, false, "with-credentials");
+    jwks.set("/keys", 200, &[jwk], "max-age=300");
+    let address = jwks.address;
+    let url = format!("http://jwks-user:{PASSWORD}@{address}/keys?client_secret={QUERY_SECRET}");
+    // Answers 404: the failure is logged with its reason.
+    let failing = format!("http://jwks-user:{PASSWORD}@{address}/missing");
+    // Not a valid URL (no host; nothing to look up): the client's error must not quote it.
+    let malformed = format!("http://jwks-user:{PASSWORD}@/malformed");
+    let mut config = base_config();
+    for (app, url) in [
+        (JWKS_APP, &url),
+        (OTHER_JWKS_APP, &failing),
+        ("jwks-malformed-app", &malformed),
+    ] {
+        config["apps"]
+            .as_array_mut()
+            .unwrap()
+            .push(jwks_app(app, url, &["ES256"]));
+    }
+    let dir = std::env::temp_dir().join(format!("ringcast-jwks-{}", rand_id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (config_path, log_path) = (dir.join("config.json"), dir.join("stderr.log"));
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    let _broker = Broker(
+        Command::new(env!("CARGO_BIN_EXE_ringcast"))
+            .args(["--config", config_path.to_str().unwrap()])
+            .env("RUST_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(std::fs::File::create(&log_path).unwrap()))
+            .spawn()
+            .unwrap(),
+    );
+    let logs = wait_for_log_line(&log_path, |line| line.contains("ringcast listening"));
+    let listening: SocketAddr = logs
+        .lines()
+        .find(|line| line.contains("ringcast listening"))
+        .and_then(|line| line.split("address=").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|address| address.parse().ok())
+        .unwrap_or_else(|| panic!("no listening address in:\n{logs}"));
+    let server = TestServer {
+        handle: None,
+        address: listening,
+    };
+
+    // The fetch used the credentials (ureq sends the userinfo as Basic authentication).
+    let token = signed(Algorithm::ES256, &private, "with-credentials", "a");
+    connect(&server, JWKS_APP, &token).close();
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("jwks-user:{PASSWORD}"));
+    assert_eq!(jwks.authorization("/keys"), Some(format!("Basic {basic}")));
+    // An unknown kid: a debug line about the refetch, with the URL.
+    let unknown = signed(Algorithm::ES256, &private, "unknown-kid", "a");
+    assert_eq!(try_connect(&server, JWKS_APP, &unknown).err(), Some(401));
+    jwks.wait_for_count("/keys", 2);
+    wait_for_log_line(&log_path, |line| line.contains("JWKS refetch: unknown kid"));
+    // Then the start-up failures (logged before the listener opened) are in the file too.
+    let logs = wait_for_log_line(&log_path, |line| line.contains("JWKS fetch failed"));
+
+    // Metrics name each URL in its shown form only.
+    let (status, metrics) = http(&server, "GET", "/metrics", None, "");
+    assert_eq!(status, 200);
+    let shown = format!("http://***@{address}/keys");
+    assert!(
+        metrics.contains(&format!("ringcast_jwks_keys{{url=\"{shown}\"}} 1")),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!("url=\"http://***@{address}/missing\"")),
+        "{metrics}"
+    );
+    assert!(logs.contains(&shown), "the shown URL is logged:\n{logs}");
+    for (what, text) in [("/metrics", &metrics), ("the logs", &logs)] {
+        for secret in [PASSWORD, QUERY_SECRET, "jwks-user", &basic] {
+            assert!(
+                !text.contains(secret),
+                "{secret} appears in {what}:\n{text}"
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

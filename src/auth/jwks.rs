@@ -14,7 +14,8 @@
 //! and counted in [`ParsedKeySet::ignored`]); a document over [`MAX_JWKS_DOCUMENT_BYTES`] is
 //! refused whole; a key that cannot be used (other `kty`/`crv`, `use` other than `sig`, bad
 //! coordinates, oversized `kid`) is skipped and counted, never fatal for its neighbours;
-//! private members (`d`, …) are never read; keys never appear in `Debug` or errors.
+//! private members (`d`, …) are never read; keys never appear in `Debug` or errors; a JWKS URL
+//! is shown only through [`redact_url`] (no userinfo, query or fragment).
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -40,6 +41,56 @@ pub const MAX_JWKS_DOCUMENT_BYTES: usize = 256 * 1024;
 
 /// The longest `kid` kept; keys with a longer one are skipped (real ones are ≤ 64 bytes).
 pub const MAX_KID_BYTES: usize = 256;
+
+/// What stands for a URL's userinfo (`user:password@`) and for other secret parts of a JWKS
+/// URL wherever one is shown (logs, `/metrics` labels, errors, `Debug`).
+pub const REDACTED: &str = "***";
+
+/// A JWKS URL as it may be shown: the userinfo replaced by [`REDACTED`] (so
+/// `https://user:password@host/jwks?k=v` shows as `https://***@host/jwks`), the query and the
+/// fragment dropped (an operator may have put a credential there). The fetch still uses the
+/// whole URL (`ureq` sends the userinfo as `Authorization: Basic`).
+///
+/// Everything between `://` and the *last* `@` counts as userinfo, wherever that `@` is: a
+/// password with an unencoded `/`, `?` or `#` (not a valid URL, but pasted ones happen) stays
+/// hidden too, at the price of a misleading label for the rare URL with an `@` in its path
+/// or query (it still reveals nothing).
+pub fn redact_url(url: &str) -> String {
+    let (scheme, rest) = url
+        .find("://")
+        .map_or(("", url), |at| url.split_at(at + "://".len()));
+    let (userinfo, rest) = match rest.rfind('@') {
+        Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
+        None => (None, rest),
+    };
+    let end = rest.find(['?', '#']).unwrap_or(rest.len());
+    match userinfo {
+        Some(_) => format!("{scheme}{REDACTED}@{}", &rest[..end]),
+        None => format!("{scheme}{}", &rest[..end]),
+    }
+}
+
+/// `text` (an HTTP client's error message, say) with every secret part of `url` replaced:
+/// the URL itself by [`redact_url`], then any remaining copy of its userinfo, password,
+/// query or fragment by [`REDACTED`].
+pub fn redact_url_in(text: &str, url: &str) -> String {
+    let mut text = text.replace(url, &redact_url(url));
+    let after_scheme = url.find("://").map_or(url, |at| &url[at + "://".len()..]);
+    let userinfo = after_scheme.rfind('@').map(|at| &after_scheme[..at]);
+    let password = userinfo.and_then(|userinfo| userinfo.split_once(':').map(|(_, p)| p));
+    let host_and_path = after_scheme
+        .rfind('@')
+        .map_or(after_scheme, |at| &after_scheme[at + 1..]);
+    let query = host_and_path
+        .find(['?', '#'])
+        .map(|at| &host_and_path[at + 1..]);
+    for secret in [userinfo, password, query].into_iter().flatten() {
+        if !secret.is_empty() {
+            text = text.replace(secret, REDACTED);
+        }
+    }
+    text
+}
 
 /// Why a document was refused whole (the previous set stays in use).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -347,8 +398,10 @@ pub type Doorbell = crossbeam_channel::Sender<usize>;
 /// The shared, current key set of one JWKS URL. Created when the configuration is compiled
 /// (empty), filled by the fetcher, read once per handshake.
 pub struct JwksCache {
-    /// The JWKS URL (public, but logged without its query).
+    /// The JWKS URL, credentials included: used only to fetch and to match configurations.
     url: String,
+    /// [`redact_url`] of `url`: the only form that is shown (logs, metrics, `Debug`).
+    shown_url: String,
     /// The current set, swapped whole by [`JwksCache::install`].
     current: RwLock<Arc<KeySet>>,
     /// A refetch is asked for and not yet taken by the fetcher (deduplicates rings).
@@ -379,6 +432,7 @@ impl JwksCache {
     pub fn new(url: &str) -> JwksCache {
         JwksCache {
             url: url.to_string(),
+            shown_url: redact_url(url),
             current: RwLock::new(Arc::new(KeySet::default())),
             refresh_requested: AtomicBool::new(false),
             doorbell: Mutex::new(None),
@@ -388,15 +442,14 @@ impl JwksCache {
         }
     }
 
-    /// The URL to fetch.
+    /// The URL to fetch (credentials included: never show it, show [`Self::url_for_logs`]).
     pub fn url(&self) -> &str {
         &self.url
     }
 
-    /// The URL without query or fragment (in case an operator put a credential there).
+    /// The URL as it may be shown: [`redact_url`] (no userinfo, query or fragment).
     pub fn url_for_logs(&self) -> &str {
-        let end = self.url.find(['?', '#']).unwrap_or(self.url.len());
-        &self.url[..end]
+        &self.shown_url
     }
 
     /// The current set (one read lock and a reference-count bump).

@@ -157,3 +157,61 @@ fn hmac_algorithms_are_refused_with_jwks() {
     };
     assert!(Verifier::with_jwks(&config, cache).is_err());
 }
+
+#[test]
+fn shown_urls_hide_userinfo_query_and_fragment() {
+    for (url, shown) in [
+        ("https://issuer.example/jwks", "https://issuer.example/jwks"),
+        (
+            "https://issuer.example/jwks?k=v#f",
+            "https://issuer.example/jwks",
+        ),
+        (
+            "http://user:password@issuer.example:8080/jwks",
+            "http://***@issuer.example:8080/jwks",
+        ),
+        (
+            "https://token@issuer.example/jwks",
+            "https://***@issuer.example/jwks",
+        ),
+        (
+            "https://@issuer.example/jwks",
+            "https://***@issuer.example/jwks",
+        ),
+        // Unencoded delimiters in a pasted password: still hidden (up to the last '@').
+        (
+            "https://u:pa/ss?w#rd@issuer.example/jwks",
+            "https://***@issuer.example/jwks",
+        ),
+        (
+            "https://u:p@ss@issuer.example/jwks",
+            "https://***@issuer.example/jwks",
+        ),
+    ] {
+        assert_eq!(redact_url(url), shown, "{url}");
+    }
+    let cache = JwksCache::new("http://user:password@issuer.example/jwks?key=secret");
+    assert_eq!(cache.url_for_logs(), "http://***@issuer.example/jwks");
+    assert!(!format!("{cache:?}").contains("password"));
+    assert!(!format!("{cache:?}").contains("secret"));
+    // The fetch itself keeps the credentials.
+    assert_eq!(
+        cache.url(),
+        "http://user:password@issuer.example/jwks?key=secret"
+    );
+}
+
+#[test]
+fn error_texts_lose_every_secret_part_of_the_url() {
+    let url = "http://user:password@issuer.example/jwks?key=secret";
+    let text = format!("bad uri: {url} is missing host; also user:password and key=secret");
+    let scrubbed = redact_url_in(&text, url);
+    assert_eq!(
+        scrubbed,
+        "bad uri: http://***@issuer.example/jwks is missing host; also *** and ***"
+    );
+    // A client that re-renders the URL (here: without the query) is caught by the parts.
+    let scrubbed = redact_url_in("GET http://user:password@issuer.example/jwks", url);
+    assert!(!scrubbed.contains("password"), "{scrubbed}");
+    assert_eq!(redact_url_in("http status: 404", url), "http status: 404");
+}

@@ -10,12 +10,13 @@
 //! dropped (the client's retry after it rings again).
 //!
 //! Must not: run on a worker, or hold a lock while fetching (a worker reads the old set
-//! meanwhile). Never logs a token; logs URLs without their query.
+//! meanwhile). Never logs a token; shows a URL only as `auth::jwks::redact_url` does (no
+//! userinfo, query or fragment), and scrubs the HTTP client's errors the same way.
 //!
 //! Invariants: rings are handled in arrival order (one FIFO doorbell), so a ring is decided
 //! before any ring that came after it; a failed or oversized fetch keeps the previous set.
 
-use crate::auth::jwks::{parse_key_set, JwksCache, MAX_JWKS_DOCUMENT_BYTES};
+use crate::auth::jwks::{parse_key_set, redact_url_in, JwksCache, MAX_JWKS_DOCUMENT_BYTES};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -210,12 +211,14 @@ fn failed(entry: &mut Entry, url: &str, reason: &str) {
 }
 
 /// GETs `url`: the body (at most [`MAX_JWKS_DOCUMENT_BYTES`]) and the refresh interval.
+/// An error's text may quote the URL (`ureq`'s "bad uri: …"): it comes back redacted.
 fn download(agent: &ureq::Agent, url: &str) -> Result<(Vec<u8>, Duration), String> {
+    let shown = |error: ureq::Error| redact_url_in(&error.to_string(), url);
     let mut response = agent
         .get(url)
         .header("Accept", "application/json")
         .call()
-        .map_err(|error| error.to_string())?;
+        .map_err(shown)?;
     let max_age = response
         .headers()
         .get("cache-control")
@@ -227,7 +230,7 @@ fn download(agent: &ureq::Agent, url: &str) -> Result<(Vec<u8>, Duration), Strin
         .with_config()
         .limit(MAX_JWKS_DOCUMENT_BYTES as u64)
         .read_to_vec()
-        .map_err(|error| error.to_string())?;
+        .map_err(shown)?;
     Ok((document, max_age))
 }
 
@@ -265,5 +268,21 @@ mod tests {
         assert_eq!(refresh_interval("max-age=99999999"), MAX_REFRESH_INTERVAL);
         assert_eq!(refresh_interval("public"), DEFAULT_REFRESH_INTERVAL);
         assert_eq!(refresh_interval("max-age=abc"), DEFAULT_REFRESH_INTERVAL);
+    }
+
+    /// Whatever the client makes of a URL with credentials (refused connection, malformed
+    /// authority), the error text it leaves for the log keeps them hidden. (Only URLs that
+    /// need no name lookup: the tests stay on loopback.)
+    #[test]
+    fn fetch_errors_never_show_the_credentials() {
+        let agent = agent();
+        for url in [
+            "http://jwks-user:pa55word-SECRET@127.0.0.1:9/keys",
+            "http://jwks-user:pa55word-SECRET@/keys",
+            "http://127.0.0.1:9/keys?access_token=pa55word-SECRET",
+        ] {
+            let error = download(&agent, url).unwrap_err();
+            assert!(!error.contains("SECRET"), "{url}: {error}");
+        }
     }
 }

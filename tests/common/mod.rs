@@ -4,6 +4,11 @@
 //! whole suite runs under both drivers.
 #![allow(dead_code)]
 
+pub mod jwks_server;
+mod skip;
+#[allow(unused_imports)] // not every test binary skips
+pub use skip::{current_test, skip};
+
 use ringcast::auth::{mint, Algorithm};
 use ringcast::config::{Config, IoDriverChoice};
 use ringcast::runtime::{self, ServerHandle};
