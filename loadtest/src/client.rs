@@ -354,6 +354,7 @@ async fn run_publisher(
     let mut sent = 0u64;
     let mut frame = Vec::with_capacity(plan.payload_bytes + 128);
     while !stats.stop.load(Ordering::Relaxed) {
+        let mut scheduled = None;
         match plan.pace {
             Pace::Rate(rate) => {
                 let due = started + Duration::from_secs_f64(sent as f64 / rate);
@@ -361,6 +362,7 @@ async fn run_publisher(
                 if due > now + Duration::from_micros(500) {
                     tokio::time::sleep_until(due.into()).await;
                 }
+                scheduled = Some(due);
             }
             Pace::Window(window) => {
                 while stats
@@ -387,6 +389,11 @@ async fn run_publisher(
         target.publish_frame(topic, &payload, sent, &mut frame);
         stats.expected.fetch_add(*subscribers, Ordering::Relaxed);
         write_half.write_all(&frame).await.context("write")?;
+        if let Some(due) = scheduled {
+            // After the write: a server that stops reading holds the publisher back here,
+            // and an open loop that cannot keep its schedule must show it.
+            stats.record_schedule_lag(Instant::now().saturating_duration_since(due));
+        }
         stats.published.fetch_add(1, Ordering::Relaxed);
         sent += 1;
     }
@@ -417,11 +424,13 @@ async fn run_http_publisher(
     let started = Instant::now();
     let mut sent = 0u64;
     while !stats.stop.load(Ordering::Relaxed) {
+        let mut scheduled = None;
         if let Pace::Rate(rate) = plan.pace {
             let due = started + Duration::from_secs_f64(sent as f64 / rate);
             if due > Instant::now() + Duration::from_micros(500) {
                 tokio::time::sleep_until(due.into()).await;
             }
+            scheduled = Some(due);
         }
         let (topic, subscribers) = &plan.topics[(index + sent as usize) % plan.topics.len()];
         let payload = wire::stamped_payload(plan.payload_bytes, wire::TIMESTAMP_MARKER);
@@ -441,6 +450,9 @@ async fn run_http_publisher(
         request.extend_from_slice(&body);
         stats.expected.fetch_add(*subscribers, Ordering::Relaxed);
         stream.write_all(&request).await.context("write")?;
+        if let Some(due) = scheduled {
+            stats.record_schedule_lag(Instant::now().saturating_duration_since(due));
+        }
         let status = read_http_response(&mut stream, &mut response).await?;
         if status != 200 {
             stats.expected.fetch_sub(*subscribers, Ordering::Relaxed);

@@ -307,6 +307,14 @@ impl Fleet {
         Ok(Some(fleet))
     }
 
+    /// The client processes' pids (for the client's own CPU figures).
+    pub fn pids(&self) -> Vec<u32> {
+        self.workers
+            .iter()
+            .map(|worker| worker.child.id())
+            .collect()
+    }
+
     /// Stops every worker, waits for its final report (merged into the parent's stats by
     /// the pumps) and returns what each did.
     pub fn finish(mut self) -> Vec<ClientProcess> {

@@ -3,23 +3,27 @@
 //!
 //! # Layout
 //! ```text
-//! main.rs       CLI, client pinning, one run or a --compare series, writing results
+//! main.rs       CLI, client pinning, one run, a --compare series or a sweep, writing results
 //! scenarios     what each scenario opens, publishes and measures
+//! sweep         open-loop offered rates per server, capacity at a latency objective
 //! client        client tasks (subscriber, publishers, idle, handshake storm) + thread pool
 //! fleet         client processes (`client-worker`): connections spread over processes
 //! wire          minimal WebSocket client codec, payload stamps, source-address binding
 //! server        credentials, configs, starting servers, provenance
-//! stats         shared counters, HDR latency histogram, /proc readings
+//! ports         free ports; nobody else holds or answers on a started server's port
+//! stats         shared counters, HDR latency histogram, /proc readings (server and client)
 //! report        JSON record, summaries, comparison ratios, SVG chart
 //! ```
 //! The tokio baseline server is `src/bin/tokio-baseline.rs`.
 
 mod client;
 mod fleet;
+mod ports;
 mod report;
 mod scenarios;
 mod server;
 mod stats;
+mod sweep;
 mod wire;
 
 use anyhow::{bail, Context};
@@ -33,22 +37,42 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+/// What the harness runs: one scenario, or a sweep of one over offered rates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Command {
+    /// P publishers → 1 topic → N subscribers.
+    Fanout,
+    /// Many topics, few subscribers each (topic choice Zipf-skewed).
+    Topics,
+    /// N publishers → 1 topic → 1 subscriber.
+    Fanin,
+    /// Handshake storm: connect + auth + welcome, then close, repeatedly.
+    Connect,
+    /// Hold N idle connections; server RSS and CPU per connection.
+    Idle,
+    /// Publish over the HTTP API to WebSocket subscribers.
+    Http,
+    /// --scenario fanout|topics at each of --rates (open loop), every server of --compare
+    /// in turn at each rate; capacity at --slo-ms per server, table, JSON and chart.
+    Sweep,
+}
+
 /// Load-test a Realtime Pub/Sub server (or nats-server over WebSocket).
-#[derive(Parser, Debug)]
+#[derive(Parser, Debug, Clone)]
 #[command(name = "ringcast-loadtest", version)]
 struct Cli {
-    /// The scenario to run.
+    /// The scenario to run, or `sweep`.
     #[arg(value_enum)]
-    scenario: Scenario,
+    command: Command,
     /// Server to start (ignored with --url or --compare).
     #[arg(long, value_enum, default_value = "ringcast")]
     server: ServerKind,
     /// Start each of these servers in turn, A B A B … for --rounds, and print ratios.
     #[arg(long, value_enum, value_delimiter = ',')]
     compare: Vec<ServerKind>,
-    /// Rounds of a --compare series.
-    #[arg(long, default_value_t = 2)]
-    rounds: usize,
+    /// Rounds of a --compare series (default 2), or of each sweep rate (default 1).
+    #[arg(long)]
+    rounds: Option<usize>,
     /// Use a running server at IP:PORT instead of starting one (127.0.0.0/8 only).
     #[arg(long)]
     url: Option<SocketAddr>,
@@ -65,8 +89,9 @@ struct Cli {
     secret: Option<String>,
     #[arg(long)]
     admin_secret: Option<String>,
-    /// Port of a started server.
-    #[arg(long, default_value_t = 18_080)]
+    /// Port of a started server; 0 = a free port for each start. A port another process
+    /// already listens on is refused before the server starts.
+    #[arg(long, default_value_t = 0)]
     port: u16,
     /// Server workers (ringcast `server.workers`, tokio worker threads, GOMAXPROCS).
     #[arg(long, default_value_t = 1)]
@@ -90,11 +115,28 @@ struct Cli {
     /// JSON result file (default: loadtest/results/<scenario>-<unix time>.json).
     #[arg(long)]
     output: Option<PathBuf>,
-    /// SVG chart of a --compare series.
+    /// SVG chart of a --compare series; of a sweep (default: the JSON path with `.svg`).
     #[arg(long)]
     chart: Option<PathBuf>,
     #[command(flatten)]
+    sweep: sweep::SweepArgs,
+    #[command(flatten)]
     options: ScenarioOptions,
+}
+
+impl Cli {
+    /// The scenario each run executes (a sweep's `--scenario`; fanout until validated).
+    fn scenario(&self) -> Scenario {
+        match self.command {
+            Command::Fanout => Scenario::Fanout,
+            Command::Topics => Scenario::Topics,
+            Command::Fanin => Scenario::Fanin,
+            Command::Connect => Scenario::Connect,
+            Command::Idle => Scenario::Idle,
+            Command::Http => Scenario::Http,
+            Command::Sweep => self.sweep.scenario.unwrap_or(Scenario::Fanout),
+        }
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -108,16 +150,24 @@ fn main() -> anyhow::Result<()> {
     }
     let credentials = Credentials::generate()?;
     let work_dir = std::env::temp_dir().join(format!("ringcast-loadtest-{}", std::process::id()));
-    let mut records = Vec::new();
     let servers: Vec<ServerKind> = if !cli.compare.is_empty() {
         cli.compare.clone()
     } else {
         vec![cli.server]
     };
+    if cli.command == Command::Sweep {
+        let result = run_sweep(&cli, &servers, &credentials, &work_dir);
+        std::fs::remove_dir_all(&work_dir).ok();
+        return result;
+    }
+    if cli.sweep.any() {
+        bail!("--scenario, --rates and --slo-ms are sweep options (ringcast-loadtest sweep …)");
+    }
+    let mut records = Vec::new();
     let rounds = if cli.compare.is_empty() {
         1
     } else {
-        cli.rounds.max(1)
+        cli.rounds.unwrap_or(2).max(1)
     };
     if let Some(address) = cli.url {
         if !matches!(address.ip(), IpAddr::V4(ip) if ip.octets()[0] == 127) {
@@ -127,7 +177,7 @@ fn main() -> anyhow::Result<()> {
         println!("{}", report::summary(&records[0]));
     } else {
         if cli.options.cluster
-            && (cli.scenario != Scenario::Fanout || servers != [ServerKind::Ringcast])
+            && (cli.scenario() != Scenario::Fanout || servers != [ServerKind::Ringcast])
         {
             bail!("--cluster is a fanout option for a started ringcast");
         }
@@ -179,7 +229,8 @@ fn main() -> anyhow::Result<()> {
         PathBuf::from("loadtest/results").join(
             format!(
                 "{:?}-{}.json",
-                cli.scenario, records[0].provenance.started_unix_seconds
+                cli.scenario(),
+                records[0].provenance.started_unix_seconds
             )
             .to_lowercase(),
         )
@@ -195,6 +246,55 @@ fn main() -> anyhow::Result<()> {
         println!("chart: {}", chart.display());
     }
     std::fs::remove_dir_all(&work_dir).ok();
+    Ok(())
+}
+
+/// `sweep`: every server at every rate (open loop), then the table, JSON and chart.
+fn run_sweep(
+    cli: &Cli,
+    servers: &[ServerKind],
+    credentials: &Credentials,
+    work_dir: &std::path::Path,
+) -> anyhow::Result<()> {
+    let plan = cli.sweep.validate()?;
+    if cli.url.is_some() || cli.options.cluster {
+        bail!("sweep starts its servers: --url and --cluster do not apply");
+    }
+    if cli.options.rate.is_some() {
+        bail!("sweep sets the rate of each point from --rates; drop --rate");
+    }
+    let mean_audience = scenarios::mean_audience(plan.scenario, &cli.options);
+    let result = sweep::run(
+        &plan,
+        servers,
+        cli.rounds.unwrap_or(1).max(1),
+        mean_audience,
+        |rate, kind, round| {
+            let mut point = cli.clone();
+            point.options.rate = Some(rate);
+            run_started(&point, kind, round, credentials, work_dir)
+        },
+    )?;
+    print!("{}", sweep::table(&result));
+    let output = cli.output.clone().unwrap_or_else(|| {
+        PathBuf::from("loadtest/results").join(format!(
+            "sweep-{}-{}.json",
+            format!("{:?}", plan.scenario).to_lowercase(),
+            result.provenance.started_unix_seconds
+        ))
+    });
+    if let Some(parent) = output.parent() {
+        std::fs::create_dir_all(parent).ok();
+    }
+    std::fs::write(&output, serde_json::to_vec_pretty(&result)?)
+        .with_context(|| format!("write {}", output.display()))?;
+    println!("result: {}", output.display());
+    let chart = cli
+        .chart
+        .clone()
+        .unwrap_or_else(|| output.with_extension("svg"));
+    sweep::chart(&result, &chart).with_context(|| format!("draw {}", chart.display()))?;
+    println!("chart: {}", chart.display());
     Ok(())
 }
 
@@ -253,12 +353,20 @@ fn run_cluster(
     work_dir: &std::path::Path,
 ) -> anyhow::Result<RunRecord> {
     let options = server_options(cli, ServerKind::Ringcast)?;
-    let bus_port = cli.port.wrapping_add(100);
-    let nats = server::start_nats_bus(&options.nats_bin, bus_port, work_dir)?;
+    // With --port 0 every listener gets a free port of its own.
+    let offset = |by: u16| {
+        if cli.port == 0 {
+            0
+        } else {
+            cli.port.wrapping_add(by)
+        }
+    };
+    let nats = server::start_nats_bus(&options.nats_bin, offset(100), work_dir)?;
+    let bus_port = nats.address.port();
     let mut nodes = Vec::new();
     for node in 0..CLUSTER_NODES {
         let mut node_options = options.clone();
-        node_options.port = cli.port.wrapping_add(node * 3);
+        node_options.port = offset(node * 3);
         node_options.cluster = Some(json!({
             "nats": [format!("nats://127.0.0.1:{bus_port}")],
             "name": format!("node-{node}"),
@@ -289,7 +397,12 @@ fn run_cluster(
         subscriber_addresses: nodes.iter().map(|node| node.address).collect(),
         subscriber_count: cli.options.subscribers,
     });
-    let measurement = scenarios::run(Scenario::Fanout, &cli.options, target, None);
+    let measurement =
+        scenarios::run(Scenario::Fanout, &cli.options, target, None).map(|mut measurement| {
+            measurement.client_bound_warning =
+                report::client_bound_warning(&measurement.client_cpu, None, None);
+            measurement
+        });
     let name = format!("ringcast-cluster-{CLUSTER_NODES}");
     let provenance = Provenance::collect(&name, &nodes[0].version, &nodes[0].io_driver);
     let bus = server::http_get(nodes[0].address, "/metrics").unwrap_or_default();
@@ -300,7 +413,7 @@ fn run_cluster(
         .filter(|line| line.starts_with("ringcast_bus_publications"))
         .collect();
     Ok(RunRecord {
-        scenario: cli.scenario,
+        scenario: cli.scenario(),
         round,
         provenance,
         options: cli.options.clone(),
@@ -317,14 +430,23 @@ fn run_started(
     credentials: &Credentials,
     work_dir: &std::path::Path,
 ) -> anyhow::Result<RunRecord> {
-    let options = server_options(cli, kind)?;
+    let mut options = server_options(cli, kind)?;
     let server = server::start(&options, credentials, work_dir)?;
-    let app = if cli.scenario == Scenario::Connect && cli.options.alg.eq_ignore_ascii_case("ES256")
-    {
-        APP_ES256
-    } else {
-        APP_HS256
-    };
+    options.port = server.address.port();
+    // The cores the server can use: its workers, within its CPU affinity.
+    let server_core_limit = stats::affinity_cores(server.pid).map(|cores| {
+        if options.workers == 0 {
+            cores
+        } else {
+            cores.min(options.workers)
+        }
+    });
+    let app =
+        if cli.scenario() == Scenario::Connect && cli.options.alg.eq_ignore_ascii_case("ES256") {
+            APP_ES256
+        } else {
+            APP_HS256
+        };
     let target = Arc::new(Target {
         address: server.address,
         flavor: if kind == ServerKind::Nats {
@@ -339,17 +461,22 @@ fn run_started(
         subscriber_addresses: Vec::new(),
         subscriber_count: 0,
     });
-    let measurement = scenarios::run(cli.scenario, &cli.options, target, Some(server.pid));
+    let mut measurement = scenarios::run(cli.scenario(), &cli.options, target, Some(server.pid))?;
+    measurement.client_bound_warning = report::client_bound_warning(
+        &measurement.client_cpu,
+        measurement.server_cores_busy,
+        server_core_limit.map(|cores| cores as f64),
+    );
     let provenance = Provenance::collect(&server.name, &server.version, &server.io_driver);
     drop(server);
     Ok(RunRecord {
-        scenario: cli.scenario,
+        scenario: cli.scenario(),
         round,
         provenance,
         options: cli.options.clone(),
         server_settings: serde_json::to_value(&options)?,
         client_cpus: cli.client_cpus.clone(),
-        measurement: measurement?,
+        measurement,
     })
 }
 
@@ -384,7 +511,14 @@ fn run_external(cli: &Cli, address: SocketAddr) -> anyhow::Result<RunRecord> {
         subscriber_addresses: Vec::new(),
         subscriber_count: 0,
     });
-    let measurement = scenarios::run(cli.scenario, &cli.options, target, cli.pid)?;
+    let mut measurement = scenarios::run(cli.scenario(), &cli.options, target, cli.pid)?;
+    measurement.client_bound_warning = report::client_bound_warning(
+        &measurement.client_cpu,
+        measurement.server_cores_busy,
+        cli.pid
+            .and_then(stats::affinity_cores)
+            .map(|cores| cores as f64),
+    );
     let name = if flavor == Flavor::Nats {
         "nats (external)"
     } else {
@@ -396,7 +530,7 @@ fn run_external(cli: &Cli, address: SocketAddr) -> anyhow::Result<RunRecord> {
         "unknown".into()
     };
     Ok(RunRecord {
-        scenario: cli.scenario,
+        scenario: cli.scenario(),
         round: 1,
         provenance: Provenance::collect(name, "unknown", &driver),
         options: cli.options.clone(),

@@ -5,6 +5,7 @@
 
 use crate::scenarios::{Measurement, Scenario, ScenarioOptions};
 use crate::server::Provenance;
+use crate::stats::ClientCpu;
 use plotters::prelude::*;
 use serde::Serialize;
 use std::path::Path;
@@ -65,7 +66,90 @@ pub fn summary(record: &RunRecord) -> String {
     if !figures.errors.is_empty() {
         text.push_str(&format!(", errors {:?}", figures.errors));
     }
+    let client = &figures.client_cpu;
+    text.push_str(&format!(
+        ", client CPU {:.2} cores of {} (busiest thread {:.2})",
+        client.cores_busy, client.cores_available, client.busiest_thread_cores
+    ));
+    if let Some(warning) = &figures.client_bound_warning {
+        text.push_str(&format!("\n  WARNING: {warning}"));
+    }
     text
+}
+
+/// A client thread this busy (cores) is saturated: it cannot offer more load.
+pub const CLIENT_THREAD_SATURATED_CORES: f64 = 0.9;
+/// The client as a whole is saturated at this fraction of the cores it may use.
+pub const CLIENT_SATURATED_FRACTION: f64 = 0.9;
+/// A server below this fraction of the cores it may use still had headroom.
+pub const SERVER_SATURATED_FRACTION: f64 = 0.9;
+
+/// The warning for a run whose limit was the client, not the server: the client saturated
+/// (one of its threads near a whole core, or all of it near the cores it may use) while
+/// the server used less than [`SERVER_SATURATED_FRACTION`] of `server_core_limit` (or its
+/// CPU is unknown). `None` when the server was the limit or the client had headroom.
+pub fn client_bound_warning(
+    client: &ClientCpu,
+    server_cores_busy: Option<f64>,
+    server_core_limit: Option<f64>,
+) -> Option<String> {
+    let thread_saturated = client.busiest_thread_cores >= CLIENT_THREAD_SATURATED_CORES;
+    let process_saturated =
+        client.cores_busy >= CLIENT_SATURATED_FRACTION * client.cores_available.max(1) as f64;
+    if !thread_saturated && !process_saturated {
+        return None;
+    }
+    let client_text = format!(
+        "the client used {:.2} of its {} cores (busiest thread {:.2})",
+        client.cores_busy, client.cores_available, client.busiest_thread_cores
+    );
+    match (server_cores_busy, server_core_limit) {
+        (Some(busy), Some(limit)) if busy >= SERVER_SATURATED_FRACTION * limit => None,
+        (Some(busy), Some(limit)) => Some(format!(
+            "client-bound: {client_text} while the server used {busy:.2} of its {limit} cores; \
+             these figures measure the client (add --threads or client CPUs)"
+        )),
+        _ => Some(format!(
+            "client-bound?: {client_text}; the server's CPU is unknown, so the client may be \
+             the limit"
+        )),
+    }
+}
+
+/// An axis label for a count or rate: `950`, `12 k`, `1.2 M` (never `1200000.0`).
+pub fn si_label(value: f64) -> String {
+    // 999.7 rounds to "1000" at three digits: it takes the next unit ("1 k").
+    let (scaled, unit) = match value.abs() {
+        magnitude if magnitude >= 0.9995e9 => (value / 1e9, " G"),
+        magnitude if magnitude >= 0.9995e6 => (value / 1e6, " M"),
+        magnitude if magnitude >= 0.9995e3 => (value / 1e3, " k"),
+        _ => (value, ""),
+    };
+    format!("{}{unit}", trimmed(scaled))
+}
+
+/// An axis label for a latency in milliseconds: `0.25 ms`, `2.5 ms`, `120 ms`, `2,300 ms`.
+pub fn ms_label(milliseconds: f64) -> String {
+    if milliseconds >= 1000.0 {
+        let whole = milliseconds.round() as u64;
+        return format!("{},{:03} ms", whole / 1000, whole % 1000);
+    }
+    format!("{} ms", trimmed(milliseconds))
+}
+
+/// At most three significant digits (two decimals below 10), no trailing zeros.
+fn trimmed(value: f64) -> String {
+    let decimals = match value.abs() {
+        magnitude if magnitude >= 100.0 => 0,
+        magnitude if magnitude >= 10.0 => 1,
+        _ => 2,
+    };
+    let text = format!("{value:.decimals$}");
+    if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        text
+    }
 }
 
 /// The figure a comparison ranks by, per scenario.
@@ -195,4 +279,62 @@ pub fn chart(records: &[RunRecord], servers: &[String], path: &Path) -> anyhow::
     }
     root.present()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn axis_labels_are_short_and_readable() {
+        assert_eq!(si_label(0.0), "0");
+        assert_eq!(si_label(950.0), "950");
+        assert_eq!(si_label(999.7), "1 k");
+        assert_eq!(si_label(1_000.0), "1 k");
+        assert_eq!(si_label(999_800.0), "1 M");
+        assert_eq!(si_label(12_500.0), "12.5 k");
+        assert_eq!(si_label(400_000.0), "400 k");
+        assert_eq!(si_label(1_200_000.0), "1.2 M");
+        assert_eq!(si_label(1_250_000.0), "1.25 M");
+        assert_eq!(si_label(2_000_000_000.0), "2 G");
+        assert_eq!(ms_label(0.25), "0.25 ms");
+        assert_eq!(ms_label(2.5), "2.5 ms");
+        assert_eq!(ms_label(52.0), "52 ms");
+        assert_eq!(ms_label(120.4), "120 ms");
+        assert_eq!(ms_label(2_300.0), "2,300 ms");
+    }
+
+    fn client(cores_busy: f64, busiest_thread_cores: f64) -> ClientCpu {
+        ClientCpu {
+            cpu_seconds: cores_busy,
+            cores_busy,
+            cores_available: 2,
+            busiest_thread_cores,
+        }
+    }
+
+    #[test]
+    fn a_saturated_client_beside_an_idle_server_is_flagged() {
+        let warning =
+            client_bound_warning(&client(0.97, 0.95), Some(0.5), Some(1.0)).expect("client-bound");
+        assert!(warning.starts_with("client-bound:"), "{warning}");
+        assert!(warning.contains("0.50 of its 1 cores"), "{warning}");
+        // The whole client near its cores, no single thread saturated.
+        assert!(client_bound_warning(&client(1.9, 0.6), Some(0.5), Some(1.0)).is_some());
+        // Unknown server CPU: flagged as possibly client-bound.
+        let unknown = client_bound_warning(&client(0.97, 0.95), None, None).expect("flag");
+        assert!(unknown.starts_with("client-bound?:"), "{unknown}");
+    }
+
+    #[test]
+    fn a_saturated_server_or_a_client_with_headroom_is_not_flagged() {
+        assert_eq!(
+            client_bound_warning(&client(0.97, 0.95), Some(0.99), Some(1.0)),
+            None
+        );
+        assert_eq!(
+            client_bound_warning(&client(0.4, 0.4), Some(0.3), Some(1.0)),
+            None
+        );
+    }
 }

@@ -11,7 +11,7 @@
 
 use crate::client::{self, ClientPool, Pace, PublishPlan, Target};
 use crate::fleet::{ClientProcess, Fleet, Work};
-use crate::stats::{self, RssSampler, Stats};
+use crate::stats::{self, ClientCpu, ClientCpuMeter, RssSampler, Stats};
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::{Rng, SeedableRng};
@@ -122,6 +122,16 @@ pub struct Measurement {
     pub server_peak_rss_bytes: Option<u64>,
     pub deliveries_per_server_cpu_second: Option<f64>,
     pub handshakes_per_server_cpu_second: Option<f64>,
+    /// The harness's own CPU over the measured phase (with its client processes).
+    pub client_cpu: ClientCpu,
+    /// Set when the client, not the server, was the limit of this run (see
+    /// `report::client_bound_warning`); its figures then measure the client.
+    pub client_bound_warning: Option<String>,
+    /// Open loop (`--rate`): how late publications left against their schedule,
+    /// microseconds; a p99 here near the delivery p99 means the publishers, held back by
+    /// the server, did not offer the rate asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schedule_lag_micros: Option<Latency>,
     pub idle: Option<IdleFigures>,
     /// Per client process, when the connections were spread over several.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -137,6 +147,21 @@ pub struct Latency {
     pub p999: u64,
     pub max: u64,
     pub mean: f64,
+}
+
+impl Latency {
+    /// The percentiles of a histogram of microseconds.
+    pub fn of(histogram: &hdrhistogram::Histogram<u64>) -> Latency {
+        Latency {
+            count: histogram.len(),
+            p50: histogram.value_at_quantile(0.50),
+            p90: histogram.value_at_quantile(0.90),
+            p99: histogram.value_at_quantile(0.99),
+            p999: histogram.value_at_quantile(0.999),
+            max: histogram.max(),
+            mean: histogram.mean(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -170,6 +195,14 @@ pub fn run(
         Scenario::Idle => run_idle(options, &pool, &target, &stats, server_pid),
         Scenario::Connect => run_connect(options, &pool, &target, &stats, server_pid),
     }
+}
+
+/// Deliveries one publication causes on average: the publishers take the topics that
+/// have subscribers in turn, so this is subscriptions / topics with a subscriber.
+pub fn mean_audience(scenario: Scenario, options: &ScenarioOptions) -> f64 {
+    let (_, plan) = layout(scenario, options);
+    let subscriptions: u64 = plan.iter().map(|(_, count)| count).sum();
+    subscriptions as f64 / plan.len().max(1) as f64
 }
 
 /// Topic of each subscriber, and each topic's subscriber count.
@@ -343,6 +376,7 @@ fn run_pubsub(
         pace,
     });
     let cpu_before = server_pid.and_then(stats::cpu_seconds);
+    let client_cpu = ClientCpuMeter::start(&fleet.as_ref().map(Fleet::pids).unwrap_or_default());
     let sampler = server_pid.map(RssSampler::start);
     let started = Instant::now();
     for index in 0..publishers {
@@ -395,8 +429,13 @@ fn run_pubsub(
     bar.finish_and_clear();
     let measured_seconds = started.elapsed().as_secs_f64();
     let cpu_after = server_pid.and_then(stats::cpu_seconds);
+    let client_cpu = client_cpu.finish(measured_seconds);
     let client_processes = fleet.map(Fleet::finish).unwrap_or_default();
     let mut measurement = figures(stats, measured_seconds, cpu_before, cpu_after, sampler);
+    measurement.client_cpu = client_cpu;
+    if options.rate.is_some() {
+        measurement.schedule_lag_micros = Some(Latency::of(&stats.schedule_lag()));
+    }
     measurement.client_processes = client_processes;
     measurement.connections = subscribers + publishers as u64;
     measurement.publishes_per_second = measurement.publishes as f64 / publishing_seconds;
@@ -427,15 +466,7 @@ fn figures(
         lost: expected as i64 - deliveries as i64,
         deliveries_per_second: deliveries as f64 / measured_seconds,
         acks: stats.acks.load(Ordering::Relaxed),
-        latency_micros: Latency {
-            count: latency.len(),
-            p50: latency.value_at_quantile(0.50),
-            p90: latency.value_at_quantile(0.90),
-            p99: latency.value_at_quantile(0.99),
-            p999: latency.value_at_quantile(0.999),
-            max: latency.max(),
-            mean: latency.mean(),
-        },
+        latency_micros: Latency::of(&latency),
         handshakes,
         errors: stats.errors(),
         server_cpu_seconds: cpu,
@@ -489,6 +520,7 @@ fn run_idle(
     let kernel_after = stats::tcp_socket_memory_bytes().unwrap_or(0);
     let slab_after = stats::kernel_slab_bytes().unwrap_or(0);
     let cpu_before = server_pid.and_then(stats::cpu_seconds);
+    let client_cpu = ClientCpuMeter::start(&fleet.as_ref().map(Fleet::pids).unwrap_or_default());
     let sampler = server_pid.map(RssSampler::start);
     let started = Instant::now();
     let bar = ProgressBar::new_spinner();
@@ -503,10 +535,12 @@ fn run_idle(
     bar.finish_and_clear();
     let measured_seconds = started.elapsed().as_secs_f64();
     let cpu_after = server_pid.and_then(stats::cpu_seconds);
+    let client_cpu = client_cpu.finish(measured_seconds);
     stats.stop.store(true, Ordering::Relaxed);
     let client_processes = fleet.map(Fleet::finish).unwrap_or_default();
     let still_open = stats.open_connections.load(Ordering::Relaxed);
     let mut measurement = figures(stats, measured_seconds, cpu_before, cpu_after, sampler);
+    measurement.client_cpu = client_cpu;
     measurement.client_processes = client_processes;
     measurement.connections = still_open;
     measurement.handshakes_per_second = count as f64 / connect_seconds.max(1e-9);
@@ -532,6 +566,7 @@ fn run_connect(
     server_pid: Option<u32>,
 ) -> anyhow::Result<Measurement> {
     let cpu_before = server_pid.and_then(stats::cpu_seconds);
+    let client_cpu = ClientCpuMeter::start(&[]);
     let sampler = server_pid.map(RssSampler::start);
     let started = Instant::now();
     let concurrency = options.connections.max(1);
@@ -557,9 +592,11 @@ fn run_connect(
     }
     let measured_seconds = started.elapsed().as_secs_f64();
     let cpu_after = server_pid.and_then(stats::cpu_seconds);
+    let client_cpu = client_cpu.finish(measured_seconds);
     stats.stop.store(true, Ordering::Relaxed);
     bar.finish_and_clear();
     let mut measurement = figures(stats, measured_seconds, cpu_before, cpu_after, sampler);
+    measurement.client_cpu = client_cpu;
     measurement.connections = concurrency as u64;
     measurement.deliveries = 0;
     measurement.expected_deliveries = 0;

@@ -5,9 +5,11 @@
 //! result must carry. Must not: measure anything itself.
 //!
 //! Invariants: a started server is killed when its [`RunningServer`] drops; a server is
-//! only handed out once its port accepts connections; every token is minted before the
-//! measured phase (signing is client CPU).
+//! only handed out once its port accepts connections, nobody listened there before it
+//! started, and every socket listening there now is its own ([`crate::ports`]); every
+//! token is minted before the measured phase (signing is client CPU).
 
+use crate::ports;
 use anyhow::{bail, Context};
 use ringcast::auth::{self, Algorithm};
 use serde::Serialize;
@@ -136,6 +138,7 @@ fn unix_seconds() -> u64 {
 #[derive(Clone, Debug, Serialize)]
 pub struct ServerOptions {
     pub kind: ServerKind,
+    /// Port of the server's WebSocket/HTTP listener; 0 = a free port chosen at start.
     pub port: u16,
     /// Worker threads (ringcast workers, tokio worker threads, GOMAXPROCS for nats).
     pub workers: usize,
@@ -185,8 +188,9 @@ pub fn start(
     work_dir: &Path,
 ) -> anyhow::Result<RunningServer> {
     std::fs::create_dir_all(work_dir)?;
-    let address: SocketAddr = format!("127.0.0.1:{}", options.port).parse()?;
     let name = options.kind.name();
+    let address = SocketAddr::from(([127, 0, 0, 1], resolve_port(options.port)?));
+    ports::ensure_free(address, name)?;
     let node = options
         .cluster
         .as_ref()
@@ -214,10 +218,18 @@ pub fn start(
         }
         ServerKind::Nats => {
             let config_path = work_dir.join("nats.conf");
+            // Its client (non-WebSocket) listener: the next port, or a free one.
+            let client_port = if options.port == 0 {
+                ports::free_port()?
+            } else {
+                options.port.wrapping_add(1)
+            };
+            ports::ensure_free(
+                SocketAddr::from(([127, 0, 0, 1], client_port)),
+                "nats-server client listener",
+            )?;
             let config = format!(
-                "listen: 127.0.0.1:{}\nwebsocket {{\n  listen: \"127.0.0.1:{}\"\n  no_tls: true\n}}\n",
-                options.port.wrapping_add(1),
-                options.port
+                "listen: 127.0.0.1:{client_port}\nwebsocket {{\n  listen: \"{address}\"\n  no_tls: true\n}}\n"
             );
             std::fs::write(&config_path, config)?;
             (
@@ -255,21 +267,74 @@ pub fn start(
         io_driver: String::new(),
         log,
     };
-    let deadline = Instant::now() + START_TIMEOUT;
-    while TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_err() {
-        if let Ok(Some(status)) = server.child.try_wait() {
+    server.wait_until_listening()?;
+    if options.kind != ServerKind::Nats {
+        // The started server speaks our HTTP too (ownership is already proven).
+        let health = http_get(address, "/health").unwrap_or_default();
+        if !health.starts_with("HTTP/1.1 200") {
             bail!(
-                "{name} exited at start ({status}); log: {}",
+                "{name} on {address} answers GET /health with {:?}, not 200; log: {}",
+                health.lines().next().unwrap_or("nothing"),
                 server.log.display()
             );
         }
-        if Instant::now() > deadline {
-            bail!("{name} did not listen on {address} within {START_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
     }
     server.io_driver = io_driver_of(options.kind, address);
     Ok(server)
+}
+
+/// `port`, or a free port for 0.
+fn resolve_port(port: u16) -> anyhow::Result<u16> {
+    if port == 0 {
+        ports::free_port()
+    } else {
+        Ok(port)
+    }
+}
+
+impl RunningServer {
+    /// Waits until the server accepts connections, then checks that the listener is its
+    /// own; fails at once when it exits, or when another process answers.
+    fn wait_until_listening(&mut self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        while TcpStream::connect_timeout(&self.address, Duration::from_millis(200)).is_err() {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                bail!(
+                    "{} exited at start ({status}); log {}:\n{}",
+                    self.name,
+                    self.log.display(),
+                    log_tail(&self.log)
+                );
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{} did not listen on {} within {START_TIMEOUT:?}",
+                    self.name,
+                    self.address
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if let Ok(Some(status)) = self.child.try_wait() {
+            bail!(
+                "{} exited at start ({status}) while something answers on {}; log {}:\n{}",
+                self.name,
+                self.address,
+                self.log.display(),
+                log_tail(&self.log)
+            );
+        }
+        ports::verify_owner(self.pid, &self.name, self.address)
+    }
+}
+
+/// Lines of a server log shown when it failed to start.
+const LOG_TAIL_LINES: usize = 10;
+
+fn log_tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
 }
 
 /// A plain (no WebSocket) nats-server on `port` for a ringcast cluster run; killed on drop.
@@ -279,11 +344,12 @@ pub fn start_nats_bus(
     work_dir: &Path,
 ) -> anyhow::Result<RunningServer> {
     std::fs::create_dir_all(work_dir)?;
-    let address: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+    let address = SocketAddr::from(([127, 0, 0, 1], resolve_port(port)?));
+    ports::ensure_free(address, "nats-server bus")?;
     let log = work_dir.join("nats-bus.log");
     let log_file = std::fs::File::create(&log)?;
     let child = Command::new(nats_bin)
-        .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-a", "127.0.0.1", "-p", &address.port().to_string()])
         .stdin(Stdio::null())
         .stdout(log_file.try_clone()?)
         .stderr(log_file)
@@ -299,19 +365,7 @@ pub fn start_nats_bus(
         io_driver: String::new(),
         log,
     };
-    let deadline = Instant::now() + START_TIMEOUT;
-    while TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_err() {
-        if let Ok(Some(status)) = server.child.try_wait() {
-            bail!(
-                "nats-server exited at start ({status}); log: {}",
-                server.log.display()
-            );
-        }
-        if Instant::now() > deadline {
-            bail!("nats-server did not listen on {address} within {START_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    server.wait_until_listening()?;
     Ok(server)
 }
 

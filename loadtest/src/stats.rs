@@ -3,12 +3,14 @@
 //!
 //! Responsibility: count what was sent, expected and received without the counting itself
 //! becoming the bottleneck (one cache-line-padded counter block per client thread, summed
-//! on demand), and read server CPU time and resident memory from `/proc/<pid>`.
+//! on demand), and read server CPU time and resident memory from `/proc/<pid>`, and the
+//! client's own CPU (every thread of the harness and its client processes).
 //!
 //! Invariants: a delivery is counted exactly once, by the thread whose task read it;
 //! latency is recorded in microseconds from the payload's monotonic stamp.
 
 use hdrhistogram::Histogram;
+use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -64,6 +66,9 @@ pub struct Stats {
     pub stop: AtomicBool,
     /// Set when a client process ended without its final report (the run cannot complete).
     pub client_process_lost: AtomicBool,
+    /// Open loop (`--rate`): how late each publication left against its schedule,
+    /// microseconds (publishers only, so the lock is not contended by subscribers).
+    schedule_lag: Mutex<Histogram<u64>>,
     errors: Mutex<BTreeMap<String, u64>>,
 }
 
@@ -79,6 +84,9 @@ impl Stats {
             open_connections: AtomicU64::new(0),
             stop: AtomicBool::new(false),
             client_process_lost: AtomicBool::new(false),
+            schedule_lag: Mutex::new(
+                Histogram::new_with_bounds(1, HISTOGRAM_MAX_MICROS, 3).expect("valid bounds"),
+            ),
             errors: Mutex::new(BTreeMap::new()),
         })
     }
@@ -139,14 +147,40 @@ impl Stats {
                 histogram.reset();
             }
         }
+        if let Ok(mut histogram) = self.schedule_lag.lock() {
+            histogram.reset();
+        }
+    }
+
+    /// Records that a paced publication finished leaving `lag` after its scheduled time
+    /// (timer slack, or the server's backpressure holding the publisher back).
+    pub fn record_schedule_lag(&self, lag: Duration) {
+        let micros = u64::try_from(lag.as_micros()).unwrap_or(u64::MAX);
+        if let Ok(mut histogram) = self.schedule_lag.lock() {
+            histogram.saturating_record(micros.clamp(1, HISTOGRAM_MAX_MICROS));
+        }
+    }
+
+    /// The schedule lag of the paced publications (empty without `--rate`).
+    pub fn schedule_lag(&self) -> Histogram<u64> {
+        self.schedule_lag
+            .lock()
+            .map(|histogram| histogram.clone())
+            .unwrap_or_else(|_| {
+                Histogram::new_with_bounds(1, HISTOGRAM_MAX_MICROS, 3).expect("valid bounds")
+            })
     }
 }
 
 /// CPU seconds (user + system, all threads) the process has used so far.
 pub fn cpu_seconds(pid: u32) -> Option<f64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat_cpu_seconds(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// User + system CPU seconds of a `/proc/<pid>/stat` or `/proc/<pid>/task/<tid>/stat` line.
+fn stat_cpu_seconds(text: &str) -> Option<f64> {
     // Fields after the command name, which is in parentheses and may contain spaces.
-    let rest = &text[text.rfind(')')? + 2..];
+    let rest = text.get(text.rfind(')')? + 2..)?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // utime and stime are fields 14 and 15 of the whole line, 12 and 13 here (0-based 11, 12).
     let user: f64 = fields.get(11)?.parse().ok()?;
@@ -154,6 +188,96 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
     // SAFETY: sysconf has no memory-safety preconditions.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     Some((user + system) / ticks)
+}
+
+/// CPU seconds of each thread of `pid` so far, by thread id.
+fn thread_cpu_seconds(pid: u32) -> BTreeMap<u32, f64> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return BTreeMap::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| {
+            let tid: u32 = task.file_name().to_str()?.parse().ok()?;
+            let text = std::fs::read_to_string(task.path().join("stat")).ok()?;
+            Some((tid, stat_cpu_seconds(&text)?))
+        })
+        .collect()
+}
+
+/// CPUs process `pid` may run on (its affinity mask; 0 = this process).
+pub fn affinity_cores(pid: u32) -> Option<usize> {
+    // SAFETY: an all-zero cpu_set_t is the empty set, which sched_getaffinity overwrites.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid, writable cpu_set_t of the size passed.
+    let status = unsafe {
+        libc::sched_getaffinity(
+            pid as libc::pid_t,
+            std::mem::size_of::<libc::cpu_set_t>(),
+            &mut set,
+        )
+    };
+    // SAFETY: `set` was filled in by the successful call above.
+    (status == 0).then(|| unsafe { libc::CPU_COUNT(&set) } as usize)
+}
+
+/// The client's own CPU over a measured phase: this harness process and its client
+/// processes, every thread of them.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ClientCpu {
+    pub cpu_seconds: f64,
+    /// CPU seconds per wall second (1.0 = one core busy), all client processes together.
+    pub cores_busy: f64,
+    /// CPUs the harness may run on (its affinity mask: `--client-cpus`, else all).
+    pub cores_available: usize,
+    /// The busiest client thread's CPU seconds per wall second: a client runtime thread
+    /// near 1.0 is the limit even when other cores are free.
+    pub busiest_thread_cores: f64,
+}
+
+/// Per-thread CPU readings of the client processes at the start of a measured phase.
+pub struct ClientCpuMeter {
+    pids: Vec<u32>,
+    before: BTreeMap<(u32, u32), f64>,
+}
+
+impl ClientCpuMeter {
+    /// Starts measuring this process and `client_processes` (pids of client workers).
+    pub fn start(client_processes: &[u32]) -> ClientCpuMeter {
+        let mut pids = vec![std::process::id()];
+        pids.extend_from_slice(client_processes);
+        let before = Self::read(&pids);
+        ClientCpuMeter { pids, before }
+    }
+
+    fn read(pids: &[u32]) -> BTreeMap<(u32, u32), f64> {
+        pids.iter()
+            .flat_map(|&pid| {
+                thread_cpu_seconds(pid)
+                    .into_iter()
+                    .map(move |(tid, seconds)| ((pid, tid), seconds))
+            })
+            .collect()
+    }
+
+    /// The figures over the `seconds` since [`ClientCpuMeter::start`]. A thread that ended
+    /// in between is not counted (its CPU is gone from `/proc`); one that started counts
+    /// from zero.
+    pub fn finish(self, seconds: f64) -> ClientCpu {
+        let after = Self::read(&self.pids);
+        let deltas: Vec<f64> = after
+            .iter()
+            .map(|(key, &now)| (now - self.before.get(key).copied().unwrap_or(0.0)).max(0.0))
+            .collect();
+        let seconds = seconds.max(f64::MIN_POSITIVE);
+        let cpu_seconds: f64 = deltas.iter().sum();
+        ClientCpu {
+            cpu_seconds,
+            cores_busy: cpu_seconds / seconds,
+            cores_available: affinity_cores(0).unwrap_or(1),
+            busiest_thread_cores: deltas.iter().copied().fold(0.0, f64::max) / seconds,
+        }
+    }
 }
 
 /// A `kB` field (`VmRSS`, `VmHWM`) of `/proc/<pid>/status`, in bytes.
