@@ -28,6 +28,10 @@ pub const DEFAULT_MAX_PENDING_BYTES: u64 = 4 * 1024 * 1024;
 /// for in-flight fan-out (a stalled consumer can pin a chunk until it drains or is closed at
 /// `maxPendingBytes`; when all are pinned, frames are copied as before).
 pub const DEFAULT_ZERO_COPY_FANOUT_BYTES: u64 = 64 * 1024 * 1024;
+/// Default `flushIntervalMicros`: chosen by measurement (README "Flushing").
+pub const DEFAULT_FLUSH_INTERVAL_MICROS: u64 = 1000;
+/// Largest `flushIntervalMicros`: it is added to delivery latency under load.
+pub const MAX_FLUSH_INTERVAL_MICROS: u64 = 100_000;
 /// Subscriptions one connection may hold (beyond: close 1008 `Too many subscriptions!`).
 /// Bounds the per-connection subscription list and the topic tables it feeds.
 pub const DEFAULT_MAX_SUBSCRIPTIONS_PER_CONNECTION: u64 = 1_000;
@@ -109,6 +113,12 @@ pub struct ServerConfig {
     /// which runs of frames are sent with `sendfile` instead of being copied (README
     /// "Zero-copy fan-out"). Below 4 MiB (two 2 MiB chunks): off, every frame is copied.
     pub zero_copy_fanout_bytes: u64,
+    /// Per worker, under load: the shortest time in microseconds between two flush cycles
+    /// (one write per subscriber of everything queued for it). Publications arriving
+    /// within it leave together, in one send per subscriber; the first publication after
+    /// a quiet spell is written at once. 0 = write as soon as a batch is ready. At most
+    /// 100,000 (README "Flushing").
+    pub flush_interval_micros: u64,
     /// On SIGTERM/SIGINT: seconds to close every client (1001, in batches) and flush
     /// before the process exits anyway.
     pub shutdown_deadline_seconds: u64,
@@ -219,6 +229,7 @@ impl Default for ServerConfig {
             max_handshakes_per_second: 0,
             socket_send_buffer_bytes: 0,
             zero_copy_fanout_bytes: DEFAULT_ZERO_COPY_FANOUT_BYTES,
+            flush_interval_micros: DEFAULT_FLUSH_INTERVAL_MICROS,
             shutdown_deadline_seconds: DEFAULT_SHUTDOWN_DEADLINE_SECONDS,
             trusted_proxies: Vec::new(),
             admin_key: None,
@@ -529,6 +540,13 @@ impl Config {
                 None,
                 "server.workers",
                 format!("at most {MAX_WORKERS}"),
+            ));
+        }
+        if self.server.flush_interval_micros > MAX_FLUSH_INTERVAL_MICROS {
+            return Err(ConfigError::new(
+                None,
+                "server.flushIntervalMicros",
+                format!("at most {MAX_FLUSH_INTERVAL_MICROS}"),
             ));
         }
         check_limits(None, "server", &self.server.limits())?;

@@ -183,6 +183,7 @@ fn keep_restart_only_settings(running: &ServerConfig, next: &mut ServerConfig) -
         max_handshakes_per_second => "maxHandshakesPerSecond",
         socket_send_buffer_bytes => "socketSendBufferBytes",
         zero_copy_fanout_bytes => "zeroCopyFanoutBytes",
+        flush_interval_micros => "flushIntervalMicros",
         shutdown_deadline_seconds => "shutdownDeadlineSeconds",
         trusted_proxies => "trustedProxies",
         max_http_body_bytes => "maxHttpBodyBytes",

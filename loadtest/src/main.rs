@@ -108,6 +108,10 @@ struct Cli {
     /// Directory of the `ringcast` and `tokio-baseline` binaries (default: next to this one).
     #[arg(long)]
     bin_dir: Option<PathBuf>,
+    /// ringcast only: `KEY=JSON` set in the started server's `server` section, e.g.
+    /// `flushIntervalMicros=0` (repeatable; recorded in the result's config).
+    #[arg(long = "ringcast-setting", value_parser = parse_setting)]
+    ringcast_settings: Vec<(String, serde_json::Value)>,
     /// nats-server executable (default: .build/nats-venv/bin/nats-server, .build/nats/bin/nats-server
     /// (scripts/install-nats.sh), then PATH).
     #[arg(long)]
@@ -337,7 +341,20 @@ fn server_options(cli: &Cli, kind: ServerKind) -> anyhow::Result<ServerOptions> 
         bin_dir,
         nats_bin,
         cluster: None,
+        ringcast_settings: cli.ringcast_settings.clone(),
     })
+}
+
+/// `KEY=JSON` (a bare word that is not JSON is taken as a string).
+fn parse_setting(text: &str) -> Result<(String, serde_json::Value), String> {
+    let (key, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}`: expected KEY=VALUE"))?;
+    if key.is_empty() {
+        return Err(format!("`{text}`: empty key"));
+    }
+    let value = serde_json::from_str(value).unwrap_or_else(|_| serde_json::json!(value));
+    Ok((key.to_string(), value))
 }
 
 /// Nodes of a `--cluster` run.

@@ -152,6 +152,8 @@ pub struct ServerOptions {
     pub nats_bin: PathBuf,
     /// ringcast only: the `server.cluster` section (cluster runs).
     pub cluster: Option<serde_json::Value>,
+    /// ringcast only: extra `server` settings (`--ringcast-setting KEY=JSON`).
+    pub ringcast_settings: Vec<(String, serde_json::Value)>,
 }
 
 /// A server process this harness started; killed on drop.
@@ -209,6 +211,11 @@ pub fn start(
             );
             if let Some(cluster) = &options.cluster {
                 config["server"]["cluster"] = cluster.clone();
+            }
+            if options.kind == ServerKind::Ringcast {
+                for (key, value) in &options.ringcast_settings {
+                    config["server"][key.as_str()] = value.clone();
+                }
             }
             std::fs::write(&config_path, serde_json::to_vec_pretty(&config)?)?;
             (

@@ -85,6 +85,8 @@ pub struct Settings {
     /// `SO_SNDBUF` for client sockets (0 = kernel autotuning).
     pub socket_send_buffer_bytes: usize,
     pub shutdown_deadline: Duration,
+    /// `flushIntervalMicros` (restart-only: read when a worker starts).
+    pub flush_interval: Duration,
 }
 
 /// Every app, by slot and by id, plus the server-wide settings: one immutable generation of
@@ -308,6 +310,7 @@ impl Registry {
                 max_handshakes_per_second: server.max_handshakes_per_second,
                 socket_send_buffer_bytes: server.socket_send_buffer_bytes as usize,
                 shutdown_deadline: Duration::from_secs(server.shutdown_deadline_seconds),
+                flush_interval: Duration::from_micros(server.flush_interval_micros),
             },
             server_admin_verifier,
             monitoring_sources,

@@ -682,12 +682,11 @@ impl Worker {
         }
     }
 
-    /// Sessions with frames to write; their `dirty` flags are cleared.
-    pub fn take_dirty(&self, into: &mut Vec<Rc<Session>>) {
-        into.append(&mut self.dirty.borrow_mut());
-        for session in into.iter() {
-            session.dirty.set(false);
-        }
+    /// Sessions with frames to write, in the order they became dirty. Their `dirty` flags
+    /// stay set until the runtime writes them, so frames queued before that join the same
+    /// write instead of listing the session twice.
+    pub fn take_dirty(&self, into: &mut VecDeque<Rc<Session>>) {
+        into.extend(self.dirty.borrow_mut().drain(..));
     }
 
     fn run_pending_closes(&self) {

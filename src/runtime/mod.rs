@@ -189,7 +189,10 @@ pub struct WorkerRuntime {
     flusher: RefCell<Option<std::task::Waker>>,
     connections: RefCell<Slab<Connection>>,
     read_buffer: RefCell<Box<[u8]>>,
-    dirty_scratch: RefCell<Vec<Rc<Session>>>,
+    /// Dirty sessions taken from the broker, in the order they became dirty, not yet
+    /// written (each keeps its `dirty` flag until written, so frames queued meanwhile join
+    /// the same write). See [`writer::flush_some`].
+    to_write: RefCell<std::collections::VecDeque<Rc<Session>>>,
     outbox_retry: Cell<bool>,
 }
 
@@ -615,7 +618,7 @@ async fn worker_main(
         flusher: RefCell::new(None),
         connections: RefCell::new(Slab::new()),
         read_buffer: RefCell::new(vec![0u8; READ_BUFFER_BYTES].into_boxed_slice()),
-        dirty_scratch: RefCell::new(Vec::new()),
+        to_write: RefCell::new(std::collections::VecDeque::new()),
         outbox_retry: Cell::new(false),
     });
     tracing::info!(worker = index, driver, "worker started");
@@ -625,7 +628,7 @@ async fn worker_main(
         monoio::spawn(accept_loop(runtime.clone(), listener, tls));
     }
     monoio::spawn(ticker(runtime.clone(), ping_seconds));
-    monoio::spawn(flusher(runtime.clone()));
+    monoio::spawn(flusher(runtime.clone(), settings.flush_interval));
     mesh_loop(&runtime, &mailbox).await;
     let give_up = std::time::Instant::now() + settings.shutdown_deadline;
     quiesce(&runtime, &mailbox, &quiesced, give_up).await;
@@ -729,8 +732,16 @@ async fn accept_loop(
     }
 }
 
-/// Runs requested flushes (see [`WorkerRuntime::request_flush`]).
-async fn flusher(runtime: Rc<WorkerRuntime>) {
+/// Runs requested flushes (see [`WorkerRuntime::request_flush`]) in cycles. A cycle
+/// writes every dirty session, at most [`writer::FLUSH_CHUNK_SESSIONS`] per turn, letting
+/// the tasks that became ready run between turns (readers with new publications, HTTP
+/// requests): frames they queue for sessions still waiting join their one write. Under
+/// load, cycles start at most once per `interval` (`server.flushIntervalMicros`), so what
+/// arrives within it leaves in one send per subscriber; the first flush after a quiet
+/// spell (no cycle within the last interval) starts at once, so an isolated publication
+/// is not delayed.
+async fn flusher(runtime: Rc<WorkerRuntime>, interval: Duration) {
+    let mut last_cycle_end: Option<std::time::Instant> = None;
     loop {
         std::future::poll_fn(|cx| {
             if runtime.flush_requested.get() {
@@ -741,9 +752,39 @@ async fn flusher(runtime: Rc<WorkerRuntime>) {
             }
         })
         .await;
-        runtime.flush_requested.set(false);
-        writer::flush(&runtime);
+        if let Some(ended) = last_cycle_end {
+            let since = ended.elapsed();
+            if since < interval {
+                monoio::time::sleep(interval - since).await;
+            }
+        }
+        loop {
+            runtime.flush_requested.set(false);
+            if !writer::flush_some(&runtime, writer::FLUSH_CHUNK_SESSIONS) {
+                break;
+            }
+            yield_to_ready_tasks().await;
+        }
+        last_cycle_end = Some(std::time::Instant::now());
     }
+}
+
+/// Returns once the tasks already queued on this worker (and those the I/O driver wakes
+/// in the meantime) had their turn: the task wakes itself and goes to the back of the
+/// run queue. (monoio's `yield_now` does not yield to I/O here; this does, because the
+/// executor reaps completions between rounds of its queue.)
+async fn yield_to_ready_tasks() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            std::task::Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    })
+    .await
 }
 
 async fn ticker(runtime: Rc<WorkerRuntime>, ping_seconds: u64) {
