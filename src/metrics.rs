@@ -43,13 +43,21 @@ pub enum Refusal {
     AppFull,
     /// `maxConnectionsPerSubject` reached (429).
     SubjectFull,
+    /// `maxConnectionsPerAddress` reached (429).
+    AddressFull,
+    /// `maxHttpConnectionsPerWorker` reached: a new connection answered 503 and closed (on
+    /// a TLS listener closed at once).
+    HttpConnectionsFull,
+    /// The request (head and body) was not complete within `handshakeTimeoutSeconds`:
+    /// the socket is dropped without an answer.
+    RequestTimeout,
     /// The TLS handshake failed: garbage, plain HTTP on the TLS port, a client that
     /// rejected the certificate (answered with a TLS alert).
     Tls,
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 13] = [
+    pub const ALL: [Refusal; 16] = [
         Refusal::MalformedRequest,
         Refusal::HeadTooLarge,
         Refusal::BadUpgrade,
@@ -62,6 +70,9 @@ impl Refusal {
         Refusal::InvalidToken,
         Refusal::AppFull,
         Refusal::SubjectFull,
+        Refusal::AddressFull,
+        Refusal::HttpConnectionsFull,
+        Refusal::RequestTimeout,
         Refusal::Tls,
     ];
 
@@ -80,6 +91,9 @@ impl Refusal {
             Refusal::InvalidToken => "invalid_token",
             Refusal::AppFull => "app_full",
             Refusal::SubjectFull => "subject_full",
+            Refusal::AddressFull => "address_full",
+            Refusal::HttpConnectionsFull => "http_connections_full",
+            Refusal::RequestTimeout => "request_timeout",
             Refusal::Tls => "tls",
         }
     }
@@ -102,6 +116,8 @@ impl Refusal {
 #[repr(align(128))]
 pub struct WorkerMetrics {
     pub connections_open: AtomicU64,
+    /// Connections in the HTTP phase (accepted, not upgraded): a gauge.
+    pub http_connections: AtomicU64,
     pub handshakes_accepted: AtomicU64,
     pub handshakes_refused: [AtomicU64; Refusal::ALL.len()],
     pub messages_in: AtomicU64,
@@ -336,6 +352,17 @@ pub fn render(
         "connections",
         "Open WebSocket connections, per worker",
         connections,
+    );
+    let http_connections: Family<Labels, Gauge> = Family::default();
+    for (index, worker) in workers.iter().enumerate() {
+        http_connections
+            .get_or_create(&vec![("worker".into(), index.to_string())])
+            .set(worker.http_connections.load(Ordering::Relaxed) as i64);
+    }
+    registry_ref.register(
+        "http_connections",
+        "Connections in the HTTP phase (not upgraded to WebSocket), per worker",
+        http_connections,
     );
     let app_connections: Family<Labels, Gauge> = Family::default();
     let app_messages: Family<Labels, Counter> = Family::default();

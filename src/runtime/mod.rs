@@ -11,6 +11,7 @@
 
 pub mod bus;
 mod connection;
+mod http_phase;
 pub mod jwks;
 mod stream;
 mod sys;
@@ -188,6 +189,8 @@ pub struct WorkerRuntime {
     /// The parked flusher task.
     flusher: RefCell<Option<std::task::Waker>>,
     connections: RefCell<Slab<Connection>>,
+    /// Connections in the HTTP phase (not upgraded); kept by `connection::HttpPhase` only.
+    http_connections: Cell<usize>,
     read_buffer: RefCell<Box<[u8]>>,
     dirty_scratch: RefCell<Vec<Rc<Session>>>,
     outbox_retry: Cell<bool>,
@@ -614,6 +617,7 @@ async fn worker_main(
         flush_requested: Cell::new(false),
         flusher: RefCell::new(None),
         connections: RefCell::new(Slab::new()),
+        http_connections: Cell::new(0),
         read_buffer: RefCell::new(vec![0u8; READ_BUFFER_BYTES].into_boxed_slice()),
         dirty_scratch: RefCell::new(Vec::new()),
         outbox_retry: Cell::new(false),
