@@ -45,9 +45,6 @@ pub enum Refusal {
     SubjectFull,
     /// `maxConnectionsPerAddress` reached (429).
     AddressFull,
-    /// `maxHttpConnectionsPerWorker` reached: a new connection answered 503 and closed (on
-    /// a TLS listener closed at once).
-    HttpConnectionsFull,
     /// The request (head and body) was not complete within `handshakeTimeoutSeconds`:
     /// the socket is dropped without an answer.
     RequestTimeout,
@@ -57,7 +54,7 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 16] = [
+    pub const ALL: [Refusal; 15] = [
         Refusal::MalformedRequest,
         Refusal::HeadTooLarge,
         Refusal::BadUpgrade,
@@ -71,7 +68,6 @@ impl Refusal {
         Refusal::AppFull,
         Refusal::SubjectFull,
         Refusal::AddressFull,
-        Refusal::HttpConnectionsFull,
         Refusal::RequestTimeout,
         Refusal::Tls,
     ];
@@ -92,7 +88,6 @@ impl Refusal {
             Refusal::AppFull => "app_full",
             Refusal::SubjectFull => "subject_full",
             Refusal::AddressFull => "address_full",
-            Refusal::HttpConnectionsFull => "http_connections_full",
             Refusal::RequestTimeout => "request_timeout",
             Refusal::Tls => "tls",
         }
@@ -118,6 +113,12 @@ pub struct WorkerMetrics {
     pub connections_open: AtomicU64,
     /// Connections in the HTTP phase (accepted, not upgraded): a gauge.
     pub http_connections: AtomicU64,
+    /// Most connections seen in the HTTP phase at once on this worker (sizing
+    /// `maxHttpConnectionsPerWorker`).
+    pub http_connections_high_water: AtomicU64,
+    /// Times the accept loop paused because `maxHttpConnectionsPerWorker` connections were
+    /// in the HTTP phase.
+    pub http_accept_pauses: AtomicU64,
     pub handshakes_accepted: AtomicU64,
     pub handshakes_refused: [AtomicU64; Refusal::ALL.len()],
     pub messages_in: AtomicU64,
@@ -171,6 +172,12 @@ impl WorkerMetrics {
 
     pub fn observe_outbox(&self, queued: u64) {
         Self::high_water(&self.outbox_high_water, queued);
+    }
+
+    /// Sets the HTTP-phase gauge and its high-water mark.
+    pub fn observe_http_connections(&self, count: u64) {
+        self.http_connections.store(count, Ordering::Relaxed);
+        Self::high_water(&self.http_connections_high_water, count);
     }
 
     #[inline]
@@ -493,6 +500,12 @@ pub fn render(
     );
     counter(
         registry_ref,
+        "http_accept_pauses",
+        "Times a worker stopped accepting because maxHttpConnectionsPerWorker connections were in the HTTP phase",
+        sum(workers, |w| &w.http_accept_pauses),
+    );
+    counter(
+        registry_ref,
         "http_requests",
         "HTTP requests served",
         sum(workers, |w| &w.http_requests),
@@ -544,6 +557,16 @@ pub fn render(
         workers
             .iter()
             .map(|w| w.outbox_high_water.load(Ordering::Relaxed))
+            .max()
+            .unwrap_or(0),
+    );
+    high_water(
+        registry_ref,
+        "http_connections_high_water",
+        "Most connections seen in the HTTP phase at once on one worker",
+        workers
+            .iter()
+            .map(|w| w.http_connections_high_water.load(Ordering::Relaxed))
             .max()
             .unwrap_or(0),
     );

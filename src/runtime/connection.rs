@@ -9,14 +9,12 @@
 //! responses.
 //!
 //! HTTP-phase bounds: a connection counts against `maxHttpConnectionsPerWorker` from its
-//! accept until it upgrades or ends ([`HttpPhase`]); each request, head and body, must
+//! accept until it upgrades or ends ([`HttpPhase`], taken by the accept loop); each request, head and body, must
 //! arrive within `handshakeTimeoutSeconds` (from the accept for the first, from its first
 //! byte for a later keep-alive one); and an HTTP API request's head is judged
 //! (`http_api::admit`) before any of its body is read.
 
-use super::http_phase::{
-    next_request, read_body, refuse_http_connection, write_api_response, HttpPhase,
-};
+use super::http_phase::{next_request, read_body, write_api_response, HttpPhase};
 use super::stream::Stream;
 use super::{sys, WorkerRuntime};
 use crate::auth::{forwarded, ClientAddress};
@@ -93,17 +91,15 @@ impl Head {
     }
 }
 
-/// Serves one accepted connection until it ends; `tls` on a TLS listener.
+/// Serves one accepted connection until it ends; `tls` on a TLS listener. `http_phase` is
+/// its place among the worker's connections in the HTTP phase, given back at the upgrade.
 pub async fn serve(
     runtime: Rc<WorkerRuntime>,
     tcp: TcpStream,
     peer: SocketAddr,
     tls: Option<Arc<ServerConfig>>,
+    http_phase: HttpPhase,
 ) {
-    let Some(http_phase) = HttpPhase::enter(&runtime) else {
-        refuse_http_connection(&runtime, tcp, tls.is_some());
-        return;
-    };
     if sys::prepare(&tcp).is_err() {
         return;
     }

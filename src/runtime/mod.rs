@@ -718,9 +718,15 @@ async fn accept_loop(
     use std::os::fd::AsRawFd as _;
     runtime.listener_fds.borrow_mut().push(listener.as_raw_fd());
     loop {
+        // At `maxHttpConnectionsPerWorker` stop accepting: new connections wait in the
+        // listen backlog until a connection upgrades or ends.
+        http_phase::HttpPhase::wait_for_room(&runtime).await;
         match listener.accept().await {
             Ok((stream, peer)) => {
-                let future = connection::serve(runtime.clone(), stream, peer, tls.clone());
+                // Another listener's loop may have taken the last place meanwhile.
+                http_phase::HttpPhase::wait_for_room(&runtime).await;
+                let place = http_phase::HttpPhase::take(&runtime);
+                let future = connection::serve(runtime.clone(), stream, peer, tls.clone(), place);
                 monoio::spawn(future);
             }
             Err(_) if runtime.listener_fds.borrow().is_empty() => return,
