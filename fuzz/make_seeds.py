@@ -93,6 +93,9 @@ def http_request():
     write("http_request", "http10", "GET /health HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
     write("http_request", "percent_query", "GET /a?x=%41%zz%&access_token=%2B%20&=&&y HTTP/1.1\r\n\r\n")
     write("http_request", "partial", "GET /apps/demo HTTP/1.1\r\nHost: x\r\n")
+    write("http_request", "forwarded_lines",
+          "GET /apps/x HTTP/1.1\r\nHost: t\r\nX-Forwarded-For: 192.0.2.1\r\n"
+          "X-Forwarded-For: 203.0.113.7, [2001:db8::1]:443, 10.0.0.2\r\nX-Forwarded-For: unknown\r\n\r\n")
 
 
 def command_json():

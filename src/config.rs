@@ -38,8 +38,17 @@ pub const DEFAULT_MAX_SUBSCRIPTIONS_PER_CONNECTION: u64 = 1_000;
 /// Largest HTTP API request body (beyond: 413). Publications are messages: 1 MiB is 16x
 /// the default WebSocket message limit.
 pub const DEFAULT_MAX_HTTP_BODY_BYTES: u64 = 1024 * 1024;
-/// A connection that has not completed its HTTP request head in this time is dropped.
+/// A connection that has not sent a complete HTTP request (head and body) in this time is
+/// dropped.
 pub const DEFAULT_HANDSHAKE_TIMEOUT_SECONDS: u64 = 10;
+/// Per worker, connections in the HTTP phase (accepted, not upgraded to WebSocket: upgrades
+/// in progress, HTTP API requests, idle keep-alive connections); at the limit the worker
+/// stops accepting until one upgrades or ends (new connections wait in the listen backlog).
+/// Each may buffer at most a request head (8 KiB) and 1 KiB of body before it is
+/// authorised, so 1,024 bound that at ~10 MiB per worker. A 15,000-connection idle load test
+/// reached ~2,000 at once (clients send their requests later than the kernel completes their
+/// TCP handshakes): it waits a moment at the limit instead of failing.
+pub const DEFAULT_MAX_HTTP_CONNECTIONS_PER_WORKER: u64 = 1_024;
 /// Time a graceful shutdown may take before the process exits anyway.
 pub const DEFAULT_SHUTDOWN_DEADLINE_SECONDS: u64 = 10;
 /// Upper bound on worker threads: the interest map keeps a 64-bit mask per topic, 63
@@ -101,8 +110,15 @@ pub struct ServerConfig {
     pub io_driver: IoDriverChoice,
     /// Seconds between server pings; 0 disables pings and the liveness check.
     pub ping_interval_seconds: u64,
-    /// Seconds to receive a complete HTTP request head (slowloris guard); at least 1.
+    /// Seconds to receive a complete HTTP request, head and body (slowloris guard): from
+    /// the accept for the first request, from its first byte for a later keep-alive one.
+    /// At least 1 (0 is read as 1).
     pub handshake_timeout_seconds: u64,
+    /// Per worker, the most connections in the HTTP phase (not upgraded to WebSocket, idle
+    /// keep-alive ones included); at the limit the worker stops accepting until a place
+    /// frees, so new connections wait in the kernel's listen backlog. 0 is not allowed
+    /// (never unlimited).
+    pub max_http_connections_per_worker: u64,
     /// WebSocket upgrades accepted per second, server-wide (each worker's listener takes
     /// its share); beyond: 503 before any token is verified. 0 = unlimited.
     pub max_handshakes_per_second: u64,
@@ -137,6 +153,7 @@ pub struct ServerConfig {
     /// Default limits for every app (each may be overridden per app, same names).
     pub max_connections: u64,
     pub max_connections_per_subject: u64,
+    pub max_connections_per_address: u64,
     pub max_subscriptions_per_connection: u64,
     pub max_message_bytes: u64,
     pub max_messages_per_second: u64,
@@ -226,6 +243,7 @@ impl Default for ServerConfig {
             io_driver: IoDriverChoice::Auto,
             ping_interval_seconds: DEFAULT_PING_INTERVAL_SECONDS,
             handshake_timeout_seconds: DEFAULT_HANDSHAKE_TIMEOUT_SECONDS,
+            max_http_connections_per_worker: DEFAULT_MAX_HTTP_CONNECTIONS_PER_WORKER,
             max_handshakes_per_second: 0,
             socket_send_buffer_bytes: 0,
             zero_copy_fanout_bytes: DEFAULT_ZERO_COPY_FANOUT_BYTES,
@@ -238,6 +256,7 @@ impl Default for ServerConfig {
             max_http_body_bytes: DEFAULT_MAX_HTTP_BODY_BYTES,
             max_connections: 0,
             max_connections_per_subject: 0,
+            max_connections_per_address: 0,
             max_subscriptions_per_connection: DEFAULT_MAX_SUBSCRIPTIONS_PER_CONNECTION,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             max_messages_per_second: 0,
@@ -254,6 +273,7 @@ impl ServerConfig {
         LimitsConfig {
             max_connections: self.max_connections,
             max_connections_per_subject: self.max_connections_per_subject,
+            max_connections_per_address: self.max_connections_per_address,
             max_subscriptions_per_connection: self.max_subscriptions_per_connection,
             max_message_bytes: self.max_message_bytes,
             max_messages_per_second: self.max_messages_per_second,
@@ -269,6 +289,10 @@ pub struct LimitsConfig {
     pub max_connections: u64,
     /// Open connections per subject per app; beyond: 429. 0 = unlimited.
     pub max_connections_per_subject: u64,
+    /// Open connections per client address per app (after `trustedProxies` resolution;
+    /// IPv4 per address, IPv6 per /64, every unknown source under one key); beyond: 429.
+    /// 0 = unlimited.
+    pub max_connections_per_address: u64,
     /// Subscriptions per connection, implicit ones included; beyond: close 1008. 0 = unlimited.
     pub max_subscriptions_per_connection: u64,
     /// Inbound frame and message size; beyond: close 1009. 0 is not allowed.
@@ -312,6 +336,8 @@ pub struct AppConfig {
     pub max_connections: Option<u64>,
     #[serde(default)]
     pub max_connections_per_subject: Option<u64>,
+    #[serde(default)]
+    pub max_connections_per_address: Option<u64>,
     #[serde(default)]
     pub max_subscriptions_per_connection: Option<u64>,
     #[serde(default)]
@@ -389,6 +415,9 @@ impl AppConfig {
             max_connections_per_subject: self
                 .max_connections_per_subject
                 .unwrap_or(defaults.max_connections_per_subject),
+            max_connections_per_address: self
+                .max_connections_per_address
+                .unwrap_or(defaults.max_connections_per_address),
             max_subscriptions_per_connection: self
                 .max_subscriptions_per_connection
                 .unwrap_or(defaults.max_subscriptions_per_connection),
@@ -550,6 +579,13 @@ impl Config {
             ));
         }
         check_limits(None, "server", &self.server.limits())?;
+        if self.server.max_http_connections_per_worker == 0 {
+            return Err(ConfigError::new(
+                None,
+                "server.maxHttpConnectionsPerWorker",
+                "must be greater than 0 (never unlimited)",
+            ));
+        }
         if let Some(cluster) = &self.server.cluster {
             cluster.validate()?;
         }
@@ -671,6 +707,34 @@ mod tests {
     fn zero_pending_bytes_is_refused() {
         let error = Config::from_json(r#"{"server":{"maxPendingBytes":0}}"#).unwrap_err();
         assert!(error.field.contains("maxPendingBytes"));
+    }
+
+    #[test]
+    fn per_address_limit_defaults_off_and_is_overridden_per_app() {
+        let config = Config::from_json(&format!(r#"{{"apps":[{APP}]}}"#)).unwrap();
+        assert_eq!(config.server.max_connections_per_address, 0);
+        assert_eq!(
+            config.server.max_http_connections_per_worker,
+            DEFAULT_MAX_HTTP_CONNECTIONS_PER_WORKER
+        );
+        let text = r#"{"server":{"maxConnectionsPerAddress":5},"apps":[{"appId":"a","authKey":{"source":"raw","key":"s","algorithms":["HS256"]}},{"appId":"b","authKey":{"source":"raw","key":"s","algorithms":["HS256"]},"maxConnectionsPerAddress":0}]}"#;
+        let config = Config::from_json(text).unwrap();
+        let defaults = config.server.limits();
+        assert_eq!(
+            config.apps[0].limits(&defaults).max_connections_per_address,
+            5
+        );
+        assert_eq!(
+            config.apps[1].limits(&defaults).max_connections_per_address,
+            0
+        );
+    }
+
+    #[test]
+    fn zero_http_connections_per_worker_is_refused() {
+        let error =
+            Config::from_json(r#"{"server":{"maxHttpConnectionsPerWorker":0}}"#).unwrap_err();
+        assert_eq!(error.field, "server.maxHttpConnectionsPerWorker");
     }
 
     #[test]

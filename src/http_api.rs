@@ -1,10 +1,17 @@
 //! The HTTP endpoints: the admin/backend API (PROTOCOL.md §6), `/health`, the monitoring
 //! endpoints (`/metrics`, `/stats`, `/dashboard`) and `POST /admin/reload`.
 //!
-//! Responsibility: given a complete request (head fields + body) and the worker's broker,
-//! authorize it and perform it through the same broker functions the WebSocket path uses
-//! (one `publish`, so checks cannot drift apart), returning status + JSON body. It must not
-//! touch sockets: the runtime reads the request and writes the response.
+//! Responsibility: in two steps, judge a request head ([`admit`]: route, method, app,
+//! source address, token — everything but the body), then, once the runtime has read the
+//! body the admission allows, perform it ([`handle`]) through the same broker functions the
+//! WebSocket path uses (one `publish`, so checks cannot drift apart), returning status +
+//! JSON body. It must not touch sockets: the runtime reads the request and writes the
+//! response.
+//!
+//! Invariant: no body is read for a request [`admit`] refuses, so a caller without a valid
+//! token never makes the worker buffer more than a request head. The unauthenticated
+//! routes (`/token/anonymous`, `/health`, the monitoring endpoints) take bodies of at most
+//! [`MAX_UNAUTHENTICATED_BODY_BYTES`].
 //!
 //! Refusals: 401 missing/invalid admin token or address outside `adminSourceAddress`;
 //! 403 token lacks the permission; 404 unknown app/path; 400 malformed body; 405 wrong
@@ -15,9 +22,9 @@
 //! `clientSourceAddress`, 400 bad body or unavailable `alg`, 429 + `Retry-After` over the
 //! per-address rate.
 
-use crate::auth::{AnonymousError, PermissionSet};
+use crate::auth::{AnonymousError, ClientAddress, PermissionSet};
 use crate::broker::anonymous::RateDecision;
-use crate::broker::apps::{canonical_ip, App, AppCounters, Registry};
+use crate::broker::apps::{App, AppCounters, Registry};
 use crate::broker::session::parse_connection_id;
 use crate::broker::worker::{Found, Worker};
 use crate::control::{ControlRequest, ReloadOutcome};
@@ -28,20 +35,63 @@ use crate::protocol::nesting::{nesting_exceeds, MAX_JSON_NESTING};
 use crate::topic::pattern::Pattern;
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use std::net::IpAddr;
 use std::sync::Arc;
 
 /// Most topic patterns one unsubscribe call may carry (PROTOCOL.md §6).
 pub const MAX_UNSUBSCRIBE_PATTERNS: usize = 50;
 
-/// A request as the runtime read it.
+/// Largest body of a request on a route without credentials (`/token/anonymous`,
+/// `/health`, the monitoring endpoints); beyond: 413, before it is read. The largest
+/// meaningful one is `{"appId": "<128 characters>", "alg": "ES512"}`: 1 KiB leaves room for
+/// whitespace while an unauthenticated caller cannot make the worker buffer more.
+pub const MAX_UNAUTHENTICATED_BODY_BYTES: usize = 1024;
+
+/// A request head as the runtime read it (the body is read only once [`admit`] agrees).
 pub struct ApiRequest<'a> {
     pub method: &'a str,
     pub path: &'a str,
     pub authorization: Option<&'a str>,
-    /// The client address (the TCP peer, or `X-Forwarded-For` from a trusted proxy).
-    pub peer: IpAddr,
-    pub body: &'a [u8],
+    /// The client address (the TCP peer, or `X-Forwarded-For` through trusted proxies).
+    pub peer: ClientAddress,
+}
+
+/// What an admitted request will do once its body is read; made by [`admit`] only.
+pub struct Admitted<'a> {
+    action: Action<'a>,
+}
+
+/// The routes, with what [`admit`] established for them.
+enum Action<'a> {
+    Reload,
+    Health,
+    Metrics,
+    Stats,
+    Dashboard,
+    /// `POST /token/anonymous[/{appId}]`: unauthenticated; checked in full with the body.
+    AnonymousToken(Option<&'a str>),
+    /// The admin routes: the app and the verified caller's permissions.
+    Publish(Arc<App>, PermissionSet),
+    Unsubscribe(Arc<App>, PermissionSet),
+    TerminateApp(Arc<App>, PermissionSet),
+    TerminateConnection(Arc<App>, PermissionSet, &'a str),
+}
+
+impl Admitted<'_> {
+    /// The largest body this request may have, given `maxHttpBodyBytes`.
+    pub fn max_body_bytes(&self, configured: usize) -> usize {
+        match self.action {
+            Action::AnonymousToken(_)
+            | Action::Health
+            | Action::Metrics
+            | Action::Stats
+            | Action::Dashboard => configured.min(MAX_UNAUTHENTICATED_BODY_BYTES),
+            Action::Reload
+            | Action::Publish(..)
+            | Action::Unsubscribe(..)
+            | Action::TerminateApp(..)
+            | Action::TerminateConnection(..) => configured,
+        }
+    }
 }
 
 /// The answer now, or once another worker has answered (`DELETE` of one connection that
@@ -139,38 +189,164 @@ struct UnsubscribeBody {
     subject: String,
 }
 
-/// Serves one request.
-pub fn handle(worker: &Worker, io_driver: &str, request: &ApiRequest<'_>) -> ApiReply {
+/// Judges a request head before any of its body is read: route, method, app, source
+/// address and token, in the order (and with the statuses) of a whole request. `Err` is
+/// the answer, which the runtime sends without reading the body (closing the connection
+/// unless the body had already arrived whole).
+pub fn admit<'a>(worker: &Worker, request: &ApiRequest<'a>) -> Result<Admitted<'a>, ApiResponse> {
     if request.path.trim_matches('/') == "admin/reload" {
-        return admin_reload(worker, request);
+        return admit_reload(worker, request).map(|()| Admitted {
+            action: Action::Reload,
+        });
     }
+    let segments: Vec<&'a str> = request.path.trim_matches('/').split('/').collect();
+    let action = match segments.as_slice() {
+        ["health"] => only_get(request, || Action::Health)?,
+        ["metrics"] => monitoring(worker, request, Action::Metrics)?,
+        ["stats"] => monitoring(worker, request, Action::Stats)?,
+        ["dashboard"] => monitoring(worker, request, Action::Dashboard)?,
+        ["token", "anonymous", app] => {
+            admit_anonymous(worker, request, app)?;
+            Action::AnonymousToken(Some(app))
+        }
+        ["token", "anonymous"] => {
+            if request.method != "POST" {
+                return Err(ApiResponse::error(405, "method not allowed"));
+            }
+            Action::AnonymousToken(None)
+        }
+        ["api", "topics", app, "publish"] => {
+            let (app, permissions) = with_admin(worker, request, app, "POST")?;
+            Action::Publish(app, permissions)
+        }
+        ["api", "topics", app, "unsubscribe"] => {
+            let (app, permissions) = with_admin(worker, request, app, "POST")?;
+            Action::Unsubscribe(app, permissions)
+        }
+        ["api", "connections", app] => {
+            let (app, permissions) = with_admin(worker, request, app, "DELETE")?;
+            Action::TerminateApp(app, permissions)
+        }
+        ["api", "connections", app, connection] => {
+            let (app, permissions) = with_admin(worker, request, app, "DELETE")?;
+            Action::TerminateConnection(app, permissions, connection)
+        }
+        _ => return Err(ApiResponse::error(404, "not found")),
+    };
+    Ok(Admitted { action })
+}
+
+/// Serves an admitted request with its body.
+pub fn handle(
+    worker: &Worker,
+    io_driver: &str,
+    request: &ApiRequest<'_>,
+    admitted: Admitted<'_>,
+    body: &[u8],
+) -> ApiReply {
     let mut pending = None;
-    let response = respond(worker, io_driver, request, &mut pending);
+    let response = match admitted.action {
+        Action::Reload => return admin_reload(worker),
+        Action::Health => ApiResponse::json(200, r#"{"status":"ok"}"#),
+        Action::Metrics => {
+            let registry = worker.registry();
+            ApiResponse {
+                status: 200,
+                content_type: "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                body: metrics::render(
+                    &worker.metrics,
+                    io_driver,
+                    &registry,
+                    worker.outbox.bus_metrics(),
+                )
+                .into_bytes(),
+                headers: Vec::new(),
+            }
+        }
+        Action::Stats => ApiResponse {
+            status: 200,
+            content_type: "application/json",
+            body: metrics::stats_json(&worker.metrics, io_driver, &worker.registry()).into_bytes(),
+            headers: Vec::new(),
+        },
+        Action::Dashboard => ApiResponse {
+            status: 200,
+            content_type: "text/html; charset=utf-8",
+            body: DASHBOARD_HTML.as_bytes().to_vec(),
+            headers: Vec::new(),
+        },
+        Action::AnonymousToken(path_app) => anonymous_token(worker, request, body, path_app),
+        Action::Publish(app, permissions) => publish(worker, &app, &permissions, body),
+        Action::Unsubscribe(app, permissions) => unsubscribe(worker, &app, &permissions, body),
+        Action::TerminateApp(app, permissions) => {
+            if !permissions.can_manage_connections() {
+                return ApiReply::Ready(ApiResponse::error(
+                    403,
+                    "missing permission realtime:admin:manage:connections",
+                ));
+            }
+            worker.terminate_app(app.index);
+            ApiResponse::ok()
+        }
+        Action::TerminateConnection(app, permissions, connection) => {
+            terminate_connection(worker, &app, &permissions, connection, &mut pending)
+        }
+    };
     match pending {
         Some(answer) => ApiReply::WaitForWorker(answer),
         None => ApiReply::Ready(response),
     }
 }
 
-/// `POST /admin/reload`: guarded by a token of `server.adminKey`; relayed to the control
-/// thread, which re-reads the configuration file.
-fn admin_reload(worker: &Worker, request: &ApiRequest<'_>) -> ApiReply {
+/// `DELETE /api/connections/{appId}/{connectionId}`; `pending` is set when the connection
+/// lives on another worker, whose answer the runtime waits for.
+fn terminate_connection(
+    worker: &Worker,
+    app: &App,
+    permissions: &PermissionSet,
+    connection: &str,
+    pending: &mut Option<crossbeam_channel::Receiver<bool>>,
+) -> ApiResponse {
+    if !permissions.can_manage_connections() {
+        return ApiResponse::error(403, "missing permission realtime:admin:manage:connections");
+    }
+    let Some(id) = parse_connection_id(connection) else {
+        return ApiResponse::error(404, "unknown connection");
+    };
+    match worker.terminate_connection(app.index, id) {
+        Found::Yes => ApiResponse::ok(),
+        Found::No => ApiResponse::error(404, "unknown connection"),
+        Found::Later(answer) => {
+            *pending = Some(answer);
+            ApiResponse::ok()
+        }
+    }
+}
+
+/// The head checks of `POST /admin/reload`: a token of `server.adminKey`.
+fn admit_reload(worker: &Worker, request: &ApiRequest<'_>) -> Result<(), ApiResponse> {
     if request.method != "POST" {
-        return ApiReply::Ready(ApiResponse::error(405, "method not allowed"));
+        return Err(ApiResponse::error(405, "method not allowed"));
     }
     let registry = worker.registry();
     let Some(verifier) = &registry.server_admin_verifier else {
-        return ApiReply::Ready(ApiResponse::error(
+        return Err(ApiResponse::error(
             403,
             "no server.adminKey is configured: reload with SIGHUP",
         ));
     };
     let Some(token) = request.authorization.and_then(bearer_token) else {
-        return ApiReply::Ready(ApiResponse::error(401, "missing bearer token"));
+        return Err(ApiResponse::error(401, "missing bearer token"));
     };
     if let Err(error) = verifier.verify(token, unix_now()) {
-        return ApiReply::Ready(ApiResponse::error(401, &format!("invalid token: {error}")));
+        return Err(ApiResponse::error(401, &format!("invalid token: {error}")));
     }
+    Ok(())
+}
+
+/// `POST /admin/reload` (admitted): relayed to the control thread, which re-reads the
+/// configuration file.
+fn admin_reload(worker: &Worker) -> ApiReply {
     let Some(control) = worker.control() else {
         return ApiReply::Ready(ApiResponse::error(503, "no control thread"));
     };
@@ -191,102 +367,44 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-/// Serves a monitoring endpoint to peers inside `server.monitoringSourceAddress`.
-fn monitoring(
+/// Admits a monitoring endpoint for peers inside `server.monitoringSourceAddress`.
+fn monitoring<'a>(
     worker: &Worker,
     request: &ApiRequest<'_>,
-    respond: impl FnOnce(&Registry) -> ApiResponse,
-) -> ApiResponse {
-    let registry = worker.registry();
-    if !registry
-        .monitoring_sources
-        .allows(canonical_ip(request.peer))
-    {
-        return ApiResponse::error(403, "source address not allowed");
+    action: Action<'a>,
+) -> Result<Action<'a>, ApiResponse> {
+    let registry: Arc<Registry> = worker.registry();
+    if !registry.monitoring_sources.allows_source(request.peer) {
+        return Err(ApiResponse::error(403, "source address not allowed"));
     }
-    only_get(request, || respond(&registry))
+    only_get(request, || action)
 }
 
-fn respond(
+/// The head checks of `POST /token/anonymous/{appId}` (the app is in the path): method,
+/// app, anonymous tokens on, source address. [`anonymous_token`] repeats them (they are
+/// lookups) along with what needs the body.
+fn admit_anonymous(
     worker: &Worker,
-    io_driver: &str,
     request: &ApiRequest<'_>,
-    pending: &mut Option<crossbeam_channel::Receiver<bool>>,
-) -> ApiResponse {
-    let segments: Vec<&str> = request.path.trim_matches('/').split('/').collect();
-    match segments.as_slice() {
-        ["health"] => only_get(request, || ApiResponse::json(200, r#"{"status":"ok"}"#)),
-        ["metrics"] => monitoring(worker, request, |registry| ApiResponse {
-            status: 200,
-            content_type: "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            body: metrics::render(
-                &worker.metrics,
-                io_driver,
-                registry,
-                worker.outbox.bus_metrics(),
-            )
-            .into_bytes(),
-            headers: Vec::new(),
-        }),
-        ["stats"] => monitoring(worker, request, |registry| ApiResponse {
-            status: 200,
-            content_type: "application/json",
-            body: metrics::stats_json(&worker.metrics, io_driver, registry).into_bytes(),
-            headers: Vec::new(),
-        }),
-        ["dashboard"] => monitoring(worker, request, |_| ApiResponse {
-            status: 200,
-            content_type: "text/html; charset=utf-8",
-            body: DASHBOARD_HTML.as_bytes().to_vec(),
-            headers: Vec::new(),
-        }),
-        ["token", "anonymous", app] => anonymous_token(worker, request, Some(app)),
-        ["token", "anonymous"] => anonymous_token(worker, request, None),
-        ["api", "topics", app, "publish"] => {
-            with_admin(worker, request, app, "POST", |app, permissions| {
-                publish(worker, app, permissions, request.body)
-            })
-        }
-        ["api", "topics", app, "unsubscribe"] => {
-            with_admin(worker, request, app, "POST", |app, permissions| {
-                unsubscribe(worker, app, permissions, request.body)
-            })
-        }
-        ["api", "connections", app] => {
-            with_admin(worker, request, app, "DELETE", |app, permissions| {
-                if !permissions.can_manage_connections() {
-                    return ApiResponse::error(
-                        403,
-                        "missing permission realtime:admin:manage:connections",
-                    );
-                }
-                worker.terminate_app(app.index);
-                ApiResponse::ok()
-            })
-        }
-        ["api", "connections", app, connection] => {
-            with_admin(worker, request, app, "DELETE", |app, permissions| {
-                if !permissions.can_manage_connections() {
-                    return ApiResponse::error(
-                        403,
-                        "missing permission realtime:admin:manage:connections",
-                    );
-                }
-                let Some(id) = parse_connection_id(connection) else {
-                    return ApiResponse::error(404, "unknown connection");
-                };
-                match worker.terminate_connection(app.index, id) {
-                    Found::Yes => ApiResponse::ok(),
-                    Found::No => ApiResponse::error(404, "unknown connection"),
-                    Found::Later(answer) => {
-                        *pending = Some(answer);
-                        ApiResponse::ok()
-                    }
-                }
-            })
-        }
-        _ => ApiResponse::error(404, "not found"),
+    app_id: &str,
+) -> Result<(), ApiResponse> {
+    if request.method != "POST" {
+        return Err(ApiResponse::error(405, "method not allowed"));
     }
+    let registry = worker.registry();
+    let Some(app) = registry.get(app_id) else {
+        return Err(ApiResponse::error(404, "unknown app"));
+    };
+    if app.anonymous.is_none() {
+        return Err(ApiResponse::error(
+            404,
+            "anonymous tokens are not enabled for this app",
+        ));
+    }
+    if !app.client_sources.allows_source(request.peer) {
+        return Err(ApiResponse::error(403, "source address not allowed"));
+    }
+    Ok(())
 }
 
 /// `POST /token/anonymous/{appId}` with an optional body `{"alg": "ES512"}`, or
@@ -294,6 +412,7 @@ fn respond(
 fn anonymous_token(
     worker: &Worker,
     request: &ApiRequest<'_>,
+    body: &[u8],
     path_app: Option<&str>,
 ) -> ApiResponse {
     #[derive(Deserialize)]
@@ -307,15 +426,15 @@ fn anonymous_token(
     if request.method != "POST" {
         return ApiResponse::error(405, "method not allowed");
     }
-    let body = if request.body.iter().all(u8::is_ascii_whitespace) {
+    let body = if body.iter().all(u8::is_ascii_whitespace) {
         Body {
             alg: None,
             app_id: None,
         }
-    } else if nesting_exceeds(request.body, MAX_JSON_NESTING) {
+    } else if nesting_exceeds(body, MAX_JSON_NESTING) {
         return ApiResponse::error(400, "message nesting too deep");
     } else {
-        match serde_json::from_slice::<Body>(request.body) {
+        match serde_json::from_slice::<Body>(body) {
             Ok(body) => body,
             Err(error) => {
                 return ApiResponse::error(
@@ -347,7 +466,7 @@ fn anonymous_token(
     let Some(endpoint) = &app.anonymous else {
         return ApiResponse::error(404, "anonymous tokens are not enabled for this app");
     };
-    if !app.client_sources.allows(canonical_ip(request.peer)) {
+    if !app.client_sources.allows_source(request.peer) {
         return ApiResponse::error(403, "source address not allowed");
     }
     let requested = body.alg;
@@ -393,41 +512,44 @@ fn anonymous_token(
     }
 }
 
-fn only_get(request: &ApiRequest<'_>, respond: impl FnOnce() -> ApiResponse) -> ApiResponse {
+fn only_get<T>(request: &ApiRequest<'_>, admitted: impl FnOnce() -> T) -> Result<T, ApiResponse> {
     if request.method == "GET" || request.method == "HEAD" {
-        respond()
+        Ok(admitted())
     } else {
-        ApiResponse::error(405, "method not allowed")
+        Err(ApiResponse::error(405, "method not allowed"))
     }
 }
 
-/// Checks method, app, source address and admin token, then runs `action`.
+/// Checks method, app, source address and admin token: the app and the caller's
+/// permissions, or the refusal.
 fn with_admin(
     worker: &Worker,
     request: &ApiRequest<'_>,
     app_id: &str,
     method: &str,
-    action: impl FnOnce(&Arc<App>, &PermissionSet) -> ApiResponse,
-) -> ApiResponse {
+) -> Result<(Arc<App>, PermissionSet), ApiResponse> {
     if request.method != method {
-        return ApiResponse::error(405, "method not allowed");
+        return Err(ApiResponse::error(405, "method not allowed"));
     }
     let registry = worker.registry();
     let Some(app) = registry.get(app_id) else {
-        return ApiResponse::error(404, "unknown app");
+        return Err(ApiResponse::error(404, "unknown app"));
     };
-    if !app.admin_sources.allows(canonical_ip(request.peer)) {
-        return ApiResponse::error(401, "source address not allowed");
+    if !app.admin_sources.allows_source(request.peer) {
+        return Err(ApiResponse::error(401, "source address not allowed"));
     }
     let Some(verifier) = &app.admin_verifier else {
-        return ApiResponse::error(401, "this app has no adminKey: the HTTP API is disabled");
+        return Err(ApiResponse::error(
+            401,
+            "this app has no adminKey: the HTTP API is disabled",
+        ));
     };
     let Some(token) = request.authorization.and_then(bearer_token) else {
-        return ApiResponse::error(401, "missing bearer token");
+        return Err(ApiResponse::error(401, "missing bearer token"));
     };
     match verifier.verify(token, unix_now()) {
-        Ok(claims) => action(app, &PermissionSet::compile(&claims.permissions)),
-        Err(error) => ApiResponse::error(401, &format!("invalid token: {error}")),
+        Ok(claims) => Ok((app.clone(), PermissionSet::compile(&claims.permissions))),
+        Err(error) => Err(ApiResponse::error(401, &format!("invalid token: {error}"))),
     }
 }
 

@@ -20,7 +20,8 @@
 //! cluster/     the bus's sans-IO parts: commands from workers, wire format, interest
 //!              bookkeeping (the bus thread itself is `runtime::bus`)
 //! auth/        JWT verification, JWKS key sets, compiled permissions, source-address
-//!              filters, minting, anonymous-token issuing
+//!              filters, the client address behind trusted proxies (`X-Forwarded-For`),
+//!              minting, anonymous-token issuing
 //! topic/       glob patterns, per-worker topic table
 //! protocol/    sans-IO: HTTP request heads, WebSocket frames, commands, envelopes
 //! control      configuration reload: next registry generation → bus, then every worker

@@ -43,13 +43,18 @@ pub enum Refusal {
     AppFull,
     /// `maxConnectionsPerSubject` reached (429).
     SubjectFull,
+    /// `maxConnectionsPerAddress` reached (429).
+    AddressFull,
+    /// The request (head and body) was not complete within `handshakeTimeoutSeconds`:
+    /// the socket is dropped without an answer.
+    RequestTimeout,
     /// The TLS handshake failed: garbage, plain HTTP on the TLS port, a client that
     /// rejected the certificate (answered with a TLS alert).
     Tls,
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 13] = [
+    pub const ALL: [Refusal; 15] = [
         Refusal::MalformedRequest,
         Refusal::HeadTooLarge,
         Refusal::BadUpgrade,
@@ -62,6 +67,8 @@ impl Refusal {
         Refusal::InvalidToken,
         Refusal::AppFull,
         Refusal::SubjectFull,
+        Refusal::AddressFull,
+        Refusal::RequestTimeout,
         Refusal::Tls,
     ];
 
@@ -80,6 +87,8 @@ impl Refusal {
             Refusal::InvalidToken => "invalid_token",
             Refusal::AppFull => "app_full",
             Refusal::SubjectFull => "subject_full",
+            Refusal::AddressFull => "address_full",
+            Refusal::RequestTimeout => "request_timeout",
             Refusal::Tls => "tls",
         }
     }
@@ -102,6 +111,14 @@ impl Refusal {
 #[repr(align(128))]
 pub struct WorkerMetrics {
     pub connections_open: AtomicU64,
+    /// Connections in the HTTP phase (accepted, not upgraded): a gauge.
+    pub http_connections: AtomicU64,
+    /// Most connections seen in the HTTP phase at once on this worker (sizing
+    /// `maxHttpConnectionsPerWorker`).
+    pub http_connections_high_water: AtomicU64,
+    /// Times the accept loop paused because `maxHttpConnectionsPerWorker` connections were
+    /// in the HTTP phase.
+    pub http_accept_pauses: AtomicU64,
     pub handshakes_accepted: AtomicU64,
     pub handshakes_refused: [AtomicU64; Refusal::ALL.len()],
     pub messages_in: AtomicU64,
@@ -155,6 +172,12 @@ impl WorkerMetrics {
 
     pub fn observe_outbox(&self, queued: u64) {
         Self::high_water(&self.outbox_high_water, queued);
+    }
+
+    /// Sets the HTTP-phase gauge and its high-water mark.
+    pub fn observe_http_connections(&self, count: u64) {
+        self.http_connections.store(count, Ordering::Relaxed);
+        Self::high_water(&self.http_connections_high_water, count);
     }
 
     #[inline]
@@ -360,6 +383,17 @@ pub fn render(
         "Open WebSocket connections, per worker",
         connections,
     );
+    let http_connections: Family<Labels, Gauge> = Family::default();
+    for (index, worker) in workers.iter().enumerate() {
+        http_connections
+            .get_or_create(&vec![("worker".into(), index.to_string())])
+            .set(worker.http_connections.load(Ordering::Relaxed) as i64);
+    }
+    registry_ref.register(
+        "http_connections",
+        "Connections in the HTTP phase (not upgraded to WebSocket), per worker",
+        http_connections,
+    );
     let app_connections: Family<Labels, Gauge> = Family::default();
     let app_messages: Family<Labels, Counter> = Family::default();
     let app_deliveries: Family<Labels, Counter> = Family::default();
@@ -489,6 +523,12 @@ pub fn render(
     );
     counter(
         registry_ref,
+        "http_accept_pauses",
+        "Times a worker stopped accepting because maxHttpConnectionsPerWorker connections were in the HTTP phase",
+        sum(workers, |w| &w.http_accept_pauses),
+    );
+    counter(
+        registry_ref,
         "http_requests",
         "HTTP requests served",
         sum(workers, |w| &w.http_requests),
@@ -540,6 +580,16 @@ pub fn render(
         workers
             .iter()
             .map(|w| w.outbox_high_water.load(Ordering::Relaxed))
+            .max()
+            .unwrap_or(0),
+    );
+    high_water(
+        registry_ref,
+        "http_connections_high_water",
+        "Most connections seen in the HTTP phase at once on one worker",
+        workers
+            .iter()
+            .map(|w| w.http_connections_high_water.load(Ordering::Relaxed))
             .max()
             .unwrap_or(0),
     );

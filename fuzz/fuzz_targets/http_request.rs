@@ -4,7 +4,9 @@
 //! is never longer than `MAX_HEAD_BYTES`, and every shorter prefix of it answers "need
 //! more" (nothing consumed, no early error); past `MAX_HEAD_BYTES` the answer is never
 //! "need more"; `Debug` of a head never prints the query string or an `Authorization`
-//! value; the accept key, query parameters and bearer tokens are computed without panic.
+//! value; the accept key, query parameters and bearer tokens are computed without panic;
+//! the client address resolved from the joined `X-Forwarded-For` lines is the peer or one
+//! of the list's entries, never made up.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -75,6 +77,31 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = head.content_length();
     let _ = head.keep_alive();
+    if let Some(list) = head.joined_header("x-forwarded-for") {
+        use ringcast::auth::{forwarded, ClientAddress};
+        use std::net::{IpAddr, Ipv4Addr};
+        let peer = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        // Trust loopback and 10/8 (IPv4-mapped forms included).
+        let trusted = |ip: IpAddr| match ClientAddress::from(ip) {
+            ClientAddress::Known(IpAddr::V4(v4)) => v4.is_loopback() || v4.octets()[0] == 10,
+            _ => false,
+        };
+        match forwarded::resolve(peer, Some(&list), trusted) {
+            ClientAddress::Known(ip) => assert!(
+                ip == peer
+                    || list
+                        .split(',')
+                        .filter_map(forwarded::parse_entry)
+                        .any(|entry| ClientAddress::from(entry) == ClientAddress::Known(ip)),
+                "resolved {ip} is neither the peer nor an entry of {list:?}"
+            ),
+            ClientAddress::Unknown => assert!(
+                list.split(',')
+                    .any(|entry| !entry.trim().is_empty() && forwarded::parse_entry(entry).is_none()),
+                "unknown without an entry that is not an address: {list:?}"
+            ),
+        }
+    }
     let _ = head
         .header("sec-websocket-extensions")
         .map(ringcast::protocol::deflate::accepts_offer);

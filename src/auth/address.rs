@@ -1,23 +1,96 @@
-//! Source-address filters: `adminSourceAddress` / `clientSourceAddress` (PROTOCOL §1).
+//! Source-address filters: `adminSourceAddress` / `clientSourceAddress` (PROTOCOL §1), and
+//! the [`ClientAddress`] they judge.
 //!
-//! Responsibility: parse the configured entries once, and decide whether a peer address
-//! may connect.
+//! Responsibility: parse the configured entries once, and decide whether a client address
+//! may connect; key client addresses for per-address limits ([`ClientAddress::key`]).
 //!
-//! Must not: look at headers (`X-Forwarded-For` trust is decided by the caller, which then
-//! passes the address it trusts); do any I/O or name resolution.
+//! Must not: look at headers (`X-Forwarded-For` is resolved by [`super::forwarded`], and
+//! the caller passes the address it settled on); do any I/O or name resolution.
 //!
 //! Invariants:
 //! - At most [`SourceFilter::MAX_ENTRIES`] entries; a filter that parsed holds only valid
 //!   networks, with host bits cleared.
 //! - A peer is refused when it matches any `!` (deny) entry, or when positive entries exist
 //!   and it matches none. Deny always wins.
+//! - An unknown source ([`ClientAddress::Unknown`]) matches no entry, allow or deny: a
+//!   filter with any entry refuses it (it cannot be shown to be allowed, nor not to be
+//!   denied); only a filter without entries (absent or `[]`) lets it through.
 //! - IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`), in peers and in entries, are treated as
 //!   the IPv4 address, so a dual-stack listener behaves like an IPv4 one.
 
+use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 
 use ipnet::{IpNet, Ipv4Net};
+
+/// Where a request comes from, as far as the broker can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAddress {
+    /// The TCP peer, or the address trusted proxies vouched for. IPv4-mapped IPv6 is held
+    /// as IPv4 (see [`ClientAddress::from`]).
+    Known(IpAddr),
+    /// A trusted proxy's `X-Forwarded-For` held an entry that is not an address (e.g.
+    /// `unknown`) where the client's address should be. Matches no filter entry.
+    Unknown,
+}
+
+/// The key under which per-address limits count a client: an IPv4 address as its
+/// IPv4-mapped IPv6 form, an IPv6 address as its /64 (one host usually owns a whole /64, so
+/// counting single IPv6 addresses would be no limit at all), and every unknown source under
+/// one shared key that no address produces. 16 bytes, byte-aligned, so it costs a session
+/// no padding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AddressKey([u8; 16]);
+
+impl AddressKey {
+    /// The key of every [`ClientAddress::Unknown`]: all ones. An IPv6 /64 key has its low
+    /// 64 bits clear and an IPv4 key its high 80 bits clear, so no address maps here.
+    const UNKNOWN: AddressKey = AddressKey([0xff; 16]);
+}
+
+impl ClientAddress {
+    /// The address, if known.
+    pub fn ip(self) -> Option<IpAddr> {
+        match self {
+            ClientAddress::Known(ip) => Some(ip),
+            ClientAddress::Unknown => None,
+        }
+    }
+
+    /// The per-address limit key (see [`AddressKey`]).
+    pub fn key(self) -> AddressKey {
+        const HOST_BITS_OF_A_64: u32 = 64;
+        match self {
+            ClientAddress::Known(IpAddr::V4(v4)) => AddressKey(v4.to_ipv6_mapped().octets()),
+            ClientAddress::Known(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+                Some(v4) => AddressKey(v4.to_ipv6_mapped().octets()),
+                None => {
+                    let network = (u128::from(v6) >> HOST_BITS_OF_A_64) << HOST_BITS_OF_A_64;
+                    AddressKey(network.to_be_bytes())
+                }
+            },
+            ClientAddress::Unknown => AddressKey::UNKNOWN,
+        }
+    }
+}
+
+impl From<IpAddr> for ClientAddress {
+    /// A known address; `::ffff:a.b.c.d` becomes `a.b.c.d`.
+    fn from(ip: IpAddr) -> ClientAddress {
+        ClientAddress::Known(unmap_ipv4(ip))
+    }
+}
+
+impl fmt::Display for ClientAddress {
+    /// The address, or `unknown` (the welcome frame's `remoteAddress`).
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientAddress::Known(ip) => ip.fmt(formatter),
+            ClientAddress::Unknown => formatter.write_str("unknown"),
+        }
+    }
+}
 
 /// Marks a deny entry.
 const DENY_MARKER: char = '!';
@@ -53,13 +126,11 @@ impl SourceFilter {
     /// The most entries one list may hold (PROTOCOL §1, mirroring the upstream service).
     pub const MAX_ENTRIES: usize = 10;
 
-    /// The filter used when the configuration field is absent: `["0.0.0.0/0", "::/0"]`.
+    /// The filter used when the configuration field is absent: no entries, so every
+    /// address passes (like `["0.0.0.0/0", "::/0"]`), and so does an unknown source.
     pub fn allow_all() -> SourceFilter {
         SourceFilter {
-            allowed: vec![
-                IpNet::V4(Ipv4Net::default()),
-                IpNet::V6(ipnet::Ipv6Net::default()),
-            ],
+            allowed: Vec::new(),
             denied: Vec::new(),
         }
     }
@@ -102,6 +173,15 @@ impl SourceFilter {
             return false;
         }
         self.allowed.is_empty() || self.allowed.iter().any(|network| network.contains(&peer))
+    }
+
+    /// Whether `source` may connect: [`SourceFilter::allows`] for a known address; an
+    /// unknown one only when the filter has no entries (see the module invariants).
+    pub fn allows_source(&self, source: ClientAddress) -> bool {
+        match source {
+            ClientAddress::Known(ip) => self.allows(ip),
+            ClientAddress::Unknown => self.allowed.is_empty() && self.denied.is_empty(),
+        }
     }
 }
 
@@ -228,6 +308,49 @@ mod tests {
         assert!(mapped_entry.allows(ip("192.0.2.9")));
         assert!(mapped_entry.allows(ip("::ffff:192.0.2.9")));
         assert!(!mapped_entry.allows(ip("192.0.3.9")));
+    }
+
+    #[test]
+    fn an_unknown_source_matches_no_entry() {
+        let unknown = ClientAddress::Unknown;
+        assert!(SourceFilter::allow_all().allows_source(unknown));
+        assert!(filter(&[]).allows_source(unknown));
+        assert!(!filter(&["0.0.0.0/0", "::/0"]).allows_source(unknown));
+        assert!(!filter(&["10.0.0.0/8"]).allows_source(unknown));
+        assert!(
+            !filter(&["!10.1.1.1"]).allows_source(unknown),
+            "it cannot be shown not to be the denied address"
+        );
+        let known = ClientAddress::from(ip("10.2.3.4"));
+        assert!(filter(&["10.0.0.0/8"]).allows_source(known));
+        assert!(!filter(&["!10.2.3.4"]).allows_source(known));
+    }
+
+    #[test]
+    fn address_keys_count_ipv4_per_address_and_ipv6_per_64() {
+        let key = |text: &str| ClientAddress::from(ip(text)).key();
+        assert_eq!(key("192.0.2.1"), key("::ffff:192.0.2.1"));
+        assert_ne!(key("192.0.2.1"), key("192.0.2.2"));
+        assert_eq!(key("2001:db8:1:2::1"), key("2001:db8:1:2:ffff::9"));
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        let unknown = ClientAddress::Unknown.key();
+        for text in [
+            "255.255.255.255",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+            "::",
+        ] {
+            assert_ne!(key(text), unknown, "{text}");
+        }
+        assert_eq!(unknown, ClientAddress::Unknown.key());
+    }
+
+    #[test]
+    fn client_addresses_print_as_the_welcome_shows_them() {
+        assert_eq!(
+            ClientAddress::from(ip("::ffff:10.0.0.1")).to_string(),
+            "10.0.0.1"
+        );
+        assert_eq!(ClientAddress::Unknown.to_string(), "unknown");
     }
 
     #[test]

@@ -18,13 +18,17 @@
 //!   a JWKS-backed verifier reads (the fetching is `runtime::jwks`).
 //! - [`anonymous`]: [`AnonymousIssuer`], which mints the tokens of `POST /token/anonymous`.
 //! - [`permissions`]: [`PermissionSet`], compiled once per connection from the claims.
-//! - [`address`]: [`SourceFilter`], the `adminSourceAddress` / `clientSourceAddress` lists.
+//! - [`address`]: [`SourceFilter`], the `adminSourceAddress` / `clientSourceAddress` lists,
+//!   and the [`ClientAddress`] they judge.
+//! - [`forwarded`]: the client address of a request through trusted proxies
+//!   (`X-Forwarded-For`).
 //! - [`mint`]: signing tokens, for the `ringcast token` command and tests.
 //! - [`keygen`]: fresh secrets and key pairs, for `ringcast keys` and `ringcast init`.
 
 pub mod address;
 pub mod algorithm;
 pub mod anonymous;
+pub mod forwarded;
 pub mod jwks;
 pub mod jwt;
 pub mod keygen;
@@ -34,7 +38,7 @@ pub mod permissions;
 #[cfg(test)]
 mod jwt_tests;
 
-pub use address::{AddressError, SourceFilter};
+pub use address::{AddressError, AddressKey, ClientAddress, SourceFilter};
 pub use algorithm::Algorithm;
 pub use anonymous::{AnonymousError, AnonymousIssuer, IssuedToken};
 pub use jwks::JwksCache;

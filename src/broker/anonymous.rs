@@ -9,13 +9,15 @@
 //! Invariants: the table holds at most [`MAX_RATE_LIMITED_ADDRESSES`] addresses per app;
 //! when it is full of live windows a request is refused (429) rather than the table grown
 //! or a live window evicted (evicting would hand a flooder a fresh budget). IPv6 sources are
-//! counted per /64 (one host usually owns a whole /64), IPv4 per address.
+//! counted per /64 (one host usually owns a whole /64), IPv4 per address, and every unknown
+//! source (a trusted proxy's `X-Forwarded-For` entry that is not an address) shares one
+//! window: it gets no budget of its own ([`ClientAddress::key`]).
 
 use crate::auth::AnonymousIssuer;
 use crate::auth::Verifier;
+use crate::auth::{AddressKey, ClientAddress};
 use crate::config::{AnonymousConfig, ConfigError, KeyConfig};
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::Mutex;
 
 /// Source addresses tracked per app. Each entry is ~40 bytes, so the table stays under
@@ -58,18 +60,7 @@ pub struct AddressRateLimiter {
     /// Requests per window per address; at least 1.
     per_window: u64,
     /// Address key → window. Locked only by this endpoint's requests.
-    table: Mutex<HashMap<u128, Window>>,
-}
-
-/// The table key: IPv4 (and IPv4-mapped IPv6) as the mapped address, IPv6 as its /64.
-fn address_key(ip: IpAddr) -> u128 {
-    match ip {
-        IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => u128::from(v4.to_ipv6_mapped()),
-            None => u128::from(v6) & !((1_u128 << 64) - 1),
-        },
-    }
+    table: Mutex<HashMap<AddressKey, Window>>,
 }
 
 impl AddressRateLimiter {
@@ -81,10 +72,10 @@ impl AddressRateLimiter {
         }
     }
 
-    /// Counts a request from `ip` at `now_s`, or says how long to wait.
-    pub fn check(&self, ip: IpAddr, now_s: u64) -> RateDecision {
+    /// Counts a request from `source` at `now_s`, or says how long to wait.
+    pub fn check(&self, source: ClientAddress, now_s: u64) -> RateDecision {
         let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
-        let key = address_key(ip);
+        let key = source.key();
         if !table.contains_key(&key) && table.len() >= MAX_RATE_LIMITED_ADDRESSES {
             table.retain(|_, window| window.started_s + RATE_WINDOW_S > now_s);
             if table.len() >= MAX_RATE_LIMITED_ADDRESSES {
@@ -154,66 +145,78 @@ pub fn compile(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::IpAddr;
+
+    /// A known source.
+    fn at(text: &str) -> ClientAddress {
+        ClientAddress::from(text.parse::<IpAddr>().unwrap())
+    }
 
     #[test]
     fn windows_limit_and_reset() {
         let limiter = AddressRateLimiter::new(2);
-        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let ip = at("192.0.2.1");
         assert_eq!(limiter.check(ip, 100), RateDecision::Allowed);
         assert_eq!(limiter.check(ip, 110), RateDecision::Allowed);
         assert_eq!(
             limiter.check(ip, 130),
             RateDecision::Limited { retry_after_s: 30 }
         );
-        assert_eq!(
-            limiter.check("192.0.2.2".parse().unwrap(), 130),
-            RateDecision::Allowed
-        );
+        assert_eq!(limiter.check(at("192.0.2.2"), 130), RateDecision::Allowed);
         assert_eq!(limiter.check(ip, 160), RateDecision::Allowed);
     }
 
     #[test]
     fn ipv6_counts_per_64_and_mapped_ipv4_as_ipv4() {
         let limiter = AddressRateLimiter::new(1);
-        assert_eq!(
-            limiter.check("2001:db8::1".parse().unwrap(), 0),
-            RateDecision::Allowed
-        );
+        assert_eq!(limiter.check(at("2001:db8::1"), 0), RateDecision::Allowed);
         assert!(matches!(
-            limiter.check("2001:db8::2".parse().unwrap(), 0),
+            limiter.check(at("2001:db8::2"), 0),
             RateDecision::Limited { .. }
         ));
         assert_eq!(
-            limiter.check("2001:db8:0:1::1".parse().unwrap(), 0),
+            limiter.check(at("2001:db8:0:1::1"), 0),
+            RateDecision::Allowed
+        );
+        assert_eq!(limiter.check(at("10.0.0.1"), 0), RateDecision::Allowed);
+        assert!(matches!(
+            limiter.check(at("::ffff:10.0.0.1"), 0),
+            RateDecision::Limited { .. }
+        ));
+    }
+
+    #[test]
+    fn unknown_sources_share_one_window() {
+        let limiter = AddressRateLimiter::new(2);
+        assert_eq!(
+            limiter.check(ClientAddress::Unknown, 0),
             RateDecision::Allowed
         );
         assert_eq!(
-            limiter.check("10.0.0.1".parse().unwrap(), 0),
+            limiter.check(ClientAddress::Unknown, 1),
             RateDecision::Allowed
         );
         assert!(matches!(
-            limiter.check("::ffff:10.0.0.1".parse().unwrap(), 0),
+            limiter.check(ClientAddress::Unknown, 2),
             RateDecision::Limited { .. }
         ));
+        assert_eq!(limiter.check(at("192.0.2.1"), 2), RateDecision::Allowed);
     }
 
     #[test]
     fn a_full_table_refuses_new_addresses_until_windows_expire() {
         let limiter = AddressRateLimiter::new(5);
         for i in 0..MAX_RATE_LIMITED_ADDRESSES as u32 {
-            let ip = IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+            let ip = ClientAddress::from(IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i)));
             assert_eq!(limiter.check(ip, 10), RateDecision::Allowed);
         }
-        let newcomer: IpAddr = "192.0.2.9".parse().unwrap();
+        let newcomer = at("192.0.2.9");
         assert_eq!(
             limiter.check(newcomer, 20),
             RateDecision::Limited { retry_after_s: 50 }
         );
         // A known address still has its own budget.
-        assert_eq!(
-            limiter.check("10.0.0.0".parse().unwrap(), 20),
-            RateDecision::Allowed
-        );
+        assert_eq!(limiter.check(at("10.0.0.0"), 20), RateDecision::Allowed);
         // Once the windows end, the table is swept and the newcomer gets in.
         assert_eq!(limiter.check(newcomer, 70), RateDecision::Allowed);
     }

@@ -9,13 +9,16 @@
 //! - An app's `index` is a *slot* that never changes while the process lives, across
 //!   configuration reloads ([`Registry::compile_next`]): workers address per-app tables and
 //!   mesh messages by it. A removed app's slot is never reused; an added app gets a new one.
-//! - The cross-worker state of an app (connection counters, per-subject counts, topic
-//!   interest, per-worker counters) is shared by every compiled generation of the same app
-//!   id, so a reload that keeps an app keeps its live state.
+//! - The cross-worker state of an app (connection counters, per-subject and per-address
+//!   counts, topic interest, per-worker counters) is shared by every compiled generation of
+//!   the same app id, so a reload that keeps an app keeps its live state.
+//! - A connection is released exactly as it was admitted ([`Admission`]): a per-subject or
+//!   per-address limit set by a reload counts connections made after it, and one lifted by
+//!   a reload still releases the connections it counted (no count is left behind).
 
 use super::anonymous::AnonymousEndpoint;
 use super::interest::InterestMap;
-use crate::auth::{JwksCache, SourceFilter, Verifier, VerifierConfig};
+use crate::auth::{AddressKey, ClientAddress, JwksCache, SourceFilter, Verifier, VerifierConfig};
 use crate::config::{Config, ConfigError, KeyConfig, LimitsConfig};
 use ipnet::IpNet;
 use std::collections::HashMap;
@@ -64,6 +67,10 @@ pub struct App {
     /// Open connections per subject (checked against `maxConnectionsPerSubject`); only
     /// maintained when that limit is set. Touched at connect/close only.
     pub subjects: Arc<Mutex<HashMap<Box<str>, u64>>>,
+    /// Open connections per client address key (checked against
+    /// `maxConnectionsPerAddress`); only maintained while that limit is set. Touched at
+    /// connect/close only.
+    pub addresses: Arc<Mutex<HashMap<AddressKey, u64>>>,
     /// Which workers hold subscribers of each topic.
     pub interest: Arc<InterestMap>,
     /// Per-worker counters (index = worker).
@@ -77,7 +84,10 @@ pub struct App {
 pub struct Settings {
     /// Zero disables pings and liveness.
     pub ping_interval: Duration,
+    /// Time to receive a whole HTTP request, head and body (`handshakeTimeoutSeconds`).
     pub handshake_timeout: Duration,
+    /// Per worker, connections in the HTTP phase (`maxHttpConnectionsPerWorker`, ≥ 1).
+    pub max_http_connections_per_worker: usize,
     pub max_http_body_bytes: usize,
     pub trusted_proxies: Vec<IpNet>,
     /// Server-wide upgrade rate (0 = unlimited); each worker enforces its share.
@@ -128,6 +138,17 @@ pub struct ReloadSummary {
 pub enum LimitRefusal {
     AppFull,
     SubjectFull,
+    AddressFull,
+}
+
+/// What [`App::admit`] counted for one connection, kept with it so that
+/// [`App::release`] undoes exactly that, whatever a reload changed in between.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Admission {
+    /// Counted in the per-subject table.
+    subject: bool,
+    /// Counted in the per-address table, under this key.
+    address: Option<AddressKey>,
 }
 
 fn compile_key(
@@ -254,6 +275,7 @@ impl Registry {
                 limits: app.limits(&defaults),
                 connections: earlier.map(|e| e.connections.clone()).unwrap_or_default(),
                 subjects: earlier.map(|e| e.subjects.clone()).unwrap_or_default(),
+                addresses: earlier.map(|e| e.addresses.clone()).unwrap_or_default(),
                 interest: earlier.map(|e| e.interest.clone()).unwrap_or_default(),
                 counters: earlier
                     .map(|e| e.counters.clone())
@@ -305,6 +327,10 @@ impl Registry {
             settings: Settings {
                 ping_interval: Duration::from_secs(server.ping_interval_seconds),
                 handshake_timeout: Duration::from_secs(server.handshake_timeout_seconds.max(1)),
+                max_http_connections_per_worker: usize::try_from(
+                    server.max_http_connections_per_worker.max(1),
+                )
+                .unwrap_or(usize::MAX),
                 max_http_body_bytes: server.max_http_body_bytes as usize,
                 trusted_proxies,
                 max_handshakes_per_second: server.max_handshakes_per_second,
@@ -377,42 +403,162 @@ pub fn canonical_ip(ip: IpAddr) -> IpAddr {
 }
 
 impl App {
-    /// Reserves one connection slot for `subject`, or says which limit refuses it.
-    pub fn admit(&self, subject: &str) -> Result<(), LimitRefusal> {
+    /// Reserves one connection slot for `subject` from `source`, or says which limit
+    /// refuses it. The returned [`Admission`] goes to [`App::release`] when it ends.
+    pub fn admit(&self, subject: &str, source: ClientAddress) -> Result<Admission, LimitRefusal> {
         let max = self.limits.max_connections;
         let previous = self.connections.fetch_add(1, Ordering::AcqRel);
         if max != 0 && previous >= max {
             self.connections.fetch_sub(1, Ordering::AcqRel);
             return Err(LimitRefusal::AppFull);
         }
+        let mut admission = Admission::default();
         let per_subject = self.limits.max_connections_per_subject;
         if per_subject != 0 {
-            let mut subjects = self.subjects.lock().unwrap_or_else(|e| e.into_inner());
-            let count = subjects.entry(subject.into()).or_insert(0);
-            if *count >= per_subject {
-                if *count == 0 {
-                    subjects.remove(subject);
-                }
-                drop(subjects);
+            if !count_in(&self.subjects, Box::from(subject), per_subject) {
                 self.connections.fetch_sub(1, Ordering::AcqRel);
                 return Err(LimitRefusal::SubjectFull);
             }
-            *count += 1;
+            admission.subject = true;
         }
-        Ok(())
+        let per_address = self.limits.max_connections_per_address;
+        if per_address != 0 {
+            let key = source.key();
+            if !count_in(&self.addresses, key, per_address) {
+                self.release(subject, admission);
+                return Err(LimitRefusal::AddressFull);
+            }
+            admission.address = Some(key);
+        }
+        Ok(admission)
     }
 
-    /// Releases what [`App::admit`] reserved.
-    pub fn release(&self, subject: &str) {
+    /// Releases what [`App::admit`] reserved (`admission` is what it returned).
+    pub fn release(&self, subject: &str, admission: Admission) {
         self.connections.fetch_sub(1, Ordering::AcqRel);
-        if self.limits.max_connections_per_subject != 0 {
-            let mut subjects = self.subjects.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(count) = subjects.get_mut(subject) {
-                *count -= 1;
-                if *count == 0 {
-                    subjects.remove(subject);
-                }
-            }
+        if admission.subject {
+            uncount_in(&self.subjects, subject);
         }
+        if let Some(key) = admission.address {
+            uncount_in(&self.addresses, &key);
+        }
+    }
+}
+
+/// Adds one to `key`'s count in `table` unless it is at `max` already; whether it did.
+fn count_in<K: std::hash::Hash + Eq>(table: &Mutex<HashMap<K, u64>>, key: K, max: u64) -> bool {
+    let mut table = table.lock().unwrap_or_else(|e| e.into_inner());
+    let count = table.entry(key).or_insert(0);
+    if *count >= max {
+        return false;
+    }
+    *count += 1;
+    true
+}
+
+/// Takes one from `key`'s count in `table`, removing the entry at zero.
+fn uncount_in<K, Q>(table: &Mutex<HashMap<K, u64>>, key: &Q)
+where
+    K: std::borrow::Borrow<Q> + std::hash::Hash + Eq,
+    Q: ?Sized + std::hash::Hash + Eq,
+{
+    let mut table = table.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(count) = table.get_mut(key) {
+        *count = count.saturating_sub(1);
+        if *count == 0 {
+            table.remove(key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registry(per_address: u64, previous: Option<&Registry>) -> Registry {
+        let text = format!(
+            r#"{{"apps":[{{"appId":"a","authKey":{{"source":"raw","key":"s","algorithms":["HS256"]}},"maxConnectionsPerAddress":{per_address},"maxConnectionsPerSubject":{per_address}}}]}}"#
+        );
+        let config = Config::from_json(&text).unwrap();
+        Registry::compile_next(&config, 1, previous).unwrap()
+    }
+
+    fn source(text: &str) -> ClientAddress {
+        ClientAddress::from(text.parse::<IpAddr>().unwrap())
+    }
+
+    #[test]
+    fn per_address_limit_counts_ipv6_per_64_and_unknown_sources_together() {
+        let registry = registry(2, None);
+        let app = registry.get("a").unwrap();
+        let one = app.admit("s1", source("2001:db8::1")).unwrap();
+        let _two = app.admit("s2", source("2001:db8::2")).unwrap();
+        assert_eq!(
+            app.admit("s3", source("2001:db8::3")),
+            Err(LimitRefusal::AddressFull)
+        );
+        assert_eq!(
+            app.connections.load(Ordering::Acquire),
+            2,
+            "refusal releases"
+        );
+        assert!(app.admit("s4", source("2001:db8:0:1::1")).is_ok());
+        assert!(app.admit("s5", ClientAddress::Unknown).is_ok());
+        assert!(app.admit("s6", ClientAddress::Unknown).is_ok());
+        assert_eq!(
+            app.admit("s7", ClientAddress::Unknown),
+            Err(LimitRefusal::AddressFull)
+        );
+        app.release("s1", one);
+        assert!(app.admit("s8", source("2001:db8::9")).is_ok());
+    }
+
+    #[test]
+    fn a_refused_address_releases_the_subject_it_counted() {
+        let registry = registry(1, None);
+        let app = registry.get("a").unwrap();
+        let _first = app.admit("alice", source("192.0.2.1")).unwrap();
+        assert_eq!(
+            app.admit("bob", source("192.0.2.1")),
+            Err(LimitRefusal::AddressFull)
+        );
+        assert!(
+            app.admit("bob", source("192.0.2.2")).is_ok(),
+            "bob's subject count was given back"
+        );
+    }
+
+    #[test]
+    fn reloads_release_exactly_what_was_admitted() {
+        let first = registry(1, None);
+        let admitted = first
+            .get("a")
+            .unwrap()
+            .admit("alice", source("192.0.2.1"))
+            .unwrap();
+        // The limits are lifted: the session now belongs to the new generation, and
+        // releasing it still empties the tables it was counted in.
+        let lifted = registry(0, Some(&first));
+        let app = lifted.get("a").unwrap();
+        app.release("alice", admitted);
+        assert!(app.subjects.lock().unwrap().is_empty());
+        assert!(app.addresses.lock().unwrap().is_empty());
+        // Admitted while lifted: not counted, so setting the limit again starts afresh.
+        let uncounted = app.admit("alice", source("192.0.2.1")).unwrap();
+        let again = registry(1, Some(&lifted));
+        let app = again.get("a").unwrap();
+        let counted = app.admit("alice", source("192.0.2.1")).unwrap();
+        assert_eq!(
+            app.admit("carol", source("192.0.2.1")),
+            Err(LimitRefusal::AddressFull)
+        );
+        app.release("alice", uncounted);
+        assert_eq!(
+            app.admit("carol", source("192.0.2.1")),
+            Err(LimitRefusal::AddressFull),
+            "releasing an uncounted connection frees nothing"
+        );
+        app.release("alice", counted);
+        assert!(app.admit("carol", source("192.0.2.1")).is_ok());
     }
 }

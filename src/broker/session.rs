@@ -9,7 +9,7 @@
 //! Lives as long as the runtime's connection task holds its `Rc`; topic tables hold clones
 //! until the session is closed, which removes every subscription.
 
-use super::apps::App;
+use super::apps::{Admission, App};
 use super::frame_file::FileSpan;
 use crate::auth::PermissionSet;
 use crate::error::CloseKind;
@@ -78,6 +78,8 @@ pub struct Session {
     pub app: RefCell<Arc<App>>,
     /// `sub` claim, or the connection id when the token had none.
     pub subject: Box<str>,
+    /// What the app's connection limits counted for it (released exactly so at close).
+    pub admission: Admission,
     /// Compiled permissions and their JSON, shared by every session with the same token
     /// permission list (see `Worker::grants_for`).
     pub grants: Rc<Grants>,

@@ -274,14 +274,16 @@ impl Worker {
         }
     }
 
-    /// Opens a session for an authenticated, admitted client: registers it, subscribes it
-    /// to `main`, `priv/<id>`, `priv/<subject>`, queues the welcome, emits presence.
+    /// Opens a session for an authenticated, admitted client (`admission` is what
+    /// [`App::admit`] counted for it): registers it, subscribes it to `main`, `priv/<id>`,
+    /// `priv/<subject>`, queues the welcome, emits presence.
     pub fn open_session(
         &self,
         app: &Arc<App>,
         claims: Claims,
         remote_address: &str,
         deflate: Option<Negotiated>,
+        admission: super::apps::Admission,
     ) -> Rc<Session> {
         let id = self.new_connection_id(app);
         let id_text = format_connection_id(id);
@@ -290,6 +292,7 @@ impl Worker {
             id,
             app: RefCell::new(app.clone()),
             subject: subject.into(),
+            admission,
             grants: self.grants_for(&claims.permissions),
             deflate: deflate.is_some_and(|negotiated| negotiated.sends_compressed()),
             subscriptions: RefCell::new(Vec::new()),
@@ -715,7 +718,7 @@ impl Worker {
         if self.sessions.borrow_mut().remove(&session.id).is_some() {
             WorkerMetrics::add(&self.metrics().connections_open, u64::MAX);
             let app = session.app();
-            app.release(&session.subject);
+            app.release(&session.subject, session.admission);
             if let Some(counters) = app.counters.get(self.index) {
                 AppCounters::add(&counters.connections, u64::MAX);
             }

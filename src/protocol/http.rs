@@ -176,6 +176,28 @@ impl<'a> RequestHead<'a> {
             .map(str::trim)
     }
 
+    /// Every field line called `name` (case-insensitive), in order, joined with `", "` into
+    /// one list value (RFC 9110 §5.3); `None` when there is none. Bytes that are not UTF-8
+    /// become U+FFFD, so such a line reads as garbage instead of being skipped.
+    pub fn joined_header(&self, name: &str) -> Option<String> {
+        let mut joined: Option<String> = None;
+        for header in self
+            .headers()
+            .iter()
+            .filter(|header| header.name.eq_ignore_ascii_case(name))
+        {
+            let value = String::from_utf8_lossy(header.value);
+            match &mut joined {
+                None => joined = Some(value.into_owned()),
+                Some(list) => {
+                    list.push_str(", ");
+                    list.push_str(&value);
+                }
+            }
+        }
+        joined
+    }
+
     /// All values of the headers called `name` that are UTF-8.
     fn header_values<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'a str> + 's {
         self.headers()
@@ -422,11 +444,26 @@ pub fn write_response_with_headers(
     keep_alive: bool,
     out: &mut Vec<u8>,
 ) {
+    out.reserve(128 + content_type.len() + body.len());
+    write_response_head(status, content_type, headers, body.len(), keep_alive, out);
+    out.extend_from_slice(body);
+}
+
+/// Appends the head of a response whose body is `body_bytes` long, without the body: the
+/// answer to `HEAD`, which carries the `Content-Length` a `GET` would get (RFC 9110 §9.3.2).
+/// Otherwise as [`write_response_with_headers`].
+pub fn write_response_head(
+    status: u16,
+    content_type: &str,
+    headers: &[(&str, &str)],
+    body_bytes: usize,
+    keep_alive: bool,
+    out: &mut Vec<u8>,
+) {
     let status =
         ::http::StatusCode::from_u16(status).unwrap_or(::http::StatusCode::INTERNAL_SERVER_ERROR);
     let reason = status.canonical_reason().unwrap_or("Unknown");
     let connection = if keep_alive { "keep-alive" } else { "close" };
-    out.reserve(128 + content_type.len() + body.len());
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status.as_str().as_bytes());
     out.push(b' ');
@@ -434,7 +471,7 @@ pub fn write_response_with_headers(
     out.extend_from_slice(b"\r\nContent-Type: ");
     push_header_value(content_type, out);
     out.extend_from_slice(b"\r\nContent-Length: ");
-    out.extend_from_slice(body.len().to_string().as_bytes());
+    out.extend_from_slice(body_bytes.to_string().as_bytes());
     out.extend_from_slice(b"\r\nConnection: ");
     out.extend_from_slice(connection.as_bytes());
     for (name, value) in headers {
@@ -444,7 +481,6 @@ pub fn write_response_with_headers(
         push_header_value(value, out);
     }
     out.extend_from_slice(b"\r\n\r\n");
-    out.extend_from_slice(body);
 }
 
 /// Appends a JSON error response with the body `{"error":"<message>"}`.

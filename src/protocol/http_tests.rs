@@ -255,3 +255,41 @@ fn writes_responses() {
     );
     assert!(!text.contains("\r\nX-Injected"), "{text}");
 }
+
+#[test]
+fn a_head_response_carries_the_get_length_without_the_body() {
+    let mut get = Vec::new();
+    write_response_with_headers(
+        200,
+        "text/plain",
+        &[("X-A", "1")],
+        b"twelve bytes",
+        true,
+        &mut get,
+    );
+    let mut head = Vec::new();
+    write_response_head(200, "text/plain", &[("X-A", "1")], 12, true, &mut head);
+    assert_eq!(&get[..head.len()], &head[..]);
+    assert_eq!(&get[head.len()..], b"twelve bytes");
+    let text = String::from_utf8(head).unwrap();
+    assert!(text.contains("Content-Length: 12\r\n"), "{text}");
+    assert!(text.ends_with("\r\n\r\n"), "{text}");
+}
+
+#[test]
+fn joins_every_line_of_a_list_header_in_order() {
+    let request = b"GET / HTTP/1.1\r\nX-Forwarded-For: 192.0.2.1\r\nHost: h\r\nx-forwarded-for: 203.0.113.7, 10.0.0.2\r\nX-Forwarded-For: \xff\r\n\r\n";
+    let head = parse_request(request).unwrap().unwrap();
+    assert_eq!(
+        head.joined_header("X-Forwarded-For").as_deref(),
+        Some("192.0.2.1, 203.0.113.7, 10.0.0.2, \u{fffd}")
+    );
+    assert_eq!(head.joined_header("forwarded"), None);
+    let one = parse_request(b"GET / HTTP/1.1\r\nX-Forwarded-For: 192.0.2.1\r\n\r\n")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        one.joined_header("x-forwarded-for").as_deref(),
+        Some("192.0.2.1")
+    );
+}

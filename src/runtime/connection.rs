@@ -7,10 +7,18 @@
 //! buffer (an idle connection holds none), and keeps only a split frame's bytes.
 //! Writes happen in `writer`; this task never waits on a write except for handshake
 //! responses.
+//!
+//! HTTP-phase bounds: a connection counts against `maxHttpConnectionsPerWorker` from its
+//! accept until it upgrades or ends ([`HttpPhase`], taken by the accept loop); each request, head and body, must
+//! arrive within `handshakeTimeoutSeconds` (from the accept for the first, from its first
+//! byte for a later keep-alive one); and an HTTP API request's head is judged
+//! (`http_api::admit`) before any of its body is read.
 
+use super::http_phase::{next_request, read_body, write_api_response, HttpPhase};
 use super::stream::Stream;
 use super::{sys, WorkerRuntime};
-use crate::broker::apps::{canonical_ip, LimitRefusal, Registry};
+use crate::auth::{forwarded, ClientAddress};
+use crate::broker::apps::LimitRefusal;
 use crate::broker::session::{parse_connection_id, Session};
 use crate::broker::worker::Verdict;
 use crate::error::CloseKind;
@@ -20,15 +28,14 @@ use crate::protocol::deflate;
 use crate::protocol::frame::Progress;
 use crate::protocol::http::{self as http1, RequestHead};
 use monoio::net::TcpStream;
+use monoio::time::Instant;
 use rustls::ServerConfig;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// An idle keep-alive HTTP connection is dropped after this long without a new request.
-pub const KEEP_ALIVE_IDLE: Duration = Duration::from_secs(60);
 /// Consecutive full-buffer reads before the reader lets other tasks run.
 pub(super) const READS_BEFORE_YIELD: u32 = 4;
 
@@ -38,6 +45,7 @@ struct Head {
     path: String,
     token: Option<String>,
     authorization: Option<String>,
+    /// Every `X-Forwarded-For` line, joined in order.
     forwarded_for: Option<String>,
     content_length: Result<Option<usize>, ()>,
     chunked: bool,
@@ -67,7 +75,7 @@ impl Head {
             path: head.path.to_string(),
             token,
             authorization,
-            forwarded_for: head.header("x-forwarded-for").map(str::to_string),
+            forwarded_for: head.joined_header("x-forwarded-for"),
             content_length: head.content_length().map_err(|_| ()),
             chunked: head
                 .header("transfer-encoding")
@@ -83,12 +91,14 @@ impl Head {
     }
 }
 
-/// Serves one accepted connection until it ends; `tls` on a TLS listener.
+/// Serves one accepted connection until it ends; `tls` on a TLS listener. `http_phase` is
+/// its place among the worker's connections in the HTTP phase, given back at the upgrade.
 pub async fn serve(
     runtime: Rc<WorkerRuntime>,
     tcp: TcpStream,
     peer: SocketAddr,
     tls: Option<Arc<ServerConfig>>,
+    http_phase: HttpPhase,
 ) {
     if sys::prepare(&tcp).is_err() {
         return;
@@ -109,10 +119,47 @@ pub async fn serve(
     // The HTTP phase's state (request buffer, timers, head) is ~1.5 KB: boxed, it is freed
     // at the upgrade instead of living inside every idle connection's task.
     let upgraded = Box::pin(serve_http(&runtime, &stream, peer, slot)).await;
+    // Upgraded or ending: either way no longer in the HTTP phase.
+    drop(http_phase);
     if let Some((session, leftover)) = upgraded {
         websocket(&runtime, &stream, &session, leftover).await;
     }
     runtime.unregister(slot);
+}
+
+/// How reading one request head ended.
+enum HeadRead {
+    Complete(Head),
+    /// Unparseable: answer with this status and message, then close.
+    Malformed(u16, String),
+    /// The peer ended or the read failed.
+    Ended,
+    /// Not complete by the request's deadline.
+    TimedOut,
+}
+
+/// Reads until `buffer` holds a complete request head, by `deadline`.
+async fn read_head(
+    runtime: &WorkerRuntime,
+    stream: &Stream,
+    buffer: &mut Vec<u8>,
+    deadline: Instant,
+) -> HeadRead {
+    let read = monoio::time::timeout_at(deadline, async {
+        loop {
+            match http1::parse_request(buffer) {
+                Ok(Some(head)) => return HeadRead::Complete(Head::from_request(&head)),
+                Ok(None) => {}
+                Err(error) => return HeadRead::Malformed(error.status(), error.to_string()),
+            }
+            match stream.read_more(runtime, buffer).await {
+                Ok(0) | Err(_) => return HeadRead::Ended,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    read.unwrap_or(HeadRead::TimedOut)
 }
 
 /// HTTP phase. Returns the session and the bytes after the request head when upgraded.
@@ -124,49 +171,33 @@ async fn serve_http(
 ) -> Option<(Rc<Session>, Vec<u8>)> {
     let settings = runtime.broker.registry().settings.clone();
     let mut buffer: Vec<u8> = Vec::new();
-    let mut first = true;
+    // The first request (TLS handshake included) must be complete within the handshake
+    // timeout of the accept; a later one within the same time of its first byte.
+    let mut deadline = Instant::now() + settings.handshake_timeout;
     loop {
-        // Read a complete request head, within the handshake timeout (first request) or
-        // the keep-alive idle time (later ones).
-        let limit = if first {
-            settings.handshake_timeout
-        } else {
-            KEEP_ALIVE_IDLE
-        };
-        let head = monoio::time::timeout(limit, async {
-            loop {
-                match http1::parse_request(&buffer) {
-                    Ok(Some(head)) => return Ok(Head::from_request(&head)),
-                    Ok(None) => {}
-                    Err(error) => return Err(Some((error.status(), error.to_string()))),
-                }
-                match stream.read_more(runtime, &mut buffer).await {
-                    Ok(0) | Err(_) => return Err(None),
-                    Ok(_) => {}
-                }
-            }
-        })
-        .await;
-        let head = match head {
-            Ok(Ok(head)) => head,
-            Ok(Err(Some((status, message)))) => {
+        let head = match read_head(runtime, stream, &mut buffer, deadline).await {
+            HeadRead::Complete(head) => head,
+            HeadRead::Malformed(status, message) => {
                 let reason = Refusal::for_head_status(status);
                 respond_error(runtime, stream, status, reason, &message, false).await;
                 return None;
             }
-            Ok(Err(None)) | Err(_) => return None,
+            HeadRead::Ended => return None,
+            HeadRead::TimedOut => {
+                runtime.broker.metrics().refused(Refusal::RequestTimeout);
+                return None;
+            }
         };
-        first = false;
         WorkerMetrics::add(&runtime.broker.metrics().bytes_in, head.head_len as u64);
-        let client_ip = client_address(
-            &runtime.broker.registry(),
-            peer.ip(),
-            head.forwarded_for.as_deref(),
-        );
+        let registry = runtime.broker.registry();
+        let client = forwarded::resolve(peer.ip(), head.forwarded_for.as_deref(), |ip| {
+            registry.is_trusted_proxy(ip)
+        });
+        drop(registry);
         if head.path.starts_with("/apps/") {
-            return upgrade(runtime, stream, &head, client_ip, slot, buffer).await;
+            return upgrade(runtime, stream, &head, client, slot, buffer).await;
         }
-        // Plain HTTP: read the body, then answer through the sans-IO API handler.
+        // Plain HTTP: check the framing, judge the head, only then read the body.
         let length = match (head.content_length, head.chunked) {
             (_, true) => {
                 respond_error(
@@ -206,27 +237,52 @@ async fn serve_http(
             .await;
             return None;
         }
-        while buffer.len() < head.head_len + length {
-            match monoio::time::timeout(
-                settings.handshake_timeout,
-                stream.read_more(runtime, &mut buffer),
-            )
-            .await
-            {
-                Ok(Ok(read)) if read > 0 => {}
-                _ => return None,
-            }
-        }
         let body_end = head.head_len + length;
         let request = ApiRequest {
             method: &head.method,
             path: &head.path,
             authorization: head.authorization.as_deref(),
-            peer: client_ip,
-            body: &buffer[head.head_len..body_end],
+            peer: client,
         };
         WorkerMetrics::add(&runtime.broker.metrics().http_requests, 1);
-        let response = match http_api::handle(&runtime.broker, runtime.driver, &request) {
+        let admitted = match http_api::admit(&runtime.broker, &request) {
+            Ok(admitted) => admitted,
+            Err(refusal) => {
+                // Refused on its head: the body is not read. The connection stays only
+                // when the body (if any) has already arrived whole.
+                let keep_alive = head.keep_alive && buffer.len() >= body_end;
+                if !write_api_response(stream, &head.method, &refusal, keep_alive).await {
+                    return None;
+                }
+                buffer.drain(..body_end);
+                deadline = next_request(runtime, stream, &mut buffer, &settings).await?;
+                continue;
+            }
+        };
+        if length > admitted.max_body_bytes(settings.max_http_body_bytes) {
+            respond_error(
+                runtime,
+                stream,
+                413,
+                Refusal::BodyTooLarge,
+                "request body too large",
+                false,
+            )
+            .await;
+            return None;
+        }
+        match read_body(runtime, stream, &mut buffer, body_end, deadline).await {
+            Ok(()) => {}
+            Err(timed_out) => {
+                if timed_out {
+                    runtime.broker.metrics().refused(Refusal::RequestTimeout);
+                }
+                return None;
+            }
+        }
+        let body = &buffer[head.head_len..body_end];
+        let reply = http_api::handle(&runtime.broker, runtime.driver, &request, admitted, body);
+        let response = match reply {
             ApiReply::Ready(response) => {
                 runtime.request_flush();
                 response
@@ -237,30 +293,11 @@ async fn serve_http(
             }
             ApiReply::WaitForControl(outcome) => Box::pin(wait_for_control(outcome)).await,
         };
-        let mut out = Vec::new();
-        let body: &[u8] = if head.method == "HEAD" {
-            &[]
-        } else {
-            &response.body
-        };
-        let headers: Vec<(&str, &str)> = response
-            .headers
-            .iter()
-            .map(|(name, value)| (*name, value.as_str()))
-            .collect();
-        http1::write_response_with_headers(
-            response.status,
-            response.content_type,
-            &headers,
-            body,
-            head.keep_alive,
-            &mut out,
-        );
-        if stream.write_all(&out).await.is_err() || !head.keep_alive {
-            stream.shutdown_write();
+        if !write_api_response(stream, &head.method, &response, head.keep_alive).await {
             return None;
         }
         buffer.drain(..body_end);
+        deadline = next_request(runtime, stream, &mut buffer, &settings).await?;
     }
 }
 
@@ -308,31 +345,6 @@ async fn wait_for_control(
     }
 }
 
-/// The address a request comes from: the TCP peer, or — only when the peer is a trusted
-/// proxy — the right-most `X-Forwarded-For` entry that is not itself a trusted proxy.
-fn client_address(registry: &Registry, peer: IpAddr, forwarded_for: Option<&str>) -> IpAddr {
-    let peer = canonical_ip(peer);
-    if !registry.is_trusted_proxy(peer) {
-        return peer;
-    }
-    let Some(list) = forwarded_for else {
-        return peer;
-    };
-    let mut chosen = peer;
-    for entry in list.rsplit(',') {
-        match entry.trim().parse::<IpAddr>() {
-            Ok(ip) => {
-                chosen = canonical_ip(ip);
-                if !registry.is_trusted_proxy(chosen) {
-                    break;
-                }
-            }
-            Err(_) => break,
-        }
-    }
-    chosen
-}
-
 async fn respond_error(
     runtime: &WorkerRuntime,
     stream: &Stream,
@@ -353,7 +365,7 @@ async fn upgrade(
     runtime: &Rc<WorkerRuntime>,
     stream: &Stream,
     head: &Head,
-    client_ip: IpAddr,
+    client: ClientAddress,
     slot: usize,
     mut buffer: Vec<u8>,
 ) -> Option<(Rc<Session>, Vec<u8>)> {
@@ -403,7 +415,7 @@ async fn upgrade(
         .await;
         return None;
     };
-    if !app.client_sources.allows(client_ip) {
+    if !app.client_sources.allows_source(client) {
         respond_error(
             runtime,
             stream,
@@ -467,27 +479,37 @@ async fn upgrade(
         return None;
     }
     let subject = claims.subject.clone().unwrap_or_default();
-    if let Err(refusal) = app.admit(&subject) {
-        let (reason, message) = match refusal {
-            LimitRefusal::AppFull => (Refusal::AppFull, "connection limit reached for this app"),
-            LimitRefusal::SubjectFull => (
-                Refusal::SubjectFull,
-                "connection limit reached for this subject",
-            ),
-        };
-        respond_error(runtime, stream, 429, reason, message, false).await;
-        return None;
-    }
+    let admission = match app.admit(&subject, client) {
+        Ok(admission) => admission,
+        Err(refusal) => {
+            let (reason, message) = match refusal {
+                LimitRefusal::AppFull => {
+                    (Refusal::AppFull, "connection limit reached for this app")
+                }
+                LimitRefusal::SubjectFull => (
+                    Refusal::SubjectFull,
+                    "connection limit reached for this subject",
+                ),
+                LimitRefusal::AddressFull => (
+                    Refusal::AddressFull,
+                    "connection limit reached for this source address",
+                ),
+            };
+            respond_error(runtime, stream, 429, reason, message, false).await;
+            return None;
+        }
+    };
     let mut response = Vec::with_capacity(160);
     let extensions = head.deflate.map(|negotiated| negotiated.response());
     http1::write_upgrade_response(&accept, extensions.as_deref(), &mut response);
     if stream.write_all(&response).await.is_err() {
-        app.release(&subject);
+        app.release(&subject, admission);
         return None;
     }
-    let session = runtime
-        .broker
-        .open_session(&app, claims, &client_ip.to_string(), head.deflate);
+    let session =
+        runtime
+            .broker
+            .open_session(&app, claims, &client.to_string(), head.deflate, admission);
     session.slot.set(slot);
     runtime.attach(slot, session.clone());
     runtime.request_flush();

@@ -11,6 +11,7 @@
 
 pub mod bus;
 mod connection;
+mod http_phase;
 pub mod jwks;
 mod stream;
 mod sys;
@@ -188,6 +189,8 @@ pub struct WorkerRuntime {
     /// The parked flusher task.
     flusher: RefCell<Option<std::task::Waker>>,
     connections: RefCell<Slab<Connection>>,
+    /// Connections in the HTTP phase (not upgraded); kept by `connection::HttpPhase` only.
+    http_connections: Cell<usize>,
     read_buffer: RefCell<Box<[u8]>>,
     /// Dirty sessions taken from the broker, in the order they became dirty, not yet
     /// written (each keeps its `dirty` flag until written, so frames queued meanwhile join
@@ -617,6 +620,7 @@ async fn worker_main(
         flush_requested: Cell::new(false),
         flusher: RefCell::new(None),
         connections: RefCell::new(Slab::new()),
+        http_connections: Cell::new(0),
         read_buffer: RefCell::new(vec![0u8; READ_BUFFER_BYTES].into_boxed_slice()),
         to_write: RefCell::new(std::collections::VecDeque::new()),
         outbox_retry: Cell::new(false),
@@ -717,9 +721,15 @@ async fn accept_loop(
     use std::os::fd::AsRawFd as _;
     runtime.listener_fds.borrow_mut().push(listener.as_raw_fd());
     loop {
+        // At `maxHttpConnectionsPerWorker` stop accepting: new connections wait in the
+        // listen backlog until a connection upgrades or ends.
+        http_phase::HttpPhase::wait_for_room(&runtime).await;
         match listener.accept().await {
             Ok((stream, peer)) => {
-                let future = connection::serve(runtime.clone(), stream, peer, tls.clone());
+                // Another listener's loop may have taken the last place meanwhile.
+                http_phase::HttpPhase::wait_for_room(&runtime).await;
+                let place = http_phase::HttpPhase::take(&runtime);
+                let future = connection::serve(runtime.clone(), stream, peer, tls.clone(), place);
                 monoio::spawn(future);
             }
             Err(_) if runtime.listener_fds.borrow().is_empty() => return,
