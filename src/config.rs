@@ -100,7 +100,8 @@ pub enum IoDriverChoice {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct ServerConfig {
-    /// Listen address, `IP:PORT`. Port 0 picks a free port (tests).
+    /// Listen address, `IP:PORT` or `localhost:PORT` (the IPv4 loopback; [`parse_listen`]).
+    /// Port 0 picks a free port (tests).
     pub listen: String,
     /// Worker threads; 0 = one per available core.
     pub workers: usize,
@@ -502,7 +503,7 @@ impl Config {
             ConfigError::new(
                 None,
                 &format!("line {} column {}", error.line(), error.column()),
-                error.to_string(),
+                crate::suggest::json_error_message(&error),
             )
         })?;
         config.validate()?;
@@ -514,8 +515,8 @@ impl Config {
         let text = std::fs::read_to_string(path).map_err(|error| {
             ConfigError::new(
                 None,
-                &path.display().to_string(),
-                format!("cannot read: {error}"),
+                &format!("cannot read {}", path.display()),
+                error.to_string(),
             )
         })?;
         let mut config = Config::from_json(&text)?;
@@ -525,11 +526,11 @@ impl Config {
 
     /// The listen address, parsed.
     pub fn listen_address(&self) -> Result<SocketAddr, ConfigError> {
-        self.server.listen.parse().map_err(|_| {
+        parse_listen(&self.server.listen).ok_or_else(|| {
             ConfigError::new(
                 None,
                 "server.listen",
-                format!("`{}` is not IP:PORT", self.server.listen),
+                format!("`{}` is not IP:PORT or localhost:PORT", self.server.listen),
             )
         })
     }
@@ -544,11 +545,11 @@ impl Config {
         else {
             return Ok(None);
         };
-        let address: SocketAddr = text.parse().map_err(|_| {
+        let address = parse_listen(text).ok_or_else(|| {
             ConfigError::new(
                 None,
                 "server.tls.plainListen",
-                format!("`{text}` is not IP:PORT"),
+                format!("`{text}` is not IP:PORT or localhost:PORT"),
             )
         })?;
         if address.port() != 0 && address == self.listen_address()? {
@@ -628,6 +629,16 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// A listen address: `IP:PORT` (`[::1]:PORT` for IPv6), or `localhost:PORT`, which is the
+/// IPv4 loopback `127.0.0.1:PORT` (no name lookup: `localhost` may also resolve to `::1`,
+/// and a listener binds one address).
+pub fn parse_listen(text: &str) -> Option<SocketAddr> {
+    if let Some(port) = text.strip_prefix("localhost:") {
+        return Some(SocketAddr::from(([127, 0, 0, 1], port.parse().ok()?)));
+    }
+    text.parse().ok()
 }
 
 fn check_limits(app: Option<&str>, scope: &str, limits: &LimitsConfig) -> Result<(), ConfigError> {

@@ -28,7 +28,7 @@ use crate::broker::apps::{App, AppCounters, Registry};
 use crate::broker::session::parse_connection_id;
 use crate::broker::worker::{Found, Worker};
 use crate::control::{ControlRequest, ReloadOutcome};
-use crate::metrics;
+use crate::metrics::{self, WorkerMetrics};
 use crate::protocol::command::validate_topic;
 use crate::protocol::http::bearer_token;
 use crate::protocol::nesting::{nesting_exceeds, MAX_JSON_NESTING};
@@ -266,7 +266,8 @@ pub fn handle(
         Action::Stats => ApiResponse {
             status: 200,
             content_type: "application/json",
-            body: metrics::stats_json(&worker.metrics, io_driver, &worker.registry()).into_bytes(),
+            body: crate::stats::stats_json(&worker.metrics, io_driver, &worker.registry())
+                .into_bytes(),
             headers: Vec::new(),
         },
         Action::Dashboard => ApiResponse {
@@ -594,6 +595,10 @@ fn publish(worker: &Worker, app: &App, permissions: &PermissionSet, body: &[u8])
         message.get().as_bytes(),
         parsed.compress.unwrap_or(false),
     );
+    WorkerMetrics::add(&worker.metrics().http_publications, 1);
+    if let Some(counters) = app.counters.get(worker.index) {
+        AppCounters::add(&counters.http_publications, 1);
+    }
     ApiResponse::ok()
 }
 

@@ -26,6 +26,10 @@
 //! protocol/    sans-IO: HTTP request heads, WebSocket frames, commands, envelopes
 //! control      configuration reload: next registry generation → bus, then every worker
 //! config.rs, error.rs, metrics.rs   leaves anyone may import
+//! refusal_log  the rate-limited summary line of refused handshakes (worker 0's ticker)
+//! stats        the `/stats` document behind the dashboard
+//! suggest      "did you mean `maxConnections`?" for configuration errors
+//! log_value    escaping request values (app ids, subjects) for log lines
 //! tls          `server.tls` files → the shared rustls configuration (runtime/tls drives it)
 //! starter      files written by `ringcast keys` / `ringcast init` (tooling, not runtime)
 //! ```
@@ -55,9 +59,13 @@ pub mod config;
 pub mod control;
 pub mod error;
 pub mod http_api;
+pub mod log_value;
 pub mod metrics;
 pub mod protocol;
+pub mod refusal_log;
 pub mod runtime;
 pub mod starter;
+pub mod stats;
+pub mod suggest;
 pub mod tls;
 pub mod topic;

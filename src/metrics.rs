@@ -122,6 +122,8 @@ pub struct WorkerMetrics {
     pub handshakes_accepted: AtomicU64,
     pub handshakes_refused: [AtomicU64; Refusal::ALL.len()],
     pub messages_in: AtomicU64,
+    /// Messages published through the HTTP API (`POST /api/topics/{appId}/publish`).
+    pub http_publications: AtomicU64,
     pub deliveries: AtomicU64,
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
@@ -397,6 +399,7 @@ pub fn render(
     let app_connections: Family<Labels, Gauge> = Family::default();
     let app_messages: Family<Labels, Counter> = Family::default();
     let app_deliveries: Family<Labels, Counter> = Family::default();
+    let app_http_publications: Family<Labels, Counter> = Family::default();
     for app in &registry.apps {
         let label = vec![("app".to_string(), app.id.to_string())];
         app_connections
@@ -408,6 +411,9 @@ pub fn render(
         app_deliveries
             .get_or_create(&label)
             .inc_by(app_sum(app, |c| &c.deliveries));
+        app_http_publications
+            .get_or_create(&label)
+            .inc_by(app_sum(app, |c| &c.http_publications));
     }
     registry_ref.register(
         "app_connections",
@@ -416,13 +422,18 @@ pub fn render(
     );
     registry_ref.register(
         "app_messages_in",
-        "Client commands received, per app",
+        "WebSocket client commands received, per app",
         app_messages,
     );
     registry_ref.register(
         "app_deliveries",
         "Frames queued to subscribers, per app",
         app_deliveries,
+    );
+    registry_ref.register(
+        "app_http_publications",
+        "Messages published through the HTTP API, per app",
+        app_http_publications,
     );
     let anonymous: Family<Labels, Counter> = Family::default();
     for app in registry.apps.iter().filter(|app| app.anonymous.is_some()) {
@@ -488,8 +499,14 @@ pub fn render(
     counter(
         registry_ref,
         "messages_in",
-        "Client commands received",
+        "WebSocket client commands received",
         sum(workers, |w| &w.messages_in),
+    );
+    counter(
+        registry_ref,
+        "http_publications",
+        "Messages published through the HTTP API (not in messages_in)",
+        sum(workers, |w| &w.http_publications),
     );
     counter(
         registry_ref,
@@ -617,55 +634,6 @@ pub fn render(
     // Writing into a String cannot fail.
     let _ = encode(&mut text, &registry_out);
     text
-}
-
-/// The `/stats` document the dashboard polls: totals, per app, closes and refusals.
-pub fn stats_json(workers: &[WorkerMetrics], io_driver: &str, registry: &Registry) -> String {
-    let apps: Vec<serde_json::Value> = registry
-        .apps
-        .iter()
-        .map(|app| {
-            serde_json::json!({
-                "id": &*app.id,
-                "connections": app_sum(app, |c| &c.connections),
-                "messagesIn": app_sum(app, |c| &c.messages_in),
-                "deliveries": app_sum(app, |c| &c.deliveries),
-            })
-        })
-        .collect();
-    let closes: serde_json::Map<String, serde_json::Value> = CloseKind::ALL
-        .iter()
-        .map(|kind| {
-            (
-                kind.label().to_string(),
-                sum(workers, |w| &w.closes[kind.index()]).into(),
-            )
-        })
-        .collect();
-    let refused: serde_json::Map<String, serde_json::Value> = Refusal::ALL
-        .iter()
-        .map(|reason| {
-            (
-                reason.label().to_string(),
-                sum(workers, |w| &w.handshakes_refused[reason.index()]).into(),
-            )
-        })
-        .collect();
-    serde_json::json!({
-        "ioDriver": io_driver,
-        "workers": workers.len(),
-        "configGeneration": registry.generation,
-        "connections": sum(workers, |w| &w.connections_open),
-        "messagesIn": sum(workers, |w| &w.messages_in),
-        "deliveries": sum(workers, |w| &w.deliveries),
-        "bytesIn": sum(workers, |w| &w.bytes_in),
-        "bytesOut": sum(workers, |w| &w.bytes_out),
-        "handshakesAccepted": sum(workers, |w| &w.handshakes_accepted),
-        "apps": apps,
-        "closes": closes,
-        "refused": refused,
-    })
-    .to_string()
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! `/dashboard` in a real browser: headless Chromium loads the page from the broker, the
 //! page polls `/stats`, and both the rendered DOM and an OCR reading of a screenshot show
-//! the broker's numbers.
+//! the broker's numbers: connections, messages in (HTTP publications included), deliveries,
+//! bytes out, app names beside ids, refused handshakes by reason, and the rolling history
+//! chart the page keeps.
 //!
 //! Needs `chromium` (Debian package) and `tesseract` (package `tesseract-ocr`), which
 //! `scripts/test.sh` installs. Where they are absent the test reports itself skipped
@@ -18,6 +20,16 @@ use std::time::Duration;
 /// Distinctive numbers, so that OCR cannot find them by accident.
 const CLIENTS: usize = 13;
 const PUBLICATIONS: usize = 37;
+const BAD_TOKENS: usize = 3;
+const UNKNOWN_APPS: usize = 2;
+
+/// The value of attribute `name` on the element with `id` in a dumped DOM.
+fn attribute(dom: &str, id: &str, name: &str) -> Option<String> {
+    let element = &dom[dom.find(&format!("id=\"{id}\""))?..];
+    let element = &element[..element.find('>')?];
+    let value = &element[element.find(&format!("{name}=\""))? + name.len() + 2..];
+    Some(value[..value.find('"')?].to_string())
+}
 
 fn tool(candidates: &[&str]) -> Option<PathBuf> {
     candidates.iter().find_map(|name| {
@@ -86,7 +98,20 @@ fn dashboard_shows_live_numbers_in_headless_chromium() {
             client.next_non_ack();
         }
     }
+    // Refused handshakes, by two reasons (the tokens never show anywhere).
+    let forged = token("intruder", &[]).replace('.', "x.");
+    for _ in 0..BAD_TOKENS {
+        assert_eq!(try_connect(&server, APP, &forged).err(), Some(401));
+    }
+    for _ in 0..UNKNOWN_APPS {
+        assert_eq!(
+            try_connect(&server, "no-such-app", &token("x", &[])).err(),
+            Some(404)
+        );
+    }
     let deliveries = (CLIENTS * PUBLICATIONS).to_string();
+    // Every client sent one command (its subscribe); every publication came over HTTP.
+    let messages_in = (CLIENTS + PUBLICATIONS).to_string();
     let url = format!("http://{}/dashboard", server.address);
     let work = std::env::temp_dir().join(format!("ringcast-dashboard-{}", rand_id()));
     std::fs::create_dir_all(&work).unwrap();
@@ -108,9 +133,50 @@ fn dashboard_shows_live_numbers_in_headless_chromium() {
         "deliveries not shown:\n{dom}"
     );
     assert!(
-        dom.contains(&format!("<td>{APP}</td>")),
-        "the app row:\n{dom}"
+        dom.contains(&format!("<td>main test app</td><td>{APP}</td>")),
+        "the app row, its name beside its id:\n{dom}"
     );
+    assert!(
+        dom.contains(&format!("id=\"messages-in\">{messages_in}<")),
+        "messages in (HTTP publications included) not shown:\n{dom}"
+    );
+    assert!(
+        dom.contains(&format!("id=\"http-publications\">{PUBLICATIONS}<")),
+        "HTTP publications not shown:\n{dom}"
+    );
+    for (reason, count) in [("invalid_token", BAD_TOKENS), ("unknown_app", UNKNOWN_APPS)] {
+        assert!(
+            dom.contains(&format!(
+                "<tr data-key=\"{reason}\"><td>{reason}</td><td>{count}</td></tr>"
+            )),
+            "refused handshakes ({reason}) not shown:\n{dom}"
+        );
+    }
+    assert!(
+        dom.contains(&format!(
+            "id=\"refused-total\">{}<",
+            BAD_TOKENS + UNKNOWN_APPS
+        )),
+        "{dom}"
+    );
+    assert!(!dom.contains(&forged), "a token reached the page");
+    let bytes_out: u64 = attribute(&dom, "bytes-out", "data-bytes")
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("bytes out not shown:\n{dom}"));
+    assert!(bytes_out > 0, "{dom}");
+    // The history: one sample per poll after the first, drawn as two lines.
+    let samples: usize = attribute(&dom, "history", "data-samples")
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0);
+    assert!(samples >= 2, "the history kept {samples} samples:\n{dom}");
+    for line in ["history-messages", "history-deliveries"] {
+        let points = attribute(&dom, line, "points").unwrap_or_default();
+        assert_eq!(
+            points.split_whitespace().count(),
+            samples,
+            "{line} is not drawn:\n{dom}"
+        );
+    }
     assert!(!dom.contains("id=\"status\" class=\"error\""), "{dom}");
 
     // The picture a person would see, read back with OCR.
@@ -134,6 +200,7 @@ fn dashboard_shows_live_numbers_in_headless_chromium() {
     let text = String::from_utf8_lossy(&read.stdout).to_string();
     for (what, number) in [
         ("connections", CLIENTS.to_string()),
+        ("messages in", messages_in),
         ("deliveries", deliveries),
     ] {
         assert!(
@@ -149,4 +216,47 @@ fn dashboard_shows_live_numbers_in_headless_chromium() {
     let _ = std::fs::remove_dir_all(&work);
     drop(clients);
     std::thread::sleep(Duration::from_millis(10));
+}
+
+/// Without a browser: HTTP publications have their own counter in `/metrics` (total and per
+/// app) and count as messages in on `/stats`, where apps carry their names.
+#[test]
+fn http_publications_are_counted_in_metrics_and_stats() {
+    let server = start_server();
+    let mut client = connect(&server, APP, &token("reader", &[READ_ALL]));
+    client.subscribe("ticks");
+    client.sync_without_publish();
+    for n in 0..PUBLICATIONS {
+        let (status, _) = publish_http(&server, APP, json!({"topic": "ticks", "message": n}));
+        assert_eq!(status, 200);
+    }
+    // A refused publication (a body without a topic) is not counted.
+    assert_eq!(publish_http(&server, APP, json!({"message": 1})).0, 400);
+    let (_, metrics) = http(&server, "GET", "/metrics", None, "");
+    assert!(
+        metrics.contains(&format!("ringcast_http_publications_total {PUBLICATIONS}")),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!(
+            "ringcast_app_http_publications_total{{app=\"{APP}\"}} {PUBLICATIONS}"
+        )),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("ringcast_messages_in_total 1"),
+        "{metrics}"
+    );
+    let (_, body) = http(&server, "GET", "/stats", None, "");
+    let stats: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(stats["httpPublications"], PUBLICATIONS);
+    assert_eq!(
+        stats["messagesIn"],
+        PUBLICATIONS + 1,
+        "the subscribe and the publications"
+    );
+    let app = &stats["apps"][0];
+    assert_eq!(app["id"], APP);
+    assert_eq!(app["name"], "main test app");
+    assert_eq!(app["messagesIn"], PUBLICATIONS + 1);
 }

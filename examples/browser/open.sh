@@ -10,7 +10,6 @@ set -euo pipefail
 directory="${1:-${RINGCAST_DIR:-.}}"
 topic="${2:-chat}"
 config="$directory/ringcast.json"
-[ -f "$config" ] || { echo "no $config: run \`ringcast init --dir $directory\` first" >&2; exit 2; }
 here="$(cd "$(dirname "$0")" && pwd)"
 repository="$(cd "$here/../.." && pwd)"
 ringcast="${RINGCAST_BIN:-}"
@@ -19,7 +18,8 @@ if [ -z "$ringcast" ]; then
     if [ -n "$candidate" ] && [ -x "$candidate" ]; then ringcast="$candidate"; break; fi
   done
 fi
-[ -n "$ringcast" ] || { echo "no ringcast binary: cargo build, or set RINGCAST_BIN" >&2; exit 2; }
+[ -n "$ringcast" ] || { echo "no ringcast binary: \`cargo install --path .\` (or cargo build), or set RINGCAST_BIN" >&2; exit 2; }
+[ -f "$config" ] || { echo "no $config: run \`$ringcast init --dir $directory\` first" >&2; exit 2; }
 app_id="$(grep -o '"appId": *"[^"]*"' "$config" | head -n 1 | sed 's/.*"\([^"]*\)"$/\1/')"
 listen="$(grep -o '"listen": *"[^"]*"' "$config" | head -n 1 | sed 's/.*"\([^"]*\)"$/\1/')"
 address="${RINGCAST_ADDRESS:-${listen:-127.0.0.1:8080}}"

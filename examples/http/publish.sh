@@ -12,7 +12,6 @@ directory="${1:-${RINGCAST_DIR:-.}}"
 topic="${2:-chat}"
 message="${3:-hello from curl at $(date +%T)}"
 config="$directory/ringcast.json"
-[ -f "$config" ] || { echo "no $config: run \`ringcast init --dir $directory\` first" >&2; exit 2; }
 
 repository="$(cd "$(dirname "$0")/../.." && pwd)"
 ringcast="${RINGCAST_BIN:-}"
@@ -21,7 +20,8 @@ if [ -z "$ringcast" ]; then
     if [ -n "$candidate" ] && [ -x "$candidate" ]; then ringcast="$candidate"; break; fi
   done
 fi
-[ -n "$ringcast" ] || { echo "no ringcast binary: cargo build, or set RINGCAST_BIN" >&2; exit 2; }
+[ -n "$ringcast" ] || { echo "no ringcast binary: \`cargo install --path .\` (or cargo build), or set RINGCAST_BIN" >&2; exit 2; }
+[ -f "$config" ] || { echo "no $config: run \`$ringcast init --dir $directory\` first" >&2; exit 2; }
 
 # The starter config has one app; its id and listen address are plain JSON strings.
 app_id="$(grep -o '"appId": *"[^"]*"' "$config" | head -n 1 | sed 's/.*"\([^"]*\)"$/\1/')"

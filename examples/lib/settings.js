@@ -26,7 +26,9 @@ function loadSettings(argv = process.argv.slice(2)) {
   const directory = path.resolve(argv[0] || process.env.RINGCAST_DIR || '.')
   const file = path.join(directory, 'client-config.js')
   if (!fs.existsSync(file)) {
-    console.error(`no ${file}: run \`ringcast init --dir ${argv[0] || 'DIR'}\` first`)
+    const dir = argv[0] || 'DIR'
+    console.error(`no ${file}: run \`ringcast init --dir ${dir}\` first (\`cargo install --path .\` ` +
+      `puts ringcast on the PATH; in the checkout, \`cargo run --release -- init --dir ${dir}\` works too)`)
     process.exit(2)
   }
   const config = require(file)

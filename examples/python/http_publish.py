@@ -17,7 +17,11 @@ from pathlib import Path
 
 def load_client_config(directory):
     if not (directory / "client_config.py").exists():
-        sys.exit(f"no {directory / 'client_config.py'}: run `ringcast init --dir {directory}` first")
+        sys.exit(
+            f"no {directory / 'client_config.py'}: run `ringcast init --dir {directory}` first"
+            " (`cargo install --path .` puts ringcast on the PATH; in the checkout,"
+            f" `cargo run --release -- init --dir {directory}` works too)"
+        )
     sys.path.insert(0, str(directory))
     import client_config
 

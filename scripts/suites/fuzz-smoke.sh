@@ -36,6 +36,19 @@ work="$(mktemp -d "${TMPDIR:-/tmp}/ringcast-fuzz.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 trap 'exit 130' INT TERM
 
+# cargo fuzz has no --locked: a stale fuzz/Cargo.lock would be re-resolved by the build and
+# left modified in the tree. Check it first (cargo fetch --locked fails instead of
+# rewriting), so that a stale lock fails here, with what to do.
+host="$(rustc -vV | sed -n 's/^host: //p')"
+if ! cargo fetch --locked --quiet --target "$host" --manifest-path fuzz/Cargo.toml \
+  > "$work/fetch.log" 2>&1; then
+  tail -n 20 "$work/fetch.log"
+  echo "FAIL - fuzz/Cargo.lock does not match fuzz/Cargo.toml and ../Cargo.lock: update it" \
+    "(cargo update --manifest-path fuzz/Cargo.toml --workspace) and commit it"
+  echo "0 passed, 1 failed"
+  exit 1
+fi
+
 echo "building fuzz targets"
 build_started=$SECONDS
 if ! fuzz build --sanitizer none > "$work/build.log" 2>&1; then

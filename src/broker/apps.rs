@@ -34,6 +34,8 @@ use std::time::Duration;
 pub struct AppCounters {
     pub connections: AtomicU64,
     pub messages_in: AtomicU64,
+    /// Messages published through the HTTP API.
+    pub http_publications: AtomicU64,
     pub deliveries: AtomicU64,
     /// `POST /token/anonymous/{appId}`: tokens issued, requests refused with 429.
     pub anonymous_issued: AtomicU64,
@@ -52,6 +54,8 @@ pub struct App {
     /// The app's slot (see the module invariants).
     pub index: usize,
     pub id: Box<str>,
+    /// The configured `name` (shown on the dashboard), if any.
+    pub name: Option<Box<str>>,
     pub client_verifier: Verifier,
     /// `None` when the app has no `adminKey`: its HTTP API answers 401.
     pub admin_verifier: Option<Verifier>,
@@ -254,6 +258,7 @@ impl Registry {
             let compiled = App {
                 index,
                 id: id.into(),
+                name: app.name.as_deref().map(Into::into),
                 client_verifier,
                 admin_verifier: match &app.admin_key {
                     Some(key) => Some(compile_key(id, "adminKey", key, &mut jwks, reusable)?),

@@ -489,7 +489,7 @@ impl Bus {
     /// Counts and logs (debug) a message from the bus that failed validation.
     fn invalid(&self, subject: &str, error: BusInputError) {
         WorkerMetrics::add(&self.metrics.invalid_received[error.index()], 1);
-        tracing::debug!(%subject, reason = error.label(), "invalid bus message dropped");
+        tracing::debug!(subject = %crate::log_value::Escaped(subject), reason = error.label(), "invalid bus message dropped");
     }
 
     /// Parses and checks a JSON control message; counts and drops what fails.

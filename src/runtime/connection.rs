@@ -404,6 +404,7 @@ async fn upgrade(
     }
     let registry = runtime.broker.registry();
     let Some(app) = registry.get(app_id).cloned() else {
+        tracing::debug!(app = %crate::log_value::Escaped(app_id), "request refused: unknown app");
         respond_error(
             runtime,
             stream,

@@ -631,12 +631,19 @@ async fn worker_main(
     for (listener, tls) in monoio_listeners {
         monoio::spawn(accept_loop(runtime.clone(), listener, tls));
     }
-    monoio::spawn(ticker(runtime.clone(), ping_seconds));
+    // Worker 0 also writes the refused-handshake summary, for all workers (`refusal_log`);
+    // dropping it when the worker stops writes the last line.
+    let refusals =
+        Rc::new(RefCell::new((index == 0).then(|| {
+            crate::refusal_log::RefusalLog::new(runtime.broker.metrics.clone())
+        })));
+    monoio::spawn(ticker(runtime.clone(), ping_seconds, refusals.clone()));
     monoio::spawn(flusher(runtime.clone(), settings.flush_interval));
     mesh_loop(&runtime, &mailbox).await;
     let give_up = std::time::Instant::now() + settings.shutdown_deadline;
     quiesce(&runtime, &mailbox, &quiesced, give_up).await;
     shut_down(&runtime, give_up).await;
+    drop(refusals.borrow_mut().take());
     tracing::info!(worker = index, "worker stopped");
 }
 
@@ -797,10 +804,17 @@ async fn yield_to_ready_tasks() {
     .await
 }
 
-async fn ticker(runtime: Rc<WorkerRuntime>, ping_seconds: u64) {
+async fn ticker(
+    runtime: Rc<WorkerRuntime>,
+    ping_seconds: u64,
+    refusals: Rc<RefCell<Option<crate::refusal_log::RefusalLog>>>,
+) {
     loop {
         monoio::time::sleep(Duration::from_secs(1)).await;
         runtime.broker.on_tick(ping_seconds);
+        if let Some(refusals) = refusals.borrow_mut().as_mut() {
+            refusals.tick(runtime.broker.tick.get());
+        }
         runtime.sweep_closing();
         writer::flush(&runtime);
         sys::release_freed_memory();

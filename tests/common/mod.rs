@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod jwks_server;
+pub mod process;
 mod skip;
 #[allow(unused_imports)] // not every test binary skips
 pub use skip::{current_test, skip};

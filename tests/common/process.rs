@@ -1,0 +1,157 @@
+//! The `ringcast` binary as a child process: start it, read its output line by line, wait
+//! until it is healthy, stop it — and never leave one behind (killed on drop).
+
+use super::{http, TestServer};
+use std::io::{BufRead, BufReader, Read};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_ringcast");
+
+/// Bound on every wait here: a failure guard, never a timing assertion.
+pub const PROCESS_WAIT: Duration = Duration::from_secs(30);
+
+/// `ringcast ARGS` as a hint-free user would run it: no cargo variables (so printed hints
+/// name the binary's path, not `cargo run`), no `RUST_LOG`, no `RINGCAST_TOKEN`.
+pub fn ringcast_command(args: &[&str]) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .args(args)
+        .env_remove("CARGO_PKG_NAME")
+        .env_remove("CARGO_MANIFEST_DIR")
+        .env_remove("RUST_LOG")
+        .env_remove("RINGCAST_TOKEN")
+        .stdin(Stdio::null());
+    command
+}
+
+/// A free port on 127.0.0.1 (bound by the OS, then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running child, killed on drop; its stdout and stderr arrive as lines on channels.
+pub struct Running {
+    pub child: Child,
+    pub stdout: mpsc::Receiver<String>,
+    pub stderr: mpsc::Receiver<String>,
+}
+
+fn lines(stream: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (sender, receiver) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { break };
+            if sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    receiver
+}
+
+impl Running {
+    /// Spawns `command` with piped stdout and stderr.
+    pub fn spawn(mut command: Command) -> Running {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start ringcast");
+        let stdout = lines(child.stdout.take().unwrap());
+        let stderr = lines(child.stderr.take().unwrap());
+        Running {
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// The next stdout line for which `pick` returns something (earlier lines are
+    /// dropped); panics when the output ends first.
+    pub fn stdout_until<T>(&self, pick: impl FnMut(&str) -> Option<T>) -> T {
+        until(&self.stdout, "stdout", pick)
+    }
+
+    /// Like [`Running::stdout_until`], on stderr.
+    pub fn stderr_until<T>(&self, pick: impl FnMut(&str) -> Option<T>) -> T {
+        until(&self.stderr, "stderr", pick)
+    }
+
+    pub fn sigterm(&self) {
+        let pid = self.child.id() as libc::pid_t;
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    }
+
+    /// Waits for the exit.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + PROCESS_WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "ringcast did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until `GET /health` answers 200 on `address`.
+    pub fn wait_healthy(&mut self, address: SocketAddr) {
+        let deadline = Instant::now() + PROCESS_WAIT;
+        let probe = TestServer {
+            handle: None,
+            address,
+        };
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("ringcast exited early with {status}");
+            }
+            if TcpStream::connect(address).is_ok()
+                && http(&probe, "GET", "/health", None, "").0 == 200
+            {
+                return;
+            }
+            assert!(Instant::now() < deadline, "ringcast never became healthy");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn until<T>(
+    lines: &mpsc::Receiver<String>,
+    what: &str,
+    mut pick: impl FnMut(&str) -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + PROCESS_WAIT;
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) => {
+                if let Some(found) = pick(&line) {
+                    return found;
+                }
+                seen.push(line);
+            }
+            Err(_) => panic!(
+                "the expected {what} line never came; {what} was:\n{}",
+                seen.join("\n")
+            ),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
