@@ -29,7 +29,7 @@ pub const DEFAULT_MAX_PENDING_BYTES: u64 = 4 * 1024 * 1024;
 /// `maxPendingBytes`; when all are pinned, frames are copied as before).
 pub const DEFAULT_ZERO_COPY_FANOUT_BYTES: u64 = 64 * 1024 * 1024;
 /// Default `flushIntervalMicros`: chosen by measurement (README "Flushing").
-pub const DEFAULT_FLUSH_INTERVAL_MICROS: u64 = 1000;
+pub const DEFAULT_FLUSH_INTERVAL_MICROS: u64 = 4000;
 /// Largest `flushIntervalMicros`: it is added to delivery latency under load.
 pub const MAX_FLUSH_INTERVAL_MICROS: u64 = 100_000;
 /// Subscriptions one connection may hold (beyond: close 1008 `Too many subscriptions!`).

@@ -752,13 +752,13 @@ async fn accept_loop(
 /// Runs requested flushes (see [`WorkerRuntime::request_flush`]) in cycles. A cycle
 /// writes every dirty session, at most [`writer::FLUSH_CHUNK_SESSIONS`] per turn, letting
 /// the tasks that became ready run between turns (readers with new publications, HTTP
-/// requests): frames they queue for sessions still waiting join their one write. Under
-/// load, cycles start at most once per `interval` (`server.flushIntervalMicros`), so what
-/// arrives within it leaves in one send per subscriber; the first flush after a quiet
-/// spell (no cycle within the last interval) starts at once, so an isolated publication
-/// is not delayed.
+/// requests): frames they queue for sessions still waiting join their one write. After a
+/// large cycle (at least [`writer::COALESCE_MIN_SESSIONS`] sessions), the next one starts
+/// no sooner than `interval` (`server.flushIntervalMicros`) after it ended, so what
+/// arrives within it leaves in one send per subscriber; after a small cycle, or a quiet
+/// spell, the next flush starts at once, so light traffic is never delayed.
 async fn flusher(runtime: Rc<WorkerRuntime>, interval: Duration) {
-    let mut last_cycle_end: Option<std::time::Instant> = None;
+    let mut hold_until: Option<std::time::Instant> = None;
     loop {
         std::future::poll_fn(|cx| {
             if runtime.flush_requested.get() {
@@ -769,20 +769,24 @@ async fn flusher(runtime: Rc<WorkerRuntime>, interval: Duration) {
             }
         })
         .await;
-        if let Some(ended) = last_cycle_end {
-            let since = ended.elapsed();
-            if since < interval {
-                monoio::time::sleep(interval - since).await;
+        if let Some(until) = hold_until {
+            let now = std::time::Instant::now();
+            if now < until {
+                monoio::time::sleep(until - now).await;
             }
         }
+        let mut written = 0;
         loop {
             runtime.flush_requested.set(false);
-            if !writer::flush_some(&runtime, writer::FLUSH_CHUNK_SESSIONS) {
+            let (chunk, more) = writer::flush_some(&runtime, writer::FLUSH_CHUNK_SESSIONS);
+            written += chunk;
+            if !more {
                 break;
             }
             yield_to_ready_tasks().await;
         }
-        last_cycle_end = Some(std::time::Instant::now());
+        hold_until = (written >= writer::COALESCE_MIN_SESSIONS && !interval.is_zero())
+            .then(|| std::time::Instant::now() + interval);
     }
 }
 

@@ -165,30 +165,38 @@ async fn park_writer(runtime: Rc<WorkerRuntime>, session: Rc<Session>) {
 /// reader or an HTTP request waits at most that long, while a fan-out to thousands of
 /// sessions spans many turns and what arrives during it is coalesced.
 pub const FLUSH_CHUNK_SESSIONS: usize = 64;
+/// A flush cycle that wrote at least this many sessions makes the next one wait for the
+/// rest of `flushIntervalMicros`: only then does coalescing pay (one send saved per
+/// subscriber per publication that joins). Smaller cycles — a few subscribers, fan-in,
+/// request/response — start at once, so their latency is never traded (measured: fan-in
+/// p50 0.09 ms without the wait, 2.2 ms with it at 1,000 µs).
+pub const COALESCE_MIN_SESSIONS: usize = FLUSH_CHUNK_SESSIONS;
 
 /// Writes up to `limit` dirty sessions, oldest first, and hands the outbox over. Returns
-/// whether dirty sessions remain.
-pub fn flush_some(runtime: &Rc<WorkerRuntime>, limit: usize) -> bool {
+/// how many sessions it wrote and whether dirty sessions remain.
+pub fn flush_some(runtime: &Rc<WorkerRuntime>, limit: usize) -> (usize, bool) {
     runtime
         .broker
         .take_dirty(&mut runtime.to_write.borrow_mut());
-    for _ in 0..limit {
+    let mut written = 0;
+    while written < limit {
         let next = runtime.to_write.borrow_mut().pop_front();
         let Some(session) = next else {
             break;
         };
         flush_session(runtime, &session);
+        written += 1;
     }
     flush_outbox(runtime);
     runtime
         .broker
         .take_dirty(&mut runtime.to_write.borrow_mut());
-    !runtime.to_write.borrow().is_empty()
+    (written, !runtime.to_write.borrow().is_empty())
 }
 
 /// Flushes every dirty session and the mesh outbox now.
 pub fn flush(runtime: &Rc<WorkerRuntime>) {
-    while flush_some(runtime, usize::MAX) {}
+    while flush_some(runtime, usize::MAX).1 {}
 }
 
 fn flush_outbox(runtime: &Rc<WorkerRuntime>) {
