@@ -232,6 +232,11 @@ def bus_input():
         "patterns": ["chat/*"]}).encode())
     write("bus_input", "terminate", b"\x05" + json.dumps({
         "app": "app", "connection": "0123456789ab"}).encode())
+    # Found by this target: invalid UTF-8 inside a JSON string of a text frame passed the
+    # validator (serde_json does not look inside the strings of an ignored value).
+    write("bus_input", "regression_invalid_utf8_in_string", base64.b64decode(
+        "AAEABm5vZGUtYgNhcHAABGNoYXQAAABFgUN7IoSQj5ZjIjoiY2hhdCIsIm1lc3NhZ2VUeXBlIjoibSIsImRh"
+        "dGEiOnsicGF5bG9hZCI6WzEseyJhIjoiYiJ9XX19"))
 
 
 if __name__ == "__main__":

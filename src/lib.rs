@@ -2,10 +2,12 @@
 //!
 //! # Layout
 //! ```text
-//! main.rs      CLI, config load, logging init → runtime
+//! main.rs      the binary: panic policy (abort), logging init, subcommands (cli/) → runtime
 //! runtime/     the ONLY place that names monoio, opens sockets, spawns or pins threads
-//!   connection   one TCP connection: HTTP, the upgrade, the WebSocket reader
-//!   writer       flushing outbound queues with vectored sends
+//!   connection   one TCP connection: the upgrade, the WebSocket reader
+//!   http_phase   HTTP requests before an upgrade: head first, deadline, per-worker limit
+//!   writer       flush cycles: each dirty connection written once, with vectored sends
+//!   bus          the cluster bus thread (tokio + async-nats), validating what it reads
 //!   stream, tls  a connection's socket, plain or TLS (rustls driven by hand)
 //!   jwks         the JWKS fetcher thread (blocking HTTP(S) off the workers)
 //! http_api     admin HTTP endpoints, /health, /metrics, /stats, /dashboard, /admin/reload,
@@ -18,12 +20,14 @@
 //!   apps         compiled app registry (keys, filters, limits), one generation per reload
 //!   anonymous    anonymous-token endpoint state: issuer + per-address rate limiter
 //! cluster/     the bus's sans-IO parts: commands from workers, wire format, interest
-//!              bookkeeping (the bus thread itself is `runtime::bus`)
+//!              bookkeeping, validation of bus input (`validate`; the bus thread itself is
+//!              `runtime::bus`)
 //! auth/        JWT verification, JWKS key sets, compiled permissions, source-address
 //!              filters, the client address behind trusted proxies (`X-Forwarded-For`),
 //!              minting, anonymous-token issuing
 //! topic/       glob patterns, per-worker topic table
-//! protocol/    sans-IO: HTTP request heads, WebSocket frames, commands, envelopes
+//! protocol/    sans-IO: HTTP request heads, WebSocket frames, commands, envelopes, the
+//!              JSON nesting bound (`nesting`) every JSON reader applies
 //! control      configuration reload: next registry generation → bus, then every worker
 //! config.rs, error.rs, metrics.rs   leaves anyone may import
 //! refusal_log  the rate-limited summary line of refused handshakes (worker 0's ticker)

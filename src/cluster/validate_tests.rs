@@ -91,6 +91,16 @@ fn payloads_must_be_json_nested_at_most_128_deep() {
         check(&frame(OpCode::Text, b"\xff\xfe"), None),
         Err(BusInputError::BadPayload)
     );
+    // Invalid UTF-8 inside a JSON string: serde_json skips the insides of ignored strings,
+    // so this passed before (found by the bus_input fuzz target).
+    assert_eq!(
+        check(&frame(OpCode::Text, b"{\"\x84\x90\":\"chat\"}"), None),
+        Err(BusInputError::BadPayload)
+    );
+    assert_eq!(
+        check(&frame(OpCode::Binary, b"[\"\xff\"]"), None),
+        Err(BusInputError::BadPayload)
+    );
     let nested = |depth: usize| format!("{}{}", "[".repeat(depth), "]".repeat(depth));
     assert_eq!(
         check(&frame(OpCode::Text, nested(128).as_bytes()), None),
