@@ -127,6 +127,9 @@ pub struct WorkerMetrics {
     pub deliveries: AtomicU64,
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
+    /// Send calls (`sendmsg`/`sendfile`) that wrote queued frames to clients:
+    /// `deliveries / writes` is how many frames one write carries.
+    pub writes: AtomicU64,
     pub http_requests: AtomicU64,
     pub mesh_messages_in: AtomicU64,
     pub closes: [AtomicU64; CloseKind::ALL.len()],
@@ -525,6 +528,12 @@ pub fn render(
         "bytes_out",
         "Bytes written to clients",
         sum(workers, |w| &w.bytes_out),
+    );
+    counter(
+        registry_ref,
+        "writes",
+        "Send calls that wrote queued frames to clients (deliveries per write = coalescing)",
+        sum(workers, |w| &w.writes),
     );
     counter(
         registry_ref,

@@ -59,6 +59,11 @@ pub struct Worker {
     sessions: RefCell<HashMap<u64, Rc<Session>>>,
     /// Sessions with frames queued since the last flush.
     dirty: RefCell<Vec<Rc<Session>>>,
+    /// A session's queue passed half its `maxPendingBytes`: the runtime's flusher must not
+    /// hold its next cycle back (see [`Worker::take_flush_urgency`]).
+    flush_urgent: Cell<bool>,
+    /// The flusher task, while it holds a cycle back; woken when a flush turns urgent.
+    flush_waker: RefCell<Option<std::task::Waker>>,
     /// Closes discovered while a table was borrowed.
     pending_closes: RefCell<Vec<(Rc<Session>, CloseKind)>>,
     /// Seconds since the worker started (advanced by the runtime's ticker).
@@ -112,6 +117,8 @@ impl Worker {
             tables: RefCell::new(tables),
             sessions: RefCell::new(HashMap::new()),
             dirty: RefCell::new(Vec::new()),
+            flush_urgent: Cell::new(false),
+            flush_waker: RefCell::new(None),
             pending_closes: RefCell::new(Vec::new()),
             tick: Cell::new(0),
             now_ms: Cell::new(0),
@@ -676,6 +683,32 @@ impl Worker {
         session.pending_bytes.set(pending);
         session.outbound.borrow_mut().push_back(frame);
         self.mark_dirty(session);
+        // Coalescing holds writes back for a moment; it must never be what pushes a
+        // subscriber over its limit. Past half of it, the next write starts at once.
+        if pending as u64 > session.app().limits.max_pending_bytes / 2
+            && !self.flush_urgent.replace(true)
+        {
+            if let Some(waker) = self.flush_waker.borrow_mut().take() {
+                waker.wake();
+            }
+        }
+    }
+
+    /// Whether some subscriber's queue is past half its `maxPendingBytes` and not yet
+    /// written: readers then flush at once instead of reading on.
+    pub fn flush_is_urgent(&self) -> bool {
+        self.flush_urgent.get()
+    }
+
+    /// Whether a flush turned urgent since the last call (clears it); otherwise registers
+    /// `waker` to be woken when one does. The runtime's flusher polls this while it holds a
+    /// cycle back.
+    pub fn take_flush_urgency(&self, waker: &std::task::Waker) -> bool {
+        if self.flush_urgent.replace(false) {
+            return true;
+        }
+        *self.flush_waker.borrow_mut() = Some(waker.clone());
+        false
     }
 
     /// Lists `session` for the next flush (once per batch).

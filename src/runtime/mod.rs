@@ -194,7 +194,7 @@ pub struct WorkerRuntime {
     read_buffer: RefCell<Box<[u8]>>,
     /// Dirty sessions taken from the broker, in the order they became dirty, not yet
     /// written (each keeps its `dirty` flag until written, so frames queued meanwhile join
-    /// the same write). See [`writer::flush_some`].
+    /// the same write). See [`writer::start_cycle`].
     to_write: RefCell<std::collections::VecDeque<Rc<Session>>>,
     outbox_retry: Cell<bool>,
 }
@@ -750,13 +750,14 @@ async fn accept_loop(
 }
 
 /// Runs requested flushes (see [`WorkerRuntime::request_flush`]) in cycles. A cycle
-/// writes every dirty session, at most [`writer::FLUSH_CHUNK_SESSIONS`] per turn, letting
-/// the tasks that became ready run between turns (readers with new publications, HTTP
-/// requests): frames they queue for sessions still waiting join their one write. After a
-/// large cycle (at least [`writer::COALESCE_MIN_SESSIONS`] sessions), the next one starts
-/// no sooner than `interval` (`server.flushIntervalMicros`) after it ended, so what
-/// arrives within it leaves in one send per subscriber; after a small cycle, or a quiet
-/// spell, the next flush starts at once, so light traffic is never delayed.
+/// writes the sessions that were dirty when it started — each once — at most
+/// [`writer::FLUSH_CHUNK_SESSIONS`] per turn, letting the tasks that became ready run
+/// between turns (readers with new publications, HTTP requests): frames they queue for
+/// sessions still waiting join their one write; sessions they dirty anew wait for the next
+/// cycle. After a large cycle (at least [`writer::COALESCE_MIN_SESSIONS`] sessions), the
+/// next one starts no sooner than `interval` (`server.flushIntervalMicros`) after it
+/// ended, so what arrives within it leaves in one send per subscriber; after a small cycle,
+/// or a quiet spell, the next flush starts at once, so light traffic is never delayed.
 async fn flusher(runtime: Rc<WorkerRuntime>, interval: Duration) {
     let mut hold_until: Option<std::time::Instant> = None;
     loop {
@@ -772,20 +773,26 @@ async fn flusher(runtime: Rc<WorkerRuntime>, interval: Duration) {
         if let Some(until) = hold_until {
             let now = std::time::Instant::now();
             if now < until {
-                monoio::time::sleep(until - now).await;
+                // Held back, unless a subscriber's queue passes half its limit meanwhile.
+                let mut hold = std::pin::pin!(monoio::time::sleep(until - now));
+                std::future::poll_fn(|cx| {
+                    if std::future::Future::poll(hold.as_mut(), cx).is_ready()
+                        || runtime.broker.take_flush_urgency(cx.waker())
+                    {
+                        std::task::Poll::Ready(())
+                    } else {
+                        std::task::Poll::Pending
+                    }
+                })
+                .await;
             }
         }
-        let mut written = 0;
-        loop {
-            runtime.flush_requested.set(false);
-            let (chunk, more) = writer::flush_some(&runtime, writer::FLUSH_CHUNK_SESSIONS);
-            written += chunk;
-            if !more {
-                break;
-            }
+        runtime.flush_requested.set(false);
+        let sessions = writer::start_cycle(&runtime);
+        while writer::write_some(&runtime, writer::FLUSH_CHUNK_SESSIONS) {
             yield_to_ready_tasks().await;
         }
-        hold_until = (written >= writer::COALESCE_MIN_SESSIONS && !interval.is_zero())
+        hold_until = (sessions >= writer::COALESCE_MIN_SESSIONS && !interval.is_zero())
             .then(|| std::time::Instant::now() + interval);
     }
 }

@@ -16,9 +16,9 @@
 //! message), both fixed by rustls.
 
 use super::connection::{ingest, wait_for_outbox, READS_BEFORE_YIELD};
+use super::sys;
 use super::writer::{consume, Drained};
 use super::WorkerRuntime;
-use super::{sys, writer};
 use crate::broker::session::Session;
 use crate::metrics::WorkerMetrics;
 use monoio::net::TcpStream;
@@ -342,7 +342,12 @@ pub async fn read_websocket(
             Ok(None) => break,
             Ok(Some(true)) => {
                 if full_reads < READS_BEFORE_YIELD {
-                    writer::flush(runtime);
+                    // As on plain connections (`connection::read_websocket`).
+                    if runtime.broker.flush_is_urgent() {
+                        super::writer::flush(runtime);
+                    } else {
+                        runtime.request_flush();
+                    }
                     full_reads += 1;
                 } else {
                     runtime.request_flush();

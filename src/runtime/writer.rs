@@ -61,7 +61,9 @@ fn write_session(runtime: &WorkerRuntime, session: &Session) -> Drained {
         drop(outbound);
         match result {
             Ok(written) => {
-                WorkerMetrics::add(&runtime.broker.metrics().bytes_out, written as u64);
+                let metrics = runtime.broker.metrics();
+                WorkerMetrics::add(&metrics.bytes_out, written as u64);
+                WorkerMetrics::add(&metrics.writes, 1);
                 consume(session, written);
             }
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Drained::Blocked,
@@ -172,31 +174,34 @@ pub const FLUSH_CHUNK_SESSIONS: usize = 64;
 /// p50 0.09 ms without the wait, 2.2 ms with it at 1,000 µs).
 pub const COALESCE_MIN_SESSIONS: usize = FLUSH_CHUNK_SESSIONS;
 
-/// Writes up to `limit` dirty sessions, oldest first, and hands the outbox over. Returns
-/// how many sessions it wrote and whether dirty sessions remain.
-pub fn flush_some(runtime: &Rc<WorkerRuntime>, limit: usize) -> (usize, bool) {
-    runtime
-        .broker
-        .take_dirty(&mut runtime.to_write.borrow_mut());
-    let mut written = 0;
-    while written < limit {
+/// Starts a flush cycle: takes the sessions that are dirty now, in the order they became
+/// dirty; returns how many the cycle holds. Sessions dirtied later wait for the next one.
+pub fn start_cycle(runtime: &Rc<WorkerRuntime>) -> usize {
+    let mut to_write = runtime.to_write.borrow_mut();
+    runtime.broker.take_dirty(&mut to_write);
+    to_write.len()
+}
+
+/// Writes up to `limit` sessions of the current cycle and hands the outbox over. Returns
+/// whether sessions of the cycle remain.
+pub fn write_some(runtime: &Rc<WorkerRuntime>, limit: usize) -> bool {
+    for _ in 0..limit {
         let next = runtime.to_write.borrow_mut().pop_front();
         let Some(session) = next else {
             break;
         };
         flush_session(runtime, &session);
-        written += 1;
     }
     flush_outbox(runtime);
-    runtime
-        .broker
-        .take_dirty(&mut runtime.to_write.borrow_mut());
-    (written, !runtime.to_write.borrow().is_empty())
+    !runtime.to_write.borrow().is_empty()
 }
 
 /// Flushes every dirty session and the mesh outbox now.
 pub fn flush(runtime: &Rc<WorkerRuntime>) {
-    while flush_some(runtime, usize::MAX).1 {}
+    while start_cycle(runtime) > 0 {
+        write_some(runtime, usize::MAX);
+    }
+    flush_outbox(runtime);
 }
 
 fn flush_outbox(runtime: &Rc<WorkerRuntime>) {
