@@ -700,6 +700,11 @@ impl Worker {
         self.flush_urgent.get()
     }
 
+    /// A flush cycle starts: whatever made the flush urgent is being written now.
+    pub fn clear_flush_urgency(&self) {
+        self.flush_urgent.set(false);
+    }
+
     /// Whether a flush turned urgent since the last call (clears it); otherwise registers
     /// `waker` to be woken when one does. The runtime's flusher polls this while it holds a
     /// cycle back.

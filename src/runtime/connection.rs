@@ -647,18 +647,17 @@ async fn read_websocket(
         match result {
             Ok(None) => break,
             Ok(Some(full)) => {
+                // The frames of several reads join one write per subscriber (measured in
+                // `topics`: 4 deliveries per send when every full read was flushed at once,
+                // 20 now). Queues stay bounded: a subscriber past half its
+                // `maxPendingBytes` makes the flush urgent, and then a reader writes before
+                // it reads on (under epoll, `readable` may not yield), so one read buffer is
+                // the most it adds.
+                if runtime.broker.flush_is_urgent() {
+                    super::writer::flush(runtime);
+                }
                 if full && full_reads < READS_BEFORE_YIELD {
-                    // Reading on without yielding: the frames of several reads join one
-                    // write per subscriber (measured in `topics`: 4 deliveries per send when
-                    // every full read was flushed at once, 20 now). Queues stay bounded:
-                    // a subscriber past half its `maxPendingBytes` makes the next flush
-                    // urgent (`Worker::take_flush_urgency`), and then a reader writes
-                    // before it reads on, so one read buffer is the most it adds.
-                    if runtime.broker.flush_is_urgent() {
-                        super::writer::flush(runtime);
-                    } else {
-                        runtime.request_flush();
-                    }
+                    runtime.request_flush();
                     full_reads += 1;
                     continue;
                 }

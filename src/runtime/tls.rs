@@ -338,16 +338,16 @@ pub async fn read_websocket(
                 Err(error) => Err(error),
             }
         };
+        // As on plain connections (`connection::read_websocket`): an urgent flush is
+        // written before reading on.
+        if matches!(result, Ok(Some(_))) && runtime.broker.flush_is_urgent() {
+            super::writer::flush(runtime);
+        }
         match result {
             Ok(None) => break,
             Ok(Some(true)) => {
                 if full_reads < READS_BEFORE_YIELD {
-                    // As on plain connections (`connection::read_websocket`).
-                    if runtime.broker.flush_is_urgent() {
-                        super::writer::flush(runtime);
-                    } else {
-                        runtime.request_flush();
-                    }
+                    runtime.request_flush();
                     full_reads += 1;
                 } else {
                     runtime.request_flush();

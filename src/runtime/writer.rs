@@ -177,6 +177,7 @@ pub const COALESCE_MIN_SESSIONS: usize = FLUSH_CHUNK_SESSIONS;
 /// Starts a flush cycle: takes the sessions that are dirty now, in the order they became
 /// dirty; returns how many the cycle holds. Sessions dirtied later wait for the next one.
 pub fn start_cycle(runtime: &Rc<WorkerRuntime>) -> usize {
+    runtime.broker.clear_flush_urgency();
     let mut to_write = runtime.to_write.borrow_mut();
     runtime.broker.take_dirty(&mut to_write);
     to_write.len()
