@@ -7,18 +7,6 @@ mod common;
 use common::*;
 use serde_json::json;
 
-fn metric(server: &TestServer, name: &str) -> u64 {
-    let (status, body) = http(server, "GET", "/metrics", None, "");
-    assert_eq!(status, 200);
-    body.lines()
-        .find_map(|line| {
-            let (key, value) = line.split_once(' ')?;
-            (key == name).then(|| value.trim().parse::<f64>().ok())?
-        })
-        .map(|value| value as u64)
-        .unwrap_or_else(|| panic!("no metric {name}"))
-}
-
 #[test]
 fn http_publications_to_a_large_audience_share_one_write_per_subscriber() {
     let mut config = base_config();

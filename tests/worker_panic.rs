@@ -6,57 +6,28 @@
 //! publication to `fault-injection/panic-worker` panics the worker that handles it.
 
 mod common;
+use common::process::{free_port, ringcast_command, Running};
 use common::*;
 use serde_json::json;
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 use tungstenite::Message;
-
-const BIN: &str = env!("CARGO_BIN_EXE_ringcast");
-
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if matches!(self.0.try_wait(), Ok(None)) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
 
 #[test]
 fn a_worker_panic_under_load_aborts_the_process_without_1001_closes() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let mut config = base_config();
     config["server"]["listen"] = json!(format!("127.0.0.1:{port}"));
     if std::env::var("RINGCAST_TEST_IO_DRIVER").as_deref() == Ok("legacy") {
         config["server"]["ioDriver"] = json!("legacy");
     }
     let file = ConfigFile::new(&config);
-    let child = Command::new(BIN)
-        .args(["--config", file.path.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("ringcast starts");
-    let mut running = Running(child);
+    let mut running = Running::spawn(ringcast_command(&["--config", file.path.to_str().unwrap()]));
     let server = TestServer {
         handle: None,
         address: format!("127.0.0.1:{port}").parse().unwrap(),
     };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(server.address).is_err() {
-        assert!(Instant::now() < deadline, "broker did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    running.wait_healthy(server.address);
 
     // Load: subscribers on both workers, a publisher streaming to them.
     let token = || token(&format!("u-{}", rand_id()), &[PUBLISH_ALL, READ_ALL]);
@@ -92,18 +63,8 @@ fn a_worker_panic_under_load_aborts_the_process_without_1001_closes() {
     let mut trigger = connect(&server, APP, &token());
     trigger.publish("fault-injection/panic-worker", "boom", json!(1), "boom");
 
-    // The process ends by itself, non-zero, at once rather than limping on.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = running.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the broker kept running after a worker panicked"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    // The process ends by itself, non-zero, at once rather than limping on (bounded wait).
+    let status = running.wait_exit();
     stop.store(true, Ordering::Relaxed);
     let sent = streaming.join().unwrap();
     assert!(sent > 0);
@@ -112,12 +73,8 @@ fn a_worker_panic_under_load_aborts_the_process_without_1001_closes() {
         use std::os::unix::process::ExitStatusExt;
         assert_eq!(status.signal(), Some(libc::SIGABRT), "{status:?}");
     }
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(running.0.stderr.as_mut().unwrap(), &mut stderr).unwrap();
-    assert!(
-        stderr.contains("fault injection") && stderr.contains("aborting the process"),
-        "stderr: {stderr}"
-    );
+    running.stderr_until(|line| line.contains("fault injection").then_some(()));
+    running.stderr_until(|line| line.contains("aborting the process").then_some(()));
 
     // Clients see their connection end, never a 1001 ("going away") close.
     for client in [&mut zero, &mut one, &mut trigger] {

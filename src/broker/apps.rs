@@ -155,14 +155,9 @@ pub struct Admission {
     address: Option<AddressKey>,
 }
 
-fn compile_key(
-    app: &str,
-    field: &str,
-    key: &KeyConfig,
-    jwks: &mut Vec<Arc<JwksCache>>,
-    reusable: &[Arc<JwksCache>],
-) -> Result<Verifier, ConfigError> {
-    let config = VerifierConfig {
+/// The verifier settings of a configured key (`authKey`, `adminKey`).
+pub fn verifier_config(key: &KeyConfig) -> VerifierConfig {
+    VerifierConfig {
         key: key.key.clone(),
         algorithms: key.algorithms.clone(),
         issuer: key.issuer.clone(),
@@ -171,7 +166,17 @@ fn compile_key(
             .as_ref()
             .map(|a| a.to_vec())
             .unwrap_or_default(),
-    };
+    }
+}
+
+fn compile_key(
+    app: &str,
+    field: &str,
+    key: &KeyConfig,
+    jwks: &mut Vec<Arc<JwksCache>>,
+    reusable: &[Arc<JwksCache>],
+) -> Result<Verifier, ConfigError> {
+    let config = verifier_config(key);
     let key_error =
         |error: crate::auth::KeyError| ConfigError::new(Some(app), field, error.to_string());
     match key.source.as_str() {

@@ -10,7 +10,7 @@
 use super::hint;
 use anyhow::{bail, Context as _};
 use clap::Args;
-use ringcast::auth::{mint, Algorithm, TokenError, Verifier, VerifierConfig};
+use ringcast::auth::{mint, Algorithm, TokenError, Verifier};
 use ringcast::config::{AppConfig, KeyConfig};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -132,17 +132,7 @@ pub fn refusal(key: &KeyConfig, token: &str) -> Option<TokenError> {
     if key.source != "raw" {
         return None;
     }
-    let verifier = Verifier::new(&VerifierConfig {
-        key: key.key.clone(),
-        algorithms: key.algorithms.clone(),
-        issuer: key.issuer.clone(),
-        audience: key
-            .audience
-            .as_ref()
-            .map(|a| a.to_vec())
-            .unwrap_or_default(),
-    })
-    .ok()?;
+    let verifier = Verifier::new(&ringcast::broker::apps::verifier_config(key)).ok()?;
     verifier.verify(token, now_seconds()).err()
 }
 

@@ -225,18 +225,8 @@ async fn serve_http(
             }
             (Ok(length), _) => length.unwrap_or(0),
         };
-        if length > settings.max_http_body_bytes {
-            respond_error(
-                runtime,
-                stream,
-                413,
-                Refusal::BodyTooLarge,
-                "request body too large",
-                false,
-            )
-            .await;
-            return None;
-        }
+        // The body bound (`maxHttpBodyBytes`, less on routes without credentials) is
+        // applied once the head is admitted: a refused head never has its body read.
         let body_end = head.head_len + length;
         let request = ApiRequest {
             method: &head.method,

@@ -800,8 +800,9 @@ async fn flusher(runtime: Rc<WorkerRuntime>, interval: Duration) {
 /// Returns once the tasks already queued on this worker (and those the I/O driver wakes
 /// in the meantime) had their turn: the task wakes itself and goes to the back of the
 /// run queue. (monoio's `yield_now` does not yield to I/O here; this does, because the
-/// executor reaps completions between rounds of its queue.)
-async fn yield_to_ready_tasks() {
+/// executor reaps completions between rounds of its queue.) Also used by a TLS reader that
+/// still holds plaintext and so cannot wait for readability to yield.
+pub(super) async fn yield_to_ready_tasks() {
     let mut yielded = false;
     std::future::poll_fn(|cx| {
         if yielded {

@@ -281,22 +281,6 @@ pub fn write_session(
     }
 }
 
-/// Lets other tasks run once (a TLS reader that still holds plaintext cannot wait for
-/// readability to yield).
-async fn yield_now() {
-    let mut yielded = false;
-    std::future::poll_fn(|cx| {
-        if yielded {
-            std::task::Poll::Ready(())
-        } else {
-            yielded = true;
-            cx.waker().wake_by_ref();
-            std::task::Poll::Pending
-        }
-    })
-    .await;
-}
-
 /// The WebSocket reader of a TLS connection (the plain one's twin in `connection`):
 /// decrypts into the worker's pooled buffer and ingests; runs until the peer goes away,
 /// the close completes or TLS fails.
@@ -352,7 +336,7 @@ pub async fn read_websocket(
                 } else {
                     runtime.request_flush();
                     full_reads = 0;
-                    yield_now().await;
+                    super::yield_to_ready_tasks().await;
                 }
             }
             Ok(Some(false)) => {

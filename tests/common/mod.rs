@@ -608,3 +608,16 @@ impl<S: Read + Write> RawClient<S> {
         None
     }
 }
+
+/// The value of the `/metrics` line whose name (with labels) is exactly `name`.
+pub fn metric(server: &TestServer, name: &str) -> u64 {
+    let (status, body) = http(server, "GET", "/metrics", None, "");
+    assert_eq!(status, 200);
+    body.lines()
+        .find_map(|line| {
+            let (key, value) = line.split_once(' ')?;
+            (key == name).then(|| value.trim().parse::<f64>().ok())?
+        })
+        .map(|value| value as u64)
+        .unwrap_or_else(|| panic!("no metric {name}"))
+}
