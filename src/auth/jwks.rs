@@ -28,7 +28,7 @@ use jsonwebtoken::DecodingKey;
 use serde::Deserialize;
 
 use crate::auth::algorithm::Algorithm;
-use crate::auth::jwt::VerificationKey;
+use crate::auth::key::VerificationKey;
 
 /// Usable keys kept from one document. Identity providers publish 1–5 keys (current, next,
 /// previous); 32 leaves room for several issuers behind one URL while bounding the linear
@@ -329,7 +329,7 @@ fn parse_jwk(provider: &'static CryptoProvider, jwk: &RawJwk) -> Option<SetKey> 
             let key = DecodingKey::from_rsa_components(modulus, exponent).ok()?;
             (
                 KeyFamily::Rsa,
-                library_key(provider, Algorithm::RS256, key)?,
+                VerificationKey::library(provider, Algorithm::RS256, key)?,
             )
         }
         ("EC", Some("P-256")) => (
@@ -352,7 +352,7 @@ fn parse_jwk(provider: &'static CryptoProvider, jwk: &RawJwk) -> Option<SetKey> 
             let key = DecodingKey::from_ed_components(jwk.x.as_deref()?).ok()?;
             (
                 KeyFamily::Ed25519,
-                library_key(provider, Algorithm::EdDSA, key)?,
+                VerificationKey::library(provider, Algorithm::EdDSA, key)?,
             )
         }
         _ => return None,
@@ -378,18 +378,7 @@ fn ec_key(
     coordinate(&jwk.x, length)?;
     coordinate(&jwk.y, length)?;
     let key = DecodingKey::from_ec_components(jwk.x.as_deref()?, jwk.y.as_deref()?).ok()?;
-    library_key(provider, algorithm, key)
-}
-
-/// Proves `key` usable for `algorithm` by building a verifier once (parses EC/Ed points).
-fn library_key(
-    provider: &'static CryptoProvider,
-    algorithm: Algorithm,
-    key: DecodingKey,
-) -> Option<VerificationKey> {
-    let library_algorithm = algorithm.library_algorithm()?;
-    (provider.verifier_factory)(&library_algorithm, &key).ok()?;
-    Some(VerificationKey::Library(key))
+    VerificationKey::library(provider, algorithm, key)
 }
 
 /// The doorbell of the fetcher: a cache rings it with its index.

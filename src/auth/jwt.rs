@@ -9,9 +9,9 @@
 //! output, or take the algorithm from anywhere but the configured allow-list.
 //!
 //! How: this module parses the JWS itself — size limit, three base64url parts, header,
-//! allow-list, signature, claims — and asks a library only for the signature check:
-//! jsonwebtoken's crypto provider for every algorithm but ES512, the RustCrypto `p521`
-//! crate for ES512 (jsonwebtoken 12 has no ES512). jsonwebtoken's own `decode`/`Validation`
+//! allow-list, signature, claims — and asks a library only for the signature check
+//! (`auth::key`, shared with the JWKS key sets): jsonwebtoken's crypto provider for every
+//! algorithm but ES512, the RustCrypto `p521` crate for ES512 (jsonwebtoken 12 has no ES512). jsonwebtoken's own `decode`/`Validation`
 //! is not used, so it never reads the clock, and every algorithm goes through the one
 //! claims routine ([`validate_claims`]).
 //!
@@ -30,7 +30,6 @@ use std::fmt;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use jsonwebtoken::crypto::CryptoProvider;
-use jsonwebtoken::signature::Verifier as _;
 use jsonwebtoken::DecodingKey;
 use p521::pkcs8::DecodePublicKey as _;
 use serde::de::DeserializeOwned;
@@ -38,6 +37,7 @@ use serde::Deserialize;
 
 use crate::auth::algorithm::Algorithm;
 use crate::auth::jwks::{JwksCache, KeyLookup};
+use crate::auth::key::{SignatureError, VerificationKey};
 use std::sync::Arc;
 
 /// Leeway for `exp` and `nbf`, in seconds (PROTOCOL §1, decided): absorbs clock skew
@@ -47,9 +47,6 @@ pub const LEEWAY_S: u64 = 30;
 /// The largest token accepted, in bytes. Real tokens are well under 2 KiB; the limit bounds
 /// the base64 and JSON work an unauthenticated peer can cause.
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
-
-/// Length of a raw `r || s` ES512 signature: two 66-byte P-521 scalars.
-const ES512_SIGNATURE_BYTES: usize = 132;
 
 /// Length of an Ed25519 public key.
 const ED25519_PUBLIC_KEY_BYTES: usize = 32;
@@ -174,15 +171,6 @@ pub struct Claims {
     /// The `permissions` array followed by the space-separated `scope` entries,
     /// deduplicated, first occurrence kept.
     pub permissions: Vec<String>,
-}
-
-/// A key ready for one algorithm (or, from a JWKS, for one key family).
-#[derive(Clone)]
-pub(crate) enum VerificationKey {
-    /// Verified by jsonwebtoken's crypto provider (an HMAC secret or a public key).
-    Library(DecodingKey),
-    /// ES512, verified by the `p521` crate.
-    P521(Box<p521::ecdsa::VerifyingKey>),
 }
 
 /// Where the keys come from.
@@ -348,30 +336,11 @@ impl Verifier {
         message: &[u8],
         signature: &[u8],
     ) -> Result<(), TokenError> {
-        match (key, algorithm.library_algorithm()) {
-            (VerificationKey::Library(key), Some(library_algorithm)) => {
-                // Algorithm-confusion guard, second line: HS* only ever meets a secret.
-                if algorithm.is_hmac() != (key.family() == jsonwebtoken::AlgorithmFamily::Hmac) {
-                    return Err(TokenError::AlgorithmNotAllowed);
-                }
-                let verifier = (self.provider.verifier_factory)(&library_algorithm, key)
-                    .map_err(|_| TokenError::BadSignature)?;
-                verifier
-                    .verify(message, &signature.to_vec())
-                    .map_err(|_| TokenError::BadSignature)
-            }
-            (VerificationKey::P521(key), None) => {
-                if signature.len() != ES512_SIGNATURE_BYTES {
-                    return Err(TokenError::BadSignature);
-                }
-                let signature = p521::ecdsa::Signature::from_slice(signature)
-                    .map_err(|_| TokenError::BadSignature)?;
-                key.verify(message, &signature)
-                    .map_err(|_| TokenError::BadSignature)
-            }
-            // `parse_key` pairs ES512 with `P521` and every other algorithm with `Library`.
-            _ => Err(TokenError::AlgorithmNotAllowed),
-        }
+        key.check(self.provider, algorithm, message, signature)
+            .map_err(|error| match error {
+                SignatureError::WrongAlgorithm => TokenError::AlgorithmNotAllowed,
+                SignatureError::Invalid => TokenError::BadSignature,
+            })
     }
 }
 
@@ -462,10 +431,8 @@ fn parse_key(
         }
         Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => return Err(unusable),
     };
-    let library_algorithm = algorithm.library_algorithm().ok_or(unusable.clone())?;
     // Building the verifier parses EC and Ed keys and checks the curve matches.
-    (provider.verifier_factory)(&library_algorithm, &decoding_key).map_err(|_| unusable)?;
-    Ok(VerificationKey::Library(decoding_key))
+    VerificationKey::library(provider, algorithm, decoding_key).ok_or(unusable)
 }
 
 /// The JOSE header fields this module reads.

@@ -14,6 +14,8 @@
 //! # Layout
 //! - [`algorithm`]: the supported JWS algorithms.
 //! - [`jwt`]: [`Verifier`], compiled from an app key configuration, verifies tokens.
+//! - `key`: a parsed verification key and the signature check with it (shared by
+//!   [`jwt`] and [`jwks`], which import it, not each other's keys).
 //! - [`jwks`]: JWKS documents parsed into bounded key sets, and the shared [`JwksCache`]
 //!   a JWKS-backed verifier reads (the fetching is `runtime::jwks`).
 //! - [`anonymous`]: [`AnonymousIssuer`], which mints the tokens of `POST /token/anonymous`.
@@ -31,6 +33,7 @@ pub mod anonymous;
 pub mod forwarded;
 pub mod jwks;
 pub mod jwt;
+mod key;
 pub mod keygen;
 pub mod mint;
 pub mod permissions;
