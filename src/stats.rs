@@ -3,15 +3,15 @@
 //! Responsibility: sum every worker's counters (and each app's) into one JSON object —
 //! totals, per app with its configured name, closes and refused handshakes by reason. The
 //! dashboard computes rates and keeps its history itself; this is a snapshot. Must not
-//! write counters: it only reads them (relaxed loads), like `/metrics`.
+//! write counters: it only reads them (relaxed loads), like `/metrics`; nor import the
+//! broker: the per-app numbers arrive as a [`AppsSnapshot`] the caller fills in.
 //!
 //! `messagesIn` counts every message that entered the broker: WebSocket client commands
 //! (`ringcast_messages_in_total`) and HTTP API publications
 //! (`ringcast_http_publications_total`); `httpPublications` is the HTTP part of it.
 
-use crate::broker::apps::{App, AppCounters, Registry};
 use crate::error::CloseKind;
-use crate::metrics::{Refusal, WorkerMetrics};
+use crate::metrics::{AppsSnapshot, Refusal, WorkerMetrics};
 use serde_json::{json, Map, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -22,27 +22,19 @@ fn sum(workers: &[WorkerMetrics], pick: impl Fn(&WorkerMetrics) -> &AtomicU64) -
         .sum()
 }
 
-fn app_sum(app: &App, pick: impl Fn(&AppCounters) -> &AtomicU64) -> u64 {
-    app.counters
-        .iter()
-        .map(|c| pick(c).load(Ordering::Relaxed))
-        .sum()
-}
-
 /// The `/stats` document (see the module docs).
-pub fn stats_json(workers: &[WorkerMetrics], io_driver: &str, registry: &Registry) -> String {
-    let apps: Vec<Value> = registry
+pub fn stats_json(workers: &[WorkerMetrics], io_driver: &str, snapshot: &AppsSnapshot) -> String {
+    let apps: Vec<Value> = snapshot
         .apps
         .iter()
         .map(|app| {
-            let http = app_sum(app, |c| &c.http_publications);
             json!({
-                "id": &*app.id,
-                "name": app.name.as_deref(),
-                "connections": app_sum(app, |c| &c.connections),
-                "messagesIn": app_sum(app, |c| &c.messages_in) + http,
-                "httpPublications": http,
-                "deliveries": app_sum(app, |c| &c.deliveries),
+                "id": app.id,
+                "name": app.name,
+                "connections": app.connections,
+                "messagesIn": app.messages_in + app.http_publications,
+                "httpPublications": app.http_publications,
+                "deliveries": app.deliveries,
             })
         })
         .collect();
@@ -72,7 +64,7 @@ pub fn stats_json(workers: &[WorkerMetrics], io_driver: &str, registry: &Registr
     json!({
         "ioDriver": io_driver,
         "workers": workers.len(),
-        "configGeneration": registry.generation,
+        "configGeneration": snapshot.generation,
         "connections": sum(workers, |w| &w.connections_open),
         "messagesIn": sum(workers, |w| &w.messages_in) + http,
         "httpPublications": http,
@@ -97,19 +89,28 @@ mod tests {
         WorkerMetrics::add(&workers[0].messages_in, 2);
         WorkerMetrics::add(&workers[1].http_publications, 3);
         workers[1].refused(Refusal::InvalidToken);
-        let config = crate::config::Config::from_json(
-            r#"{"apps":[{"appId":"a1","name":"Chat","authKey":{"source":"raw","key":"s","algorithms":["HS256"]}},
-                        {"appId":"a2","authKey":{"source":"raw","key":"s","algorithms":["HS256"]}}]}"#,
-        )
-        .unwrap();
-        let registry = Registry::compile_next(&config, 2, None).unwrap();
-        AppCounters::add(&registry.apps[0].counters[1].http_publications, 3);
-        AppCounters::add(&registry.apps[0].counters[0].messages_in, 2);
-        let stats: Value =
-            serde_json::from_str(&stats_json(&workers, "legacy", &registry)).unwrap();
+        let apps = AppsSnapshot {
+            generation: 1,
+            apps: vec![
+                crate::metrics::AppSnapshot {
+                    id: "a1".into(),
+                    name: Some("Chat".into()),
+                    messages_in: 2,
+                    http_publications: 3,
+                    ..Default::default()
+                },
+                crate::metrics::AppSnapshot {
+                    id: "a2".into(),
+                    ..Default::default()
+                },
+            ],
+            jwks: Vec::new(),
+        };
+        let stats: Value = serde_json::from_str(&stats_json(&workers, "legacy", &apps)).unwrap();
         assert_eq!(stats["messagesIn"], 5);
         assert_eq!(stats["httpPublications"], 3);
         assert_eq!(stats["refused"]["invalid_token"], 1);
+        assert_eq!(stats["configGeneration"], 1);
         assert_eq!(stats["apps"][0]["name"], "Chat");
         assert_eq!(stats["apps"][0]["messagesIn"], 5);
         assert_eq!(stats["apps"][1]["name"], Value::Null);

@@ -49,8 +49,6 @@ pub struct Worker {
     pub index: usize,
     /// The current configuration generation (swapped by [`Worker::reload`]).
     registry: RefCell<Arc<Registry>>,
-    /// Requests to the control thread (configuration reload); unset in unit tests.
-    control: std::cell::OnceCell<crossbeam_channel::Sender<crate::control::ControlRequest>>,
     pub metrics: Arc<[WorkerMetrics]>,
     pub outbox: Outbox,
     /// Per app slot: topic → local subscribers.
@@ -111,7 +109,6 @@ impl Worker {
         Worker {
             index,
             registry: RefCell::new(registry),
-            control: std::cell::OnceCell::new(),
             metrics,
             outbox,
             tables: RefCell::new(tables),
@@ -139,16 +136,6 @@ impl Worker {
     /// The current configuration generation.
     pub fn registry(&self) -> Arc<Registry> {
         self.registry.borrow().clone()
-    }
-
-    /// Connects this worker to the control thread (see [`crate::control`]).
-    pub fn set_control(&self, sender: crossbeam_channel::Sender<crate::control::ControlRequest>) {
-        let _ = self.control.set(sender);
-    }
-
-    /// The control thread's request channel, when running under [`crate::runtime::start`].
-    pub fn control(&self) -> Option<&crossbeam_channel::Sender<crate::control::ControlRequest>> {
-        self.control.get()
     }
 
     /// Switches to the configuration generation `next` (sent by the control thread to every

@@ -271,7 +271,12 @@ async fn serve_http(
             }
         }
         let body = &buffer[head.head_len..body_end];
-        let reply = http_api::handle(&runtime.broker, runtime.driver, &request, admitted, body);
+        let api = http_api::Api {
+            broker: &runtime.broker,
+            io_driver: runtime.driver,
+            control: Some(&runtime.control),
+        };
+        let reply = http_api::handle(&api, &request, admitted, body);
         let response = match reply {
             ApiReply::Ready(response) => {
                 runtime.request_flush();

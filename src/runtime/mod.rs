@@ -174,6 +174,8 @@ impl Drop for ServerHandle {
 /// Per-worker runtime state: the broker plus the sockets it owns.
 pub struct WorkerRuntime {
     pub broker: Worker,
+    /// The control thread's request channel, for `POST /admin/reload` (`http_api::Api`).
+    pub control: crossbeam_channel::Sender<ControlRequest>,
     pub driver: &'static str,
     /// Start of the worker's millisecond clock (`Worker::now_ms`).
     epoch: std::time::Instant,
@@ -421,7 +423,6 @@ pub fn start(config: &Config) -> Result<ServerHandle, StartError> {
                     core_affinity::set_for_current(core);
                 }
                 let broker = Worker::new(index, registry, outbox, metrics);
-                broker.set_control(control);
                 match crate::broker::frame_file::FrameFile::create(frame_file_bytes) {
                     Ok(file) => broker.set_frame_file(file),
                     Err(error) => tracing::warn!(
@@ -431,6 +432,7 @@ pub fn start(config: &Config) -> Result<ServerHandle, StartError> {
                 }
                 let parts = WorkerParts {
                     broker,
+                    control,
                     listener,
                     plain_listener,
                     tls,
@@ -528,6 +530,8 @@ struct Cluster {
 
 struct WorkerParts {
     broker: Worker,
+    /// The control thread's request channel (`POST /admin/reload`).
+    control: crossbeam_channel::Sender<ControlRequest>,
     /// On `listen`: TLS when `tls` is set.
     listener: std::net::TcpListener,
     /// Plain listener beside a TLS one (`server.tls.plainListen`).
@@ -584,6 +588,7 @@ async fn worker_main(
 ) {
     let WorkerParts {
         broker,
+        control,
         listener,
         plain_listener,
         tls,
@@ -612,6 +617,7 @@ async fn worker_main(
     let handshakes_per_second = settings.max_handshakes_per_second.div_ceil(workers.max(1));
     let runtime = Rc::new(WorkerRuntime {
         broker,
+        control,
         driver,
         epoch: std::time::Instant::now(),
         handshake_bucket: Cell::new((handshakes_per_second.saturating_mul(1000), 0)),
