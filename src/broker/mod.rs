@@ -2,14 +2,16 @@
 //!
 //! Takes events (a decoded message, a tick, a mesh message, an admin call) and returns
 //! actions (frames queued on sessions, messages queued for other workers, typed closes).
-//! No sockets and no monoio here: `runtime` owns I/O. (The frame file is a store: frames
-//! are written to it here, and sent from it by the runtime.)
+//! No sockets, no syscalls and no monoio here: `runtime` owns I/O. Frames of large
+//! fan-outs go to a store the runtime provides ([`frame_store::FrameStore`]); the broker
+//! only carries the opaque handles, and the runtime releases their space.
 
 pub mod anonymous;
 pub mod apps;
-pub mod frame_file;
+pub mod frame_store;
 pub mod interest;
 pub mod mesh;
+pub mod outbound;
 pub mod session;
 pub mod worker;
 

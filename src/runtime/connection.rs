@@ -605,7 +605,6 @@ async fn websocket(
     // The peer is gone (or finished the close handshake): release everything.
     runtime.broker.close(session, CloseKind::ConnectionLost);
     session.outbound.borrow_mut().clear();
-    session.pending_bytes.set(0);
     runtime.request_flush();
 }
 

@@ -11,6 +11,7 @@
 
 pub mod bus;
 mod connection;
+pub mod frame_file;
 mod http_phase;
 pub mod jwks;
 mod stream;
@@ -199,6 +200,9 @@ pub struct WorkerRuntime {
     /// the same write). See [`writer::start_cycle`].
     to_write: RefCell<std::collections::VecDeque<Rc<Session>>>,
     outbox_retry: Cell<bool>,
+    /// The frame file the broker stores large fan-outs' frames in (shared with it as its
+    /// `FrameStore`); the writer sends runs from it and reclaims its released chunks.
+    frame_file: Option<Rc<frame_file::FrameFile>>,
 }
 
 struct Connection {
@@ -423,13 +427,17 @@ pub fn start(config: &Config) -> Result<ServerHandle, StartError> {
                     core_affinity::set_for_current(core);
                 }
                 let broker = Worker::new(index, registry, outbox, metrics);
-                match crate::broker::frame_file::FrameFile::create(frame_file_bytes) {
-                    Ok(file) => broker.set_frame_file(file),
-                    Err(error) => tracing::warn!(
-                        %error,
-                        "no frame file (memfd_create failed): fan-out frames are copied"
-                    ),
-                }
+                let frame_file = match frame_file::FrameFile::create(frame_file_bytes) {
+                    Ok(file) => file.map(Rc::new),
+                    Err(error) => {
+                        tracing::warn!(
+                            %error,
+                            "no frame file (memfd_create failed): fan-out frames are copied"
+                        );
+                        None
+                    }
+                };
+                broker.set_frame_store(frame_file.clone().map(|file| file as _));
                 let parts = WorkerParts {
                     broker,
                     control,
@@ -439,6 +447,7 @@ pub fn start(config: &Config) -> Result<ServerHandle, StartError> {
                     mailbox,
                     ping_seconds,
                     quiesced,
+                    frame_file,
                 };
                 run_worker(choice, parts, ready);
             })
@@ -541,6 +550,7 @@ struct WorkerParts {
     ping_seconds: u64,
     /// Workers that handed their outbox over at shutdown (see [`quiesce`]).
     quiesced: Arc<AtomicUsize>,
+    frame_file: Option<Rc<frame_file::FrameFile>>,
 }
 
 fn run_worker(
@@ -595,6 +605,7 @@ async fn worker_main(
         mailbox,
         ping_seconds,
         quiesced,
+        frame_file,
     } = parts;
     let index = broker.index;
     let mut listeners = vec![(listener, tls)];
@@ -630,6 +641,7 @@ async fn worker_main(
         read_buffer: RefCell::new(vec![0u8; READ_BUFFER_BYTES].into_boxed_slice()),
         to_write: RefCell::new(std::collections::VecDeque::new()),
         outbox_retry: Cell::new(false),
+        frame_file,
     });
     tracing::info!(worker = index, driver, "worker started");
     let _ = ready.send(Ok(driver));
@@ -830,6 +842,11 @@ async fn ticker(
     loop {
         monoio::time::sleep(Duration::from_secs(1)).await;
         runtime.broker.on_tick(ping_seconds);
+        if let Some(file) = &runtime.frame_file {
+            let resident = file.resident_bytes();
+            let gauge = &runtime.broker.metrics().frame_file_bytes;
+            gauge.store(resident, std::sync::atomic::Ordering::Relaxed);
+        }
         if let Some(refusals) = refusals.borrow_mut().as_mut() {
             refusals.tick(runtime.broker.tick.get());
         }

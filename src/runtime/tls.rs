@@ -17,7 +17,7 @@
 
 use super::connection::{ingest, wait_for_outbox, READS_BEFORE_YIELD};
 use super::sys;
-use super::writer::{consume, Drained};
+use super::writer::Drained;
 use super::WorkerRuntime;
 use crate::broker::session::Session;
 use crate::metrics::WorkerMetrics;
@@ -266,7 +266,7 @@ pub fn write_session(
         if outbound.is_empty() {
             return Drained::Empty;
         }
-        let slices = super::writer::unwritten_slices(session, &outbound);
+        let slices = super::writer::unwritten_slices(&outbound);
         let result = tls.writer().write_vectored(&slices);
         drop(outbound);
         match result {
@@ -275,7 +275,7 @@ pub fn write_session(
             Ok(0) | Err(_) => return Drained::Failed,
             Ok(written) => {
                 WorkerMetrics::add(&runtime.broker.metrics().bytes_out, written as u64);
-                consume(session, written);
+                session.outbound.borrow_mut().advance(written);
             }
         }
     }

@@ -6,13 +6,13 @@
 //! that cannot take everything gets a writer task that waits for writability; nothing
 //! else waits for it. It must not parse or build frames.
 
+use super::frame_file::{FrameFile, SENDFILE_MIN_BYTES};
 use super::sys;
 use super::WorkerRuntime;
-use crate::broker::frame_file::SENDFILE_MIN_BYTES;
-use crate::broker::session::{QueuedFrame, Session};
+use crate::broker::outbound::OutboundQueue;
+use crate::broker::session::Session;
 use crate::error::CloseKind;
 use crate::metrics::WorkerMetrics;
-use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::net::Shutdown;
 use std::os::fd::RawFd;
@@ -47,7 +47,11 @@ fn write_session(runtime: &WorkerRuntime, session: &Session) -> Drained {
         if outbound.is_empty() {
             return Drained::Empty;
         }
-        let result = match file_run(session, &outbound) {
+        let run = runtime
+            .frame_file
+            .as_deref()
+            .and_then(|file| file_run(file, &outbound));
+        let result = match run {
             Some(run) => {
                 let sent = sys::send_file(stream, run.fd, run.offset, run.len);
                 if let Ok(bytes) = sent {
@@ -56,7 +60,7 @@ fn write_session(runtime: &WorkerRuntime, session: &Session) -> Drained {
                 }
                 sent
             }
-            None => sys::send_vectored(stream, &unwritten_slices(session, &outbound)),
+            None => sys::send_vectored(stream, &unwritten_slices(&outbound)),
         };
         drop(outbound);
         match result {
@@ -64,33 +68,11 @@ fn write_session(runtime: &WorkerRuntime, session: &Session) -> Drained {
                 let metrics = runtime.broker.metrics();
                 WorkerMetrics::add(&metrics.bytes_out, written as u64);
                 WorkerMetrics::add(&metrics.writes, 1);
-                consume(session, written);
+                session.outbound.borrow_mut().advance(written);
             }
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Drained::Blocked,
             Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => return Drained::Failed,
-        }
-    }
-}
-
-/// Drops `written` bytes from the front of the queue.
-pub(super) fn consume(session: &Session, mut written: usize) {
-    session
-        .pending_bytes
-        .set(session.pending_bytes.get().saturating_sub(written));
-    let mut outbound = session.outbound.borrow_mut();
-    while written > 0 {
-        let Some(front) = outbound.front() else { break };
-        let left = front.len() - session.written_of_front.get();
-        if written >= left {
-            written -= left;
-            outbound.pop_front();
-            session.written_of_front.set(0);
-        } else {
-            session
-                .written_of_front
-                .set(session.written_of_front.get() + written);
-            written = 0;
         }
     }
 }
@@ -103,7 +85,7 @@ fn flush_session(runtime: &Rc<WorkerRuntime>, session: &Rc<Session>) {
     runtime
         .broker
         .metrics()
-        .observe_pending(session.pending_bytes.get() as u64);
+        .observe_pending(session.outbound.borrow().pending_bytes() as u64);
     if session.writer_parked.get() {
         return;
     }
@@ -129,7 +111,6 @@ fn finish_if_closing(runtime: &WorkerRuntime, session: &Session) {
 fn lost(runtime: &WorkerRuntime, session: &Rc<Session>) {
     runtime.broker.close(session, CloseKind::ConnectionLost);
     session.outbound.borrow_mut().clear();
-    session.pending_bytes.set(0);
     if let Some(stream) = runtime.stream_of(session) {
         sys::shutdown(&*stream, Shutdown::Both);
     }
@@ -205,7 +186,12 @@ pub fn flush(runtime: &Rc<WorkerRuntime>) {
     flush_outbox(runtime);
 }
 
+/// The end of a flush step: gives emptied frame-file chunks back (their last frames were
+/// just written) and hands the outbox over.
 fn flush_outbox(runtime: &Rc<WorkerRuntime>) {
+    if let Some(file) = &runtime.frame_file {
+        file.reclaim();
+    }
     runtime
         .broker
         .metrics()
@@ -244,16 +230,9 @@ pub async fn write_all(stream: &monoio::net::TcpStream, mut bytes: &[u8]) -> io:
 
 /// The session's queued frames not yet written, as up to [`IOVECS_PER_SEND`] slices (the
 /// front frame from where the last partial write stopped).
-pub(super) fn unwritten_slices<'a>(
-    session: &Session,
-    outbound: &'a VecDeque<QueuedFrame>,
-) -> Vec<IoSlice<'a>> {
+pub(super) fn unwritten_slices(outbound: &OutboundQueue) -> Vec<IoSlice<'_>> {
     let mut slices = Vec::with_capacity(outbound.len().min(IOVECS_PER_SEND));
-    let mut frames = outbound.iter().take(IOVECS_PER_SEND);
-    if let Some(front) = frames.next() {
-        slices.push(IoSlice::new(&front[session.written_of_front.get()..]));
-    }
-    slices.extend(frames.map(|frame| IoSlice::new(frame)));
+    slices.extend(outbound.unwritten().take(IOVECS_PER_SEND).map(IoSlice::new));
     slices
 }
 
@@ -266,14 +245,14 @@ struct FileRun {
 
 /// The run of file frames at the front of the queue (from where the last partial write
 /// stopped), when it is long enough for `sendfile` to beat a copy ([`SENDFILE_MIN_BYTES`]).
-fn file_run(session: &Session, outbound: &VecDeque<QueuedFrame>) -> Option<FileRun> {
-    let mut frames = outbound.iter().take(IOVECS_PER_SEND);
-    let first = frames.next()?.span()?;
-    let offset = first.offset() + session.written_of_front.get() as u64;
+fn file_run(file: &FrameFile, outbound: &OutboundQueue) -> Option<FileRun> {
+    let mut frames = outbound.frames().take(IOVECS_PER_SEND);
+    let first = frames.next()?.span().filter(|span| file.holds(span))?;
+    let offset = first.offset() + outbound.written_of_front() as u64;
     let mut end = first.offset() + first.len() as u64;
     for frame in frames {
         match frame.span() {
-            Some(span) if span.same_file(first) && span.offset() == end => {
+            Some(span) if span.same_store(first) && span.offset() == end => {
                 end += span.len() as u64;
             }
             _ => break,
@@ -281,7 +260,7 @@ fn file_run(session: &Session, outbound: &VecDeque<QueuedFrame>) -> Option<FileR
     }
     let len = (end - offset) as usize;
     (len >= SENDFILE_MIN_BYTES).then(|| FileRun {
-        fd: first.fd(),
+        fd: file.fd(),
         offset,
         len,
     })

@@ -1,33 +1,35 @@
 //! Zero-copy fan-out: a worker's frames in an anonymous in-memory file.
 //!
-//! Responsibility: hold each frame of a large fan-out once in a `memfd`, so the runtime can
+//! Responsibility: hold each frame of a large fan-out once in a `memfd`, so the writer can
 //! hand a subscriber's run of consecutive frames to the kernel with `sendfile`, which
 //! attaches the file's pages to the socket instead of copying the bytes (measured on this
 //! 2-core VM, loopback, 2,000 sockets: 0.23–0.27 ns of kernel time per byte with `sendfile`
 //! of 64 KiB vs 0.67–0.71 with `sendmsg`; at 6.6 KiB `sendfile` costs more, hence
-//! [`SENDFILE_MIN_BYTES`]).
+//! [`SENDFILE_MIN_BYTES`]). It implements the broker's [`FrameStore`]: the broker gets an
+//! opaque [`FileSpan`] per stored frame, whose drop only lists the chunk in the
+//! [`SpanLedger`]; every syscall (`memfd_create`, `pwrite`, `fallocate`) is made here,
+//! emptying released chunks in [`FrameFile::reclaim`] (after each flush step).
 //!
 //! Invariant (why this is safe): a byte of the file is written once and never changed
 //! while a socket may still reference its page. Frames are appended; a chunk is reused
 //! only after every frame in it was dropped from every queue, and it is first emptied with
 //! `FALLOC_FL_PUNCH_HOLE` over whole pages: that removes the pages from the file without
 //! touching their contents, so socket buffers still holding them keep the bytes they were
-//! given, and the next write gets fresh pages.
+//! given, and the next write gets fresh pages. (A chunk released but not yet reclaimed is
+//! emptied by [`FrameFile::store`] before it is reused.)
 //!
 //! Bounds: `chunks × chunk_bytes` (`server.zeroCopyFanoutBytes`, default 64 MiB per worker)
 //! of file; when every chunk still holds live frames, frames are queued from memory as
 //! usual (nothing is refused or dropped). Resident pages are only those of chunks with
-//! live frames (plus pages still held by socket buffers, counted by the kernel).
+//! live frames or released since the last reclaim (plus pages still held by socket
+//! buffers, counted by the kernel).
 
+pub use crate::broker::frame_store::{FileSpan, FrameStore, NotStored, SpanLedger};
 use bytes::Bytes;
 use std::cell::Cell;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
-
-/// Local subscribers a frame must have before it is written to the file: below this, a run
-/// of its frames rarely reaches [`SENDFILE_MIN_BYTES`] and the extra write is not repaid.
-pub const ZERO_COPY_MIN_SUBSCRIBERS: usize = 32;
 
 /// Smallest run of consecutive file frames sent with `sendfile` rather than `sendmsg`
 /// (measured per send, 2,000 loopback sockets: 6.6 KiB sendfile 12.1 µs vs sendmsg 9.7 µs;
@@ -39,17 +41,13 @@ pub const SENDFILE_MIN_BYTES: usize = 16 * 1024;
 /// (`shmem_enabled`): emptying part of a huge page would zero bytes in place.
 pub const CHUNK_BYTES: u64 = 2 << 20;
 
-/// A worker's frame file. Cheap to clone (one `Rc`).
-#[derive(Clone)]
+/// A worker's frame file. The runtime keeps it in an `Rc` shared with the broker (as its
+/// [`FrameStore`]).
 pub struct FrameFile {
-    inner: Rc<Inner>,
-}
-
-struct Inner {
     fd: OwnedFd,
     chunk_bytes: u64,
-    /// Frames alive per chunk (spans not yet dropped).
-    live: Box<[Cell<u32>]>,
+    /// Frames alive per chunk, and the chunks released since the last reclaim.
+    ledger: Rc<SpanLedger>,
     /// Bytes written per chunk since it was last emptied.
     filled: Box<[Cell<u64>]>,
     /// The chunk being appended to, and the next offset within it.
@@ -57,26 +55,6 @@ struct Inner {
     next_offset: Cell<u64>,
     /// Bytes written to chunks not yet emptied (a gauge for the metrics).
     resident: Cell<u64>,
-}
-
-/// Why a frame was not put in the file (it is then sent from memory).
-#[derive(Debug, PartialEq, Eq)]
-pub enum NotStored {
-    /// Empty, or larger than a chunk.
-    Size,
-    /// Every chunk but the current one still holds frames some queue has not sent.
-    Full,
-    /// The write to the file failed or was short.
-    WriteFailed,
-}
-
-/// One frame's place in a [`FrameFile`]; keeps its chunk from being reused while alive.
-pub struct FileSpan {
-    inner: Rc<Inner>,
-    chunk: u32,
-    len: u32,
-    /// Absolute offset in the file.
-    offset: u64,
 }
 
 impl FrameFile {
@@ -98,37 +76,33 @@ impl FrameFile {
         }
         // SAFETY: `fd` was just created and is owned by nothing else.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let cells = |value| (0..chunks).map(|_| Cell::new(value)).collect();
         Ok(Some(FrameFile {
-            inner: Rc::new(Inner {
-                fd,
-                chunk_bytes,
-                live: (0..chunks).map(|_| Cell::new(0)).collect(),
-                filled: cells(0),
-                current: Cell::new(0),
-                next_offset: Cell::new(0),
-                resident: Cell::new(0),
-            }),
+            fd,
+            chunk_bytes,
+            ledger: SpanLedger::new(chunks),
+            filled: (0..chunks).map(|_| Cell::new(0)).collect(),
+            current: Cell::new(0),
+            next_offset: Cell::new(0),
+            resident: Cell::new(0),
         }))
     }
 
     /// Writes `frame` at the end of the current chunk (moving to a free one when it does not
     /// fit). On `Err` the caller queues the frame from memory.
     pub fn append(&self, frame: &Bytes) -> Result<FileSpan, NotStored> {
-        let inner = &self.inner;
         let len = frame.len() as u64;
-        if len == 0 || len > inner.chunk_bytes {
+        if len == 0 || len > self.chunk_bytes {
             return Err(NotStored::Size);
         }
-        if inner.next_offset.get() + len > inner.chunk_bytes && !inner.advance() {
+        if self.next_offset.get() + len > self.chunk_bytes && !self.advance() {
             return Err(NotStored::Full);
         }
-        let chunk = inner.current.get();
-        let offset = chunk as u64 * inner.chunk_bytes + inner.next_offset.get();
-        // SAFETY: the buffer is valid for `len` bytes; the fd is open while `inner` lives.
+        let chunk = self.current.get();
+        let offset = chunk as u64 * self.chunk_bytes + self.next_offset.get();
+        // SAFETY: the buffer is valid for `len` bytes; the fd is open while `self` lives.
         let written = unsafe {
             libc::pwrite(
-                inner.fd.as_raw_fd(),
+                self.fd.as_raw_fd(),
                 frame.as_ptr().cast(),
                 frame.len(),
                 offset as libc::off_t,
@@ -137,41 +111,55 @@ impl FrameFile {
         if written != frame.len() as isize {
             // A short or failed write: those bytes must not be used. Moving past them
             // keeps the invariant (nothing is rewritten before the chunk is emptied).
-            inner.next_offset.set(inner.chunk_bytes);
+            self.next_offset.set(self.chunk_bytes);
             return Err(NotStored::WriteFailed);
         }
-        inner.next_offset.set(inner.next_offset.get() + len);
-        inner.filled[chunk].set(inner.filled[chunk].get() + len);
-        inner.resident.set(inner.resident.get() + len);
-        inner.live[chunk].set(inner.live[chunk].get() + 1);
-        Ok(FileSpan {
-            inner: inner.clone(),
-            chunk: chunk as u32,
-            len: len as u32,
-            offset,
-        })
+        self.next_offset.set(self.next_offset.get() + len);
+        self.filled[chunk].set(self.filled[chunk].get() + len);
+        self.resident.set(self.resident.get() + len);
+        Ok(self.ledger.issue(chunk, offset, len as u32))
+    }
+
+    /// Empties the chunks whose last frame was dropped since the last call (except the
+    /// current one, which is emptied when it is left). Cheap when none was.
+    pub fn reclaim(&self) {
+        let current = self.current.get();
+        self.ledger.take_released(|chunk| {
+            if chunk != current && self.ledger.live(chunk) == 0 {
+                self.empty(chunk);
+            }
+        });
     }
 
     /// Bytes written to chunks that still hold them.
     pub fn resident_bytes(&self) -> u64 {
-        self.inner.resident.get()
+        self.resident.get()
     }
-}
 
-impl Inner {
+    /// The file descriptor to `sendfile` from.
+    pub fn fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// Whether `span` is a place in this file.
+    pub fn holds(&self, span: &FileSpan) -> bool {
+        span.is_from(&self.ledger)
+    }
+
     /// Leaves the current chunk for one without live frames; false when there is none.
     fn advance(&self) -> bool {
-        let chunks = self.live.len();
+        let chunks = self.filled.len();
         let current = self.current.get();
         let Some(next) = (1..chunks)
             .map(|step| (current + step) % chunks)
-            .find(|&chunk| self.live[chunk].get() == 0)
+            .find(|&chunk| self.ledger.live(chunk) == 0)
         else {
             return false;
         };
-        // Emptied when its last frame died, unless it was current then.
+        // Emptied by `reclaim` when its last frame died, unless it was current then or no
+        // reclaim ran since.
         self.empty(next);
-        if self.live[current].get() == 0 {
+        if self.ledger.live(current) == 0 {
             self.empty(current);
         }
         self.current.set(next);
@@ -197,47 +185,17 @@ impl Inner {
         };
         if result != 0 {
             // Not emptied: its pages must not be written again. Keep it out of use by
-            // leaving a phantom live frame (the file shrinks by one chunk; frames still
+            // holding a phantom live frame (the file shrinks by one chunk; frames still
             // flow, from memory once no chunk is left).
-            self.live[chunk].set(self.live[chunk].get() + 1);
+            self.ledger.hold(chunk);
             tracing::warn!(error = %io::Error::last_os_error(), "cannot empty a frame-file chunk");
         }
     }
 }
 
-impl FileSpan {
-    /// The file descriptor to `sendfile` from.
-    pub fn fd(&self) -> RawFd {
-        self.inner.fd.as_raw_fd()
-    }
-
-    /// Offset of the frame in the file.
-    pub fn offset(&self) -> u64 {
-        self.offset
-    }
-
-    pub fn len(&self) -> usize {
-        self.len as usize
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// Both spans are in the same file.
-    pub fn same_file(&self, other: &FileSpan) -> bool {
-        Rc::ptr_eq(&self.inner, &other.inner)
-    }
-}
-
-impl Drop for FileSpan {
-    fn drop(&mut self) {
-        let chunk = self.chunk as usize;
-        let live = self.inner.live[chunk].get() - 1;
-        self.inner.live[chunk].set(live);
-        if live == 0 && chunk != self.inner.current.get() {
-            self.inner.empty(chunk);
-        }
+impl FrameStore for FrameFile {
+    fn store(&self, frame: &Bytes) -> Result<FileSpan, NotStored> {
+        self.append(frame)
     }
 }
 
@@ -252,7 +210,7 @@ mod tests {
         // SAFETY: the buffer is valid for `len` bytes.
         let read = unsafe {
             libc::pread(
-                file.inner.fd.as_raw_fd(),
+                file.fd(),
                 buffer.as_mut_ptr().cast(),
                 len,
                 offset as libc::off_t,
@@ -266,10 +224,7 @@ mod tests {
     fn allocated_bytes(file: &FrameFile) -> u64 {
         // SAFETY: fstat into a zeroed struct.
         let mut stat: libc::stat = unsafe { std::mem::zeroed() };
-        assert_eq!(
-            unsafe { libc::fstat(file.inner.fd.as_raw_fd(), &mut stat) },
-            0
-        );
+        assert_eq!(unsafe { libc::fstat(file.fd(), &mut stat) }, 0);
         stat.st_blocks as u64 * 512
     }
 
@@ -278,7 +233,7 @@ mod tests {
         let file = FrameFile::with_geometry(PAGE, 4).unwrap().unwrap();
         let a = file.append(&Bytes::from_static(b"first frame")).unwrap();
         let b = file.append(&Bytes::from_static(b"second")).unwrap();
-        assert!(a.same_file(&b));
+        assert!(a.same_store(&b) && file.holds(&a));
         assert_eq!(b.offset(), a.offset() + a.len() as u64);
         assert_eq!(read_at(&file, a.offset(), 17), b"first framesecond");
         assert_eq!(file.resident_bytes(), 17);
@@ -294,7 +249,9 @@ mod tests {
         // Chunk 0 still holds `first`: no chunk is free, the frame stays in memory.
         assert_eq!(file.append(&big).err(), Some(NotStored::Full));
         assert_eq!(read_at(&file, first.offset(), 3000), vec![b'x'; 3000]);
-        drop(first); // chunk 0 is not current: emptied now
+        drop(first); // chunk 0 is not current: emptied at the next reclaim
+        assert_eq!(file.resident_bytes(), 6000, "no syscall on drop");
+        file.reclaim();
         assert_eq!(file.resident_bytes(), 3000);
         assert_eq!(allocated_bytes(&file), PAGE);
         let third = file.append(&Bytes::from(vec![b'y'; 3000])).unwrap();
@@ -306,11 +263,21 @@ mod tests {
             "chunk 1 untouched"
         );
         drop((second, third));
+        file.reclaim();
         assert_eq!(
             file.resident_bytes(),
             3000,
             "the current chunk keeps its pages"
         );
+    }
+
+    #[test]
+    fn a_span_may_outlive_its_file() {
+        let file = FrameFile::with_geometry(PAGE, 2).unwrap().unwrap();
+        let span = file.append(&Bytes::from_static(b"frame")).unwrap();
+        drop(file);
+        assert_eq!(span.len(), 5);
+        drop(span); // only the ledger's count: no descriptor is touched
     }
 
     #[test]
@@ -339,7 +306,7 @@ mod tests {
             assert_eq!(libc::pipe(pipe.as_mut_ptr()), 0);
             let mut offset = span.offset() as libc::loff_t;
             let moved = libc::splice(
-                span.fd(),
+                file.fd(),
                 &mut offset,
                 pipe[1],
                 std::ptr::null_mut(),
