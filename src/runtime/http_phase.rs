@@ -101,7 +101,7 @@ pub(super) async fn read_body(
 ) -> Result<(), bool> {
     let read = monoio::time::timeout_at(deadline, async {
         while buffer.len() < length {
-            match stream.read_more(runtime, buffer).await {
+            match stream.read_more(runtime.broker.metrics(), buffer).await {
                 Ok(read) if read > 0 => {}
                 _ => return Err(false),
             }
@@ -162,7 +162,12 @@ pub(super) async fn next_request(
     settings: &crate::broker::apps::Settings,
 ) -> Option<Instant> {
     if buffer.is_empty() {
-        match monoio::time::timeout(KEEP_ALIVE_IDLE, stream.read_more(runtime, buffer)).await {
+        match monoio::time::timeout(
+            KEEP_ALIVE_IDLE,
+            stream.read_more(runtime.broker.metrics(), buffer),
+        )
+        .await
+        {
             Ok(Ok(read)) if read > 0 => {}
             _ => return None,
         }

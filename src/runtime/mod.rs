@@ -13,6 +13,7 @@ pub mod bus;
 mod connection;
 mod http_phase;
 pub mod jwks;
+mod reader;
 mod stream;
 mod sys;
 mod tls;
