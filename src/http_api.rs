@@ -98,9 +98,9 @@ impl Admitted<'_> {
 /// lives elsewhere): the runtime waits on the channel, then calls [`connection_reply`].
 pub enum ApiReply {
     Ready(ApiResponse),
-    WaitForWorker(crossbeam_channel::Receiver<bool>),
+    WaitForWorker(flume::Receiver<bool>),
     /// `POST /admin/reload`: the control thread answers with the outcome.
-    WaitForControl(crossbeam_channel::Receiver<ReloadOutcome>),
+    WaitForControl(flume::Receiver<ReloadOutcome>),
 }
 
 /// The response to `POST /admin/reload` once the control thread answered (`None`: it did
@@ -306,7 +306,7 @@ fn terminate_connection(
     app: &App,
     permissions: &PermissionSet,
     connection: &str,
-    pending: &mut Option<crossbeam_channel::Receiver<bool>>,
+    pending: &mut Option<flume::Receiver<bool>>,
 ) -> ApiResponse {
     if !permissions.can_manage_connections() {
         return ApiResponse::error(403, "missing permission realtime:admin:manage:connections");
@@ -351,7 +351,7 @@ fn admin_reload(worker: &Worker) -> ApiReply {
     let Some(control) = worker.control() else {
         return ApiReply::Ready(ApiResponse::error(503, "no control thread"));
     };
-    let (reply, outcome) = crossbeam_channel::bounded(1);
+    let (reply, outcome) = flume::bounded(1);
     match control.try_send(ControlRequest::Reload { reply: Some(reply) }) {
         Ok(()) => ApiReply::WaitForControl(outcome),
         Err(_) => ApiReply::Ready(ApiResponse::error(

@@ -73,7 +73,7 @@ pub enum MeshMessage {
     Terminate {
         app: usize,
         connection: Option<u64>,
-        reply: Option<crossbeam_channel::Sender<bool>>,
+        reply: Option<flume::Sender<bool>>,
     },
     /// Remove the subscriptions matching `patterns` of every connection of `subject`.
     Unsubscribe {

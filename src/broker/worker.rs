@@ -87,7 +87,7 @@ pub struct Worker {
 pub enum Found {
     Yes,
     No,
-    Later(crossbeam_channel::Receiver<bool>),
+    Later(flume::Receiver<bool>),
 }
 
 /// What the runtime must do after a client message.
@@ -890,7 +890,7 @@ impl Worker {
                 if holders & BUS_BIT == 0 {
                     return Found::No;
                 }
-                let (reply, answer) = crossbeam_channel::bounded(1);
+                let (reply, answer) = flume::bounded(1);
                 bus.send(BusCommand::Terminate { app, id, reply });
                 return Found::Later(answer);
             }
@@ -905,7 +905,7 @@ impl Worker {
         if owner >= self.outbox.workers() {
             return Found::No;
         }
-        let (reply, answer) = crossbeam_channel::bounded(1);
+        let (reply, answer) = flume::bounded(1);
         self.outbox.push(
             owner,
             MeshMessage::Terminate {

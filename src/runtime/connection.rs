@@ -290,45 +290,21 @@ async fn serve_http(
 /// How long an admin call waits for the worker holding a connection to answer.
 const WORKER_ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Waits (polling: admin calls are rare) for another worker's answer to an admin call.
-async fn wait_for_worker(answer: crossbeam_channel::Receiver<bool>) -> ApiResponse {
-    let deadline = std::time::Instant::now() + WORKER_ANSWER_TIMEOUT;
-    loop {
-        match answer.try_recv() {
-            Ok(found) => return http_api::connection_reply(Some(found)),
-            Err(crossbeam_channel::TryRecvError::Disconnected) => {
-                return http_api::connection_reply(None)
-            }
-            Err(crossbeam_channel::TryRecvError::Empty) => {}
-        }
-        if std::time::Instant::now() >= deadline {
-            return http_api::connection_reply(None);
-        }
-        monoio::time::sleep(Duration::from_millis(1)).await;
-    }
+/// Waits for another worker's answer to an admin call: its send wakes this task (flume's
+/// `recv_async`, across threads); no answer by the timeout, or the sender gone, is `None`.
+async fn wait_for_worker(answer: flume::Receiver<bool>) -> ApiResponse {
+    let found = monoio::time::timeout(WORKER_ANSWER_TIMEOUT, answer.recv_async()).await;
+    http_api::connection_reply(found.ok().and_then(Result::ok))
 }
 
 /// How long `POST /admin/reload` waits for the control thread.
 const RELOAD_ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Waits (polling every 5 ms: reloads are rare) for the control thread's reload outcome.
-async fn wait_for_control(
-    outcome: crossbeam_channel::Receiver<crate::control::ReloadOutcome>,
-) -> ApiResponse {
-    let deadline = std::time::Instant::now() + RELOAD_ANSWER_TIMEOUT;
-    loop {
-        match outcome.try_recv() {
-            Ok(outcome) => return http_api::reload_reply(Some(outcome)),
-            Err(crossbeam_channel::TryRecvError::Disconnected) => {
-                return http_api::reload_reply(None)
-            }
-            Err(crossbeam_channel::TryRecvError::Empty) => {}
-        }
-        if std::time::Instant::now() >= deadline {
-            return http_api::reload_reply(None);
-        }
-        monoio::time::sleep(Duration::from_millis(5)).await;
-    }
+/// Waits for the control thread's reload outcome: its send wakes this task; none by the
+/// timeout, or the control thread gone, is `None`.
+async fn wait_for_control(outcome: flume::Receiver<crate::control::ReloadOutcome>) -> ApiResponse {
+    let outcome = monoio::time::timeout(RELOAD_ANSWER_TIMEOUT, outcome.recv_async()).await;
+    http_api::reload_reply(outcome.ok().and_then(Result::ok))
 }
 
 async fn respond_error(
@@ -523,4 +499,56 @@ async fn websocket(
     session.outbound.borrow_mut().clear();
     session.pending_bytes.set(0);
     runtime.request_flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::future::Future;
+    use std::task::Poll;
+
+    /// Runs `test` on a monoio runtime of each driver (the broker runs under both).
+    fn on_each_driver(test: impl Fn() -> std::pin::Pin<Box<dyn Future<Output = ()>>>) {
+        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .expect("legacy runtime")
+            .block_on(test());
+        if let Ok(mut runtime) = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+            .enable_timer()
+            .build()
+        {
+            runtime.block_on(test());
+        }
+    }
+
+    #[test]
+    fn an_answer_sent_from_another_thread_wakes_the_waiting_admin_call() {
+        on_each_driver(|| {
+            Box::pin(async {
+                let (reply, answer) = flume::bounded(1);
+                let mut wait = std::pin::pin!(wait_for_worker(answer));
+                // Polled once before the answer exists: only the sender's wake can finish it.
+                let pending =
+                    std::future::poll_fn(|cx| Poll::Ready(wait.as_mut().poll(cx).is_pending()))
+                        .await;
+                assert!(pending);
+                let sender = std::thread::spawn(move || reply.send(false));
+                assert_eq!(wait.await.status, 404, "the answer (not found) arrives");
+                sender.join().unwrap().unwrap();
+            })
+        });
+    }
+
+    #[test]
+    fn a_reload_whose_control_thread_is_gone_is_answered_at_once() {
+        on_each_driver(|| {
+            Box::pin(async {
+                let (reply, outcome) = flume::bounded::<crate::control::ReloadOutcome>(1);
+                drop(reply);
+                let response = wait_for_control(outcome).await;
+                assert_eq!(response.status, http_api::reload_reply(None).status);
+            })
+        });
+    }
 }
