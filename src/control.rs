@@ -36,7 +36,7 @@ pub type ReloadOutcome = Result<ReloadSummary, String>;
 pub enum ControlRequest {
     /// Re-read the configuration; `reply` (HTTP callers) learns the outcome.
     Reload {
-        reply: Option<crossbeam_channel::Sender<ReloadOutcome>>,
+        reply: Option<flume::Sender<ReloadOutcome>>,
     },
 }
 

@@ -23,7 +23,7 @@ use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Poll, Waker};
 
 /// Messages a mailbox holds before senders keep theirs in their outbox. 16 Ki × ~64 bytes
 /// ≈ 1 MiB per worker: many wakes' worth of batches at full fan-out rate.
@@ -73,7 +73,7 @@ pub enum MeshMessage {
     Terminate {
         app: usize,
         connection: Option<u64>,
-        reply: Option<crossbeam_channel::Sender<bool>>,
+        reply: Option<flume::Sender<bool>>,
     },
     /// Remove the subscriptions matching `patterns` of every connection of `subject`.
     Unsubscribe {
@@ -198,6 +198,12 @@ pub struct Outbox {
     /// is queued for them is dropped, so no survivor waits on a dead peer.
     gone: Cell<u64>,
     bus: Option<BusLink>,
+    /// Tasks of this worker waiting in [`Outbox::uncongested`], all woken by the flush
+    /// that brings the queue below [`OUTBOX_HIGH_WATER`]. Bounded by the worker's reader
+    /// tasks: each adds itself at most once per round (`wake_round`), and a round ends by
+    /// emptying the list.
+    waiting: RefCell<Vec<Waker>>,
+    wake_round: Cell<u64>,
 }
 
 impl Outbox {
@@ -209,6 +215,8 @@ impl Outbox {
             queued: Cell::new(0),
             gone: Cell::new(0),
             bus: None,
+            waiting: RefCell::new(Vec::new()),
+            wake_round: Cell::new(0),
         }
     }
 
@@ -286,13 +294,45 @@ impl Outbox {
             remaining += queue.len();
         }
         self.queued.set(remaining);
+        if remaining < OUTBOX_HIGH_WATER {
+            self.wake_waiting();
+        }
         remaining
+    }
+
+    /// Resolves once the outbox is not congested: a producer (a reader) waits here
+    /// instead of reading on; the [`Outbox::flush`] that drains it wakes every waiter.
+    pub async fn uncongested(&self) {
+        let mut registered = None;
+        poll_fn(|cx| {
+            if !self.is_congested() {
+                return Poll::Ready(());
+            }
+            let round = self.wake_round.get();
+            if registered != Some(round) {
+                self.waiting.borrow_mut().push(cx.waker().clone());
+                registered = Some(round);
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
+    fn wake_waiting(&self) {
+        let mut waiting = self.waiting.borrow_mut();
+        if waiting.is_empty() {
+            return;
+        }
+        self.wake_round.set(self.wake_round.get() + 1);
+        // Waking schedules the tasks on this worker; none runs inside this call.
+        waiting.drain(..).for_each(Waker::wake);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::future::Future;
 
     fn publication() -> MeshMessage {
         MeshMessage::Publish {
@@ -339,5 +379,60 @@ mod tests {
         let mut out = Vec::new();
         alive.drain(10, &mut out);
         assert_eq!(out.len(), 1, "the live worker still gets its message");
+    }
+
+    /// A waker that counts its wakes.
+    struct Count(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_paused_producer_is_woken_by_the_flush_that_drains_the_outbox() {
+        let (mailbox, sender) = channel(OUTBOX_HIGH_WATER + 1);
+        let blocker = Outbox::new(vec![sender.clone()]);
+        // Fill the mailbox so the outbox under test stays congested at its first flush.
+        for _ in 0..=OUTBOX_HIGH_WATER {
+            blocker.push(0, publication());
+        }
+        assert_eq!(blocker.flush(), 0);
+        let outbox = Outbox::new(vec![sender]);
+        for _ in 0..OUTBOX_HIGH_WATER {
+            outbox.push(0, publication());
+        }
+        let count = Arc::new(Count(std::sync::atomic::AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        let mut context = std::task::Context::from_waker(&waker);
+        let mut wait = std::pin::pin!(outbox.uncongested());
+        assert!(wait.as_mut().poll(&mut context).is_pending());
+        assert!(wait.as_mut().poll(&mut context).is_pending());
+        assert_eq!(
+            outbox.waiting.borrow().len(),
+            1,
+            "listed once however often polled"
+        );
+        assert_eq!(
+            outbox.flush(),
+            OUTBOX_HIGH_WATER,
+            "the mailbox is still full"
+        );
+        assert_eq!(
+            count.0.load(Ordering::SeqCst),
+            0,
+            "still congested: not woken"
+        );
+        let mut out = Vec::new();
+        mailbox.drain(OUTBOX_HIGH_WATER + 1, &mut out);
+        assert_eq!(outbox.flush(), 0);
+        assert_eq!(
+            count.0.load(Ordering::SeqCst),
+            1,
+            "the draining flush wakes it"
+        );
+        assert!(outbox.waiting.borrow().is_empty());
+        assert!(wait.as_mut().poll(&mut context).is_ready());
     }
 }

@@ -67,7 +67,7 @@ pub enum BusCommand {
     Terminate {
         app: usize,
         id: u64,
-        reply: crossbeam_channel::Sender<bool>,
+        reply: flume::Sender<bool>,
     },
     /// Close every connection of the app on every other node.
     TerminateApp { app: usize },

@@ -113,9 +113,9 @@ impl Admitted<'_> {
 /// lives elsewhere): the runtime waits on the channel, then calls [`connection_reply`].
 pub enum ApiReply {
     Ready(ApiResponse),
-    WaitForWorker(crossbeam_channel::Receiver<bool>),
+    WaitForWorker(flume::Receiver<bool>),
     /// `POST /admin/reload`: the control thread answers with the outcome.
-    WaitForControl(crossbeam_channel::Receiver<ReloadOutcome>),
+    WaitForControl(flume::Receiver<ReloadOutcome>),
 }
 
 /// What to answer.

@@ -56,7 +56,7 @@ pub(super) fn admin_reload(
     let Some(control) = control else {
         return ApiReply::Ready(ApiResponse::error(503, "no control thread"));
     };
-    let (reply, outcome) = crossbeam_channel::bounded(1);
+    let (reply, outcome) = flume::bounded(1);
     match control.try_send(ControlRequest::Reload { reply: Some(reply) }) {
         Ok(()) => ApiReply::WaitForControl(outcome),
         Err(_) => ApiReply::Ready(ApiResponse::error(

@@ -730,10 +730,7 @@ impl Bus {
     }
 
     /// Hands a terminate call to the worker holding the connection, if this node has it.
-    fn terminate_here(
-        &mut self,
-        request: &TerminateRequest,
-    ) -> Option<crossbeam_channel::Receiver<bool>> {
+    fn terminate_here(&mut self, request: &TerminateRequest) -> Option<flume::Receiver<bool>> {
         let app: &Arc<App> = self.registry.get(&request.app)?;
         let id = parse_connection_id(&request.connection)?;
         let owner = crate::broker::session::worker_of(id);
@@ -742,7 +739,7 @@ impl Bus {
             return None;
         }
         let worker = owner;
-        let (reply, answer) = crossbeam_channel::bounded(1);
+        let (reply, answer) = flume::bounded(1);
         let message = MeshMessage::Terminate {
             app: app.index,
             connection: Some(id),
@@ -806,20 +803,13 @@ impl Bus {
     }
 }
 
-/// Polls (admin calls are rare) for a worker's answer, up to the admin timeout.
-async fn wait_for_worker(answer: crossbeam_channel::Receiver<bool>) -> bool {
-    let deadline = Instant::now() + Duration::from_millis(ADMIN_REPLY_TIMEOUT_MS);
-    loop {
-        match answer.try_recv() {
-            Ok(found) => return found,
-            Err(crossbeam_channel::TryRecvError::Disconnected) => return false,
-            Err(crossbeam_channel::TryRecvError::Empty) => {}
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+/// Waits for a worker's answer (its send wakes this task), up to the admin timeout.
+async fn wait_for_worker(answer: flume::Receiver<bool>) -> bool {
+    let timeout = Duration::from_millis(ADMIN_REPLY_TIMEOUT_MS);
+    matches!(
+        tokio::time::timeout(timeout, answer.recv_async()).await,
+        Ok(Ok(true))
+    )
 }
 
 fn private_topic(id: u64) -> String {

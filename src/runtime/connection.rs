@@ -3,10 +3,10 @@
 //! Responsibility: read bytes, hand them to the sans-IO parsers and the broker, and write
 //! handshake responses. Refusals happen before the upgrade as plain HTTP with a JSON body
 //! (404 app, 403 address, 401 token, 429 limit, 400 malformed). After the upgrade this task
-//! is the connection's reader: it waits for readability, reads into the worker's pooled
-//! buffer (an idle connection holds none), and keeps only a split frame's bytes.
-//! Writes happen in `writer`; this task never waits on a write except for handshake
-//! responses.
+//! runs the connection's reader (`reader`, the same loop for plain and TLS). Writes happen
+//! in `writer`; this task never waits on a write except for handshake responses. It sits
+//! at the top of the connection modules: `reader` → `writer` → `stream` (the transport) →
+//! `tls`/`sys`; none of them imports it.
 //!
 //! HTTP-phase bounds: a connection counts against `maxHttpConnectionsPerWorker` from its
 //! accept until it upgrades or ends ([`HttpPhase`], taken by the accept loop); each request, head and body, must
@@ -20,24 +20,18 @@ use super::{sys, WorkerRuntime};
 use crate::auth::{forwarded, ClientAddress};
 use crate::broker::apps::LimitRefusal;
 use crate::broker::session::{parse_connection_id, Session};
-use crate::broker::worker::Verdict;
 use crate::error::CloseKind;
 use crate::http_api::{self, ApiReply, ApiRequest, ApiResponse};
 use crate::metrics::{Refusal, WorkerMetrics};
 use crate::protocol::deflate;
-use crate::protocol::frame::Progress;
 use crate::protocol::http::{self as http1, RequestHead};
 use monoio::net::TcpStream;
 use monoio::time::Instant;
 use rustls::ServerConfig;
-use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Consecutive full-buffer reads before the reader lets other tasks run.
-pub(super) const READS_BEFORE_YIELD: u32 = 4;
 
 /// The parts of a request head the runtime needs after the read buffer moves on.
 struct Head {
@@ -107,13 +101,15 @@ pub async fn serve(
     if send_buffer > 0 {
         sys::set_send_buffer(&tcp, send_buffer);
     }
-    let mut stream = Stream::plain(tcp);
-    if let Some(config) = tls {
-        let Some(state) = super::tls::accept(&config) else {
-            return;
-        };
-        stream.tls = Some(Box::new(std::cell::RefCell::new(state)));
-    }
+    let stream = match tls {
+        None => Stream::plain(tcp),
+        Some(config) => {
+            let Some(state) = super::tls::accept(&config) else {
+                return;
+            };
+            Stream::with_tls(tcp, state)
+        }
+    };
     let stream = Rc::new(stream);
     let slot = runtime.register(stream.clone());
     // The HTTP phase's state (request buffer, timers, head) is ~1.5 KB: boxed, it is freed
@@ -152,7 +148,7 @@ async fn read_head(
                 Ok(None) => {}
                 Err(error) => return HeadRead::Malformed(error.status(), error.to_string()),
             }
-            match stream.read_more(runtime, buffer).await {
+            match stream.read_more(runtime.broker.metrics(), buffer).await {
                 Ok(0) | Err(_) => return HeadRead::Ended,
                 Ok(_) => {}
             }
@@ -299,45 +295,21 @@ async fn serve_http(
 /// How long an admin call waits for the worker holding a connection to answer.
 const WORKER_ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Waits (polling: admin calls are rare) for another worker's answer to an admin call.
-async fn wait_for_worker(answer: crossbeam_channel::Receiver<bool>) -> ApiResponse {
-    let deadline = std::time::Instant::now() + WORKER_ANSWER_TIMEOUT;
-    loop {
-        match answer.try_recv() {
-            Ok(found) => return http_api::connection_reply(Some(found)),
-            Err(crossbeam_channel::TryRecvError::Disconnected) => {
-                return http_api::connection_reply(None)
-            }
-            Err(crossbeam_channel::TryRecvError::Empty) => {}
-        }
-        if std::time::Instant::now() >= deadline {
-            return http_api::connection_reply(None);
-        }
-        monoio::time::sleep(Duration::from_millis(1)).await;
-    }
+/// Waits for another worker's answer to an admin call: its send wakes this task (flume's
+/// `recv_async`, across threads); no answer by the timeout, or the sender gone, is `None`.
+async fn wait_for_worker(answer: flume::Receiver<bool>) -> ApiResponse {
+    let found = monoio::time::timeout(WORKER_ANSWER_TIMEOUT, answer.recv_async()).await;
+    http_api::connection_reply(found.ok().and_then(Result::ok))
 }
 
 /// How long `POST /admin/reload` waits for the control thread.
 const RELOAD_ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Waits (polling every 5 ms: reloads are rare) for the control thread's reload outcome.
-async fn wait_for_control(
-    outcome: crossbeam_channel::Receiver<crate::control::ReloadOutcome>,
-) -> ApiResponse {
-    let deadline = std::time::Instant::now() + RELOAD_ANSWER_TIMEOUT;
-    loop {
-        match outcome.try_recv() {
-            Ok(outcome) => return http_api::reload_reply(Some(outcome)),
-            Err(crossbeam_channel::TryRecvError::Disconnected) => {
-                return http_api::reload_reply(None)
-            }
-            Err(crossbeam_channel::TryRecvError::Empty) => {}
-        }
-        if std::time::Instant::now() >= deadline {
-            return http_api::reload_reply(None);
-        }
-        monoio::time::sleep(Duration::from_millis(5)).await;
-    }
+/// Waits for the control thread's reload outcome: its send wakes this task; none by the
+/// timeout, or the control thread gone, is `None`.
+async fn wait_for_control(outcome: flume::Receiver<crate::control::ReloadOutcome>) -> ApiResponse {
+    let outcome = monoio::time::timeout(RELOAD_ANSWER_TIMEOUT, outcome.recv_async()).await;
+    http_api::reload_reply(outcome.ok().and_then(Result::ok))
 }
 
 async fn respond_error(
@@ -513,68 +485,6 @@ async fn upgrade(
     Some((session, buffer))
 }
 
-/// Feeds `data` to the session's frame reader and the broker. Returns the number of bytes
-/// consumed and whether the session is closing.
-fn process(runtime: &WorkerRuntime, session: &Rc<Session>, data: &mut [u8]) -> (usize, bool) {
-    let max = session.app().limits.max_message_bytes as usize;
-    let mut frames = session.frames.borrow_mut();
-    let mut offset = 0;
-    loop {
-        match frames.read(&mut data[offset..], max) {
-            Ok(Progress::NeedMore) => return (offset, false),
-            Ok(Progress::Fragment { consumed }) => offset += consumed,
-            Ok(Progress::Message { message, consumed }) => {
-                offset += consumed;
-                if runtime.broker.on_message(session, message) == Verdict::Closing {
-                    return (offset, true);
-                }
-            }
-            Err(error) => {
-                runtime.broker.close(
-                    session,
-                    CloseKind::from_frame_error_code(error.close_code()),
-                );
-                return (offset, true);
-            }
-        }
-    }
-}
-
-/// Processes freshly read bytes (in the pooled buffer or appended to the split frame).
-pub(super) fn ingest(runtime: &WorkerRuntime, session: &Rc<Session>, fresh: &mut [u8]) -> bool {
-    runtime.refresh_clock();
-    session.last_seen_tick.set(runtime.broker.tick.get());
-    WorkerMetrics::add(&runtime.broker.metrics().bytes_in, fresh.len() as u64);
-    let mut partial = session.partial.borrow_mut();
-    if partial.is_empty() {
-        let (consumed, closing) = process(runtime, session, fresh);
-        if !closing && consumed < fresh.len() {
-            partial.extend_from_slice(&fresh[consumed..]);
-        }
-        closing
-    } else {
-        partial.extend_from_slice(fresh);
-        let (consumed, closing) = process(runtime, session, &mut partial);
-        if closing {
-            *partial = Vec::new();
-        } else {
-            partial.drain(..consumed);
-            if partial.is_empty() {
-                // Give the memory back: an idle connection holds no buffer.
-                *partial = Vec::new();
-            }
-        }
-        closing
-    }
-}
-
-/// Backpressure: pauses this reader while other workers' mailboxes are full.
-pub(super) async fn wait_for_outbox(runtime: &WorkerRuntime) {
-    while runtime.broker.outbox.is_congested() {
-        monoio::time::sleep(Duration::from_millis(1)).await;
-    }
-}
-
 /// The WebSocket phase: runs the reader until the peer goes away or the close completes.
 async fn websocket(
     runtime: &Rc<WorkerRuntime>,
@@ -584,91 +494,65 @@ async fn websocket(
 ) {
     let mut closing = false;
     if !leftover.is_empty() {
-        closing = ingest(runtime, session, &mut leftover);
+        closing = super::reader::ingest(runtime, session, &mut leftover);
         runtime.request_flush();
     }
     drop(leftover);
-    match &stream.tls {
-        None => read_websocket(runtime, &stream.tcp, session, closing).await,
-        // Boxed: the TLS reader's state must not widen every plain connection's task.
-        Some(state) => {
-            Box::pin(super::tls::read_websocket(
-                runtime,
-                &stream.tcp,
-                state,
-                session,
-                closing,
-            ))
-            .await
-        }
-    }
+    super::reader::read_websocket(runtime, stream, session, closing).await;
     // The peer is gone (or finished the close handshake): release everything.
     runtime.broker.close(session, CloseKind::ConnectionLost);
     session.outbound.borrow_mut().clear();
     runtime.request_flush();
 }
 
-/// The plain WebSocket reader: waits for readability, reads into the pooled buffer.
-async fn read_websocket(
-    runtime: &Rc<WorkerRuntime>,
-    stream: &TcpStream,
-    session: &Rc<Session>,
-    mut closing: bool,
-) {
-    let mut full_reads = 0;
-    loop {
-        if runtime.broker.outbox.is_congested() {
-            // Boxed: monoio's `Sleep` is 640 bytes and this path is rare; inline, it would
-            // sit in every idle connection's task.
-            Box::pin(wait_for_outbox(runtime)).await;
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::future::Future;
+    use std::task::Poll;
+
+    /// Runs `test` on a monoio runtime of each driver (the broker runs under both).
+    fn on_each_driver(test: impl Fn() -> std::pin::Pin<Box<dyn Future<Output = ()>>>) {
+        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .expect("legacy runtime")
+            .block_on(test());
+        if let Ok(mut runtime) = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+            .enable_timer()
+            .build()
+        {
+            runtime.block_on(test());
         }
-        let result = {
-            let mut pool = runtime.read_buffer.borrow_mut();
-            match sys::recv(stream, &mut pool[..]) {
-                Ok(0) => Ok(None),
-                Ok(read) => {
-                    let full = read == pool.len();
-                    if closing || session.closing.get().is_some() {
-                        closing = true;
-                    } else {
-                        closing = ingest(runtime, session, &mut pool[..read]);
-                    }
-                    Ok(Some(full))
-                }
-                Err(error) => Err(error),
-            }
-        };
-        match result {
-            Ok(None) => break,
-            Ok(Some(full)) => {
-                // The frames of several reads join one write per subscriber (measured in
-                // `topics`: 4 deliveries per send when every full read was flushed at once,
-                // 20 now). Queues stay bounded: a subscriber past half its
-                // `maxPendingBytes` makes the flush urgent, and then a reader writes before
-                // it reads on (under epoll, `readable` may not yield), so one read buffer is
-                // the most it adds.
-                if runtime.broker.flush_is_urgent() {
-                    super::writer::flush(runtime);
-                }
-                if full && full_reads < READS_BEFORE_YIELD {
-                    runtime.request_flush();
-                    full_reads += 1;
-                    continue;
-                }
-                runtime.request_flush();
-                full_reads = 0;
-                if stream.readable(false).await.is_err() {
-                    break;
-                }
-            }
-            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                full_reads = 0;
-                if stream.readable(false).await.is_err() {
-                    break;
-                }
-            }
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => break,
-        }
+    }
+
+    #[test]
+    fn an_answer_sent_from_another_thread_wakes_the_waiting_admin_call() {
+        on_each_driver(|| {
+            Box::pin(async {
+                let (reply, answer) = flume::bounded(1);
+                let mut wait = std::pin::pin!(wait_for_worker(answer));
+                // Polled once before the answer exists: only the sender's wake can finish it.
+                let pending =
+                    std::future::poll_fn(|cx| Poll::Ready(wait.as_mut().poll(cx).is_pending()))
+                        .await;
+                assert!(pending);
+                let sender = std::thread::spawn(move || reply.send(false));
+                assert_eq!(wait.await.status, 404, "the answer (not found) arrives");
+                sender.join().unwrap().unwrap();
+            })
+        });
+    }
+
+    #[test]
+    fn a_reload_whose_control_thread_is_gone_is_answered_at_once() {
+        on_each_driver(|| {
+            Box::pin(async {
+                let (reply, outcome) = flume::bounded::<crate::control::ReloadOutcome>(1);
+                drop(reply);
+                let response = wait_for_control(outcome).await;
+                assert_eq!(response.status, http_api::reload_reply(None).status);
+            })
+        });
     }
 }

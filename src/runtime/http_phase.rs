@@ -1,7 +1,8 @@
 //! The HTTP phase's bounds: what a connection that has not upgraded to WebSocket may cost.
 //!
 //! Responsibility: the per-worker count of such connections (`maxHttpConnectionsPerWorker`,
-//! kept by [`HttpPhase`] alone), which pauses the accept loop while it is full; reading a
+//! kept by [`HttpPhase`] alone), which pauses the accept loop while it is full (a
+//! connection leaving the phase wakes it); reading a
 //! request body by the request's deadline (`handshakeTimeoutSeconds`); the keep-alive wait
 //! for the next request; writing an API response (`HEAD`: the head only, with the `GET`
 //! length).
@@ -22,18 +23,32 @@ use crate::http_api::ApiResponse;
 use crate::metrics::WorkerMetrics;
 use crate::protocol::http as http1;
 use monoio::time::Instant;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use std::task::{Poll, Waker};
 use std::time::Duration;
 
 /// An idle keep-alive HTTP connection is dropped after this long without the first byte of
 /// a new request.
 pub const KEEP_ALIVE_IDLE: Duration = Duration::from_secs(60);
 
-/// How often a worker that stopped accepting (at `maxHttpConnectionsPerWorker`) looks for a
-/// free place again. Pausing is rare (a connect burst or a slowloris attack) and a place
-/// frees when a connection upgrades or ends, so 1 ms polling costs nothing measurable and
-/// reacts faster than any client notices.
-const PAUSED_ACCEPT_POLL: Duration = Duration::from_millis(1);
+/// A worker's count of connections in the HTTP phase (`maxHttpConnectionsPerWorker`), and
+/// its accept loops paused while it is full. Changed only through [`HttpPhase`].
+#[derive(Default)]
+pub(super) struct HttpConnections {
+    count: Cell<usize>,
+    /// Accept loops waiting in [`HttpPhase::wait_for_room`], woken when a connection
+    /// leaves the phase. At most one entry per accept loop (one per listener): a loop
+    /// already listed is not added again.
+    waiting: RefCell<Vec<Waker>>,
+}
+
+impl HttpConnections {
+    fn wake_waiting(&self) {
+        // Waking schedules the accept loops on this worker; none runs inside this call.
+        self.waiting.borrow_mut().drain(..).for_each(Waker::wake);
+    }
+}
 
 /// One connection's place in its worker's count of connections in the HTTP phase
 /// (`maxHttpConnectionsPerWorker`): taken when the connection is accepted, given back on
@@ -45,16 +60,27 @@ pub(super) struct HttpPhase {
 impl HttpPhase {
     /// Returns once the worker has a free place for another connection: while it has none,
     /// the caller (the accept loop) does not accept, so new connections wait in the kernel's
-    /// listen backlog. Each pause is counted (`ringcast_http_accept_pauses_total`). Returns
-    /// at once when the worker is shutting down (its listeners are closed).
+    /// listen backlog, and a connection leaving the phase wakes it. Each pause is counted
+    /// (`ringcast_http_accept_pauses_total`). Returns at once when the worker is shutting
+    /// down (its listeners are closed; the HTTP-phase connections it then shuts down wake
+    /// a paused loop as they end). A reload that raises the limit takes effect for a
+    /// paused loop when the next connection leaves the phase.
     pub(super) async fn wait_for_room(runtime: &WorkerRuntime) {
         if Self::has_room(runtime) {
             return;
         }
         WorkerMetrics::add(&runtime.broker.metrics().http_accept_pauses, 1);
-        while !Self::has_room(runtime) && !runtime.listener_fds.borrow().is_empty() {
-            monoio::time::sleep(PAUSED_ACCEPT_POLL).await;
-        }
+        std::future::poll_fn(|cx| {
+            if Self::has_room(runtime) || runtime.listener_fds.borrow().is_empty() {
+                return Poll::Ready(());
+            }
+            let mut waiting = runtime.http_connections.waiting.borrow_mut();
+            if !waiting.iter().any(|waker| waker.will_wake(cx.waker())) {
+                waiting.push(cx.waker().clone());
+            }
+            Poll::Pending
+        })
+        .await
     }
 
     fn has_room(runtime: &WorkerRuntime) -> bool {
@@ -63,19 +89,19 @@ impl HttpPhase {
             .registry()
             .settings
             .max_http_connections_per_worker;
-        runtime.http_connections.get() < limit
+        runtime.http_connections.count.get() < limit
     }
 
     /// Takes a place for a connection just accepted (after [`HttpPhase::wait_for_room`]).
     pub(super) fn take(runtime: &Rc<WorkerRuntime>) -> HttpPhase {
-        Self::set(runtime, runtime.http_connections.get() + 1);
+        Self::set(runtime, runtime.http_connections.count.get() + 1);
         HttpPhase {
             runtime: runtime.clone(),
         }
     }
 
     fn set(runtime: &WorkerRuntime, count: usize) {
-        runtime.http_connections.set(count);
+        runtime.http_connections.count.set(count);
         runtime
             .broker
             .metrics()
@@ -85,8 +111,9 @@ impl HttpPhase {
 
 impl Drop for HttpPhase {
     fn drop(&mut self) {
-        let count = self.runtime.http_connections.get().saturating_sub(1);
+        let count = self.runtime.http_connections.count.get().saturating_sub(1);
         Self::set(&self.runtime, count);
+        self.runtime.http_connections.wake_waiting();
     }
 }
 
@@ -101,7 +128,7 @@ pub(super) async fn read_body(
 ) -> Result<(), bool> {
     let read = monoio::time::timeout_at(deadline, async {
         while buffer.len() < length {
-            match stream.read_more(runtime, buffer).await {
+            match stream.read_more(runtime.broker.metrics(), buffer).await {
                 Ok(read) if read > 0 => {}
                 _ => return Err(false),
             }
@@ -162,7 +189,12 @@ pub(super) async fn next_request(
     settings: &crate::broker::apps::Settings,
 ) -> Option<Instant> {
     if buffer.is_empty() {
-        match monoio::time::timeout(KEEP_ALIVE_IDLE, stream.read_more(runtime, buffer)).await {
+        match monoio::time::timeout(
+            KEEP_ALIVE_IDLE,
+            stream.read_more(runtime.broker.metrics(), buffer),
+        )
+        .await
+        {
             Ok(Ok(read)) if read > 0 => {}
             _ => return None,
         }

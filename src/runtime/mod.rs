@@ -14,6 +14,7 @@ mod connection;
 pub mod frame_file;
 mod http_phase;
 pub mod jwks;
+mod reader;
 mod stream;
 mod sys;
 mod tls;
@@ -129,7 +130,7 @@ impl ServerHandle {
 
     /// Reloads the configuration and waits for the outcome (tests, embedding).
     pub fn reload(&self) -> crate::control::ReloadOutcome {
-        let (reply, outcome) = crossbeam_channel::bounded(1);
+        let (reply, outcome) = flume::bounded(1);
         self.control
             .send(ControlRequest::Reload { reply: Some(reply) })
             .map_err(|_| "the control thread is gone".to_string())?;
@@ -193,7 +194,7 @@ pub struct WorkerRuntime {
     flusher: RefCell<Option<std::task::Waker>>,
     connections: RefCell<Slab<Connection>>,
     /// Connections in the HTTP phase (not upgraded); kept by `connection::HttpPhase` only.
-    http_connections: Cell<usize>,
+    http_connections: http_phase::HttpConnections,
     read_buffer: RefCell<Box<[u8]>>,
     /// Dirty sessions taken from the broker, in the order they became dirty, not yet
     /// written (each keeps its `dirty` flag until written, so frames queued meanwhile join
@@ -637,7 +638,7 @@ async fn worker_main(
         flush_requested: Cell::new(false),
         flusher: RefCell::new(None),
         connections: RefCell::new(Slab::new()),
-        http_connections: Cell::new(0),
+        http_connections: http_phase::HttpConnections::default(),
         read_buffer: RefCell::new(vec![0u8; READ_BUFFER_BYTES].into_boxed_slice()),
         to_write: RefCell::new(std::collections::VecDeque::new()),
         outbox_retry: Cell::new(false),

@@ -2,7 +2,8 @@
 //!
 //! Responsibility: after each batch of work (one read, one mesh drain, one tick), write
 //! every session that got frames — once each, with one vectored send of up to
-//! [`IOVECS_PER_SEND`] frames per call — and hand the outbox to other workers. A socket
+//! [`IOVECS_PER_SEND`] frames per call, through the connection's transport (`stream`:
+//! plain or TLS, one write path for both) — and hand the outbox to other workers. A socket
 //! that cannot take everything gets a writer task that waits for writability; nothing
 //! else waits for it. It must not parse or build frames.
 
@@ -25,7 +26,7 @@ use std::time::Duration;
 pub const IOVECS_PER_SEND: usize = 1024;
 
 /// Outcome of writing one session.
-pub(super) enum Drained {
+enum Drained {
     /// Queue empty.
     Empty,
     /// Socket full; frames remain.
@@ -34,40 +35,52 @@ pub(super) enum Drained {
     Failed,
 }
 
+/// Writes one session's queue through its transport until the queue is empty or the
+/// socket full: first what the transport holds (TLS records), then up to
+/// [`IOVECS_PER_SEND`] frames per call — one `sendmsg` (or `sendfile` for a run of
+/// frame-file frames) on plain connections, one encryption into the rustls buffer on TLS.
 fn write_session(runtime: &WorkerRuntime, session: &Session) -> Drained {
     let Some(stream) = runtime.stream_of(session) else {
         return Drained::Failed;
     };
-    let stream = match &stream.tls {
-        None => &stream.tcp,
-        Some(state) => return super::tls::write_session(runtime, session, &stream.tcp, state),
-    };
     loop {
+        match stream.send_held() {
+            Ok(true) => {}
+            Ok(false) => return Drained::Blocked,
+            Err(_) => return Drained::Failed,
+        }
         let outbound = session.outbound.borrow();
         if outbound.is_empty() {
             return Drained::Empty;
         }
-        let run = runtime
-            .frame_file
-            .as_deref()
-            .and_then(|file| file_run(file, &outbound));
+        let run = if stream.encrypts() {
+            None
+        } else {
+            runtime
+                .frame_file
+                .as_deref()
+                .and_then(|file| file_run(file, &outbound))
+        };
         let result = match run {
             Some(run) => {
-                let sent = sys::send_file(stream, run.fd, run.offset, run.len);
+                let sent = stream.send_file(run.fd, run.offset, run.len);
                 if let Ok(bytes) = sent {
                     let metrics = runtime.broker.metrics();
                     WorkerMetrics::add(&metrics.zero_copy_bytes_out, bytes as u64);
                 }
                 sent
             }
-            None => sys::send_vectored(stream, &unwritten_slices(&outbound)),
+            None => stream.send_frames(&unwritten_slices(&outbound)),
         };
         drop(outbound);
         match result {
             Ok(written) => {
                 let metrics = runtime.broker.metrics();
                 WorkerMetrics::add(&metrics.bytes_out, written as u64);
-                WorkerMetrics::add(&metrics.writes, 1);
+                if !stream.encrypts() {
+                    // One `sendmsg`/`sendfile` (on TLS, an encryption: no syscall).
+                    WorkerMetrics::add(&metrics.writes, 1);
+                }
                 session.outbound.borrow_mut().advance(written);
             }
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Drained::Blocked,
@@ -121,7 +134,7 @@ async fn park_writer(runtime: Rc<WorkerRuntime>, session: Rc<Session>) {
         let Some(stream) = runtime.stream_of(&session) else {
             break;
         };
-        if stream.tcp.writable(false).await.is_err() {
+        if stream.wait_output().await.is_err() {
             lost(&runtime, &session);
             break;
         }
@@ -210,22 +223,6 @@ async fn retry_outbox(runtime: Rc<WorkerRuntime>) {
         }
     }
     runtime.outbox_retry.set(false);
-}
-
-/// Writes `bytes` completely (handshake responses), waiting for writability as needed.
-pub async fn write_all(stream: &monoio::net::TcpStream, mut bytes: &[u8]) -> io::Result<()> {
-    while !bytes.is_empty() {
-        match sys::send_vectored(stream, &[IoSlice::new(bytes)]) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(written) => bytes = &bytes[written..],
-            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                stream.writable(false).await?
-            }
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-            Err(error) => return Err(error),
-        }
-    }
-    Ok(())
 }
 
 /// The session's queued frames not yet written, as up to [`IOVECS_PER_SEND`] slices (the

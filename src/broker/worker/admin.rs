@@ -104,7 +104,7 @@ impl Worker {
                 if holders & BUS_BIT == 0 {
                     return Found::No;
                 }
-                let (reply, answer) = crossbeam_channel::bounded(1);
+                let (reply, answer) = flume::bounded(1);
                 bus.send(BusCommand::Terminate { app, id, reply });
                 return Found::Later(answer);
             }
@@ -119,7 +119,7 @@ impl Worker {
         if owner >= self.outbox.workers() {
             return Found::No;
         }
-        let (reply, answer) = crossbeam_channel::bounded(1);
+        let (reply, answer) = flume::bounded(1);
         self.outbox.push(
             owner,
             MeshMessage::Terminate {

@@ -94,7 +94,7 @@ pub struct Worker {
 pub enum Found {
     Yes,
     No,
-    Later(crossbeam_channel::Receiver<bool>),
+    Later(flume::Receiver<bool>),
 }
 
 /// What the runtime must do after a client message.
