@@ -22,7 +22,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Poll, Waker};
 
 /// Messages a mailbox holds before senders keep theirs in their outbox. 16 Ki × ~64 bytes
@@ -95,6 +95,12 @@ pub enum MeshMessage {
 struct Signal {
     waker: AtomicWaker,
     notified: AtomicBool,
+    /// Senders waiting for room in a full mailbox (see [`MeshSender::poll_room`]): at most
+    /// one waker per sending worker (a sender re-registering replaces nothing, it is found
+    /// by `will_wake`), so the list is bounded by the worker count plus the control thread.
+    room: Mutex<Vec<Waker>>,
+    /// Set while `room` holds a waker: the receiver's drain checks this flag only.
+    room_wanted: AtomicBool,
 }
 
 /// The receiving end, owned by one worker (or, for `Mailbox<BusCommand>`, the bus thread).
@@ -124,6 +130,8 @@ pub fn channel<T>(capacity: usize) -> (Mailbox<T>, MeshSender<T>) {
     let signal = Arc::new(Signal {
         waker: AtomicWaker::new(),
         notified: AtomicBool::new(false),
+        room: Mutex::new(Vec::new()),
+        room_wanted: AtomicBool::new(false),
     });
     (
         Mailbox {
@@ -154,6 +162,28 @@ impl<T> MeshSender<T> {
         }
     }
 
+    /// Ready once the mailbox has room (or its receiver is gone); otherwise registers the
+    /// task, which the receiver's next [`Mailbox::drain`] that takes messages wakes.
+    pub fn poll_room(&self, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        if !self.sender.is_full() {
+            return Poll::Ready(());
+        }
+        {
+            let mut room = self.signal.room.lock().unwrap_or_else(|e| e.into_inner());
+            if !room.iter().any(|waker| waker.will_wake(cx.waker())) {
+                room.push(cx.waker().clone());
+            }
+        }
+        self.signal.room_wanted.store(true, Ordering::SeqCst);
+        // Checked again after announcing the wait: a drain that ran before the flag was set
+        // has made room that this check sees.
+        if self.sender.is_full() {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    }
+
     /// Sends from a non-worker thread, blocking while the mailbox is full (control paths only).
     pub fn send_blocking(&self, message: T) {
         if self.sender.send(message).is_ok() {
@@ -166,10 +196,23 @@ impl<T> Mailbox<T> {
     /// Takes up to `limit` messages. Call [`Mailbox::wait`] when it returns fewer.
     pub fn drain(&self, limit: usize, out: &mut Vec<T>) {
         self.signal.notified.store(false, Ordering::Release);
+        let before = out.len();
         while out.len() < limit {
             match self.receiver.try_recv() {
                 Ok(message) => out.push(message),
                 Err(_) => break,
+            }
+        }
+        if out.len() > before {
+            // Pairs with the flag store and re-check in `poll_room`.
+            std::sync::atomic::fence(Ordering::SeqCst);
+            if self.signal.room_wanted.load(Ordering::SeqCst)
+                && self.signal.room_wanted.swap(false, Ordering::SeqCst)
+            {
+                let waiting = std::mem::take(
+                    &mut *self.signal.room.lock().unwrap_or_else(|e| e.into_inner()),
+                );
+                waiting.into_iter().for_each(Waker::wake);
             }
         }
     }
@@ -298,6 +341,30 @@ impl Outbox {
             self.wake_waiting();
         }
         remaining
+    }
+
+    /// Resolves once a destination that still has messages queued here has room in its
+    /// mailbox (at once when nothing is queued): [`Outbox::flush`] is then worth retrying.
+    pub async fn room(&self) {
+        poll_fn(|cx| {
+            let queues = self.queues.borrow();
+            let mut waiting = false;
+            for (to, queue) in queues.iter().enumerate() {
+                if queue.is_empty() {
+                    continue;
+                }
+                match self.senders[to].poll_room(cx) {
+                    Poll::Ready(()) => return Poll::Ready(()),
+                    Poll::Pending => waiting = true,
+                }
+            }
+            if waiting {
+                Poll::Pending
+            } else {
+                Poll::Ready(())
+            }
+        })
+        .await
     }
 
     /// Resolves once the outbox is not congested: a producer (a reader) waits here
@@ -434,5 +501,41 @@ mod tests {
         );
         assert!(outbox.waiting.borrow().is_empty());
         assert!(wait.as_mut().poll(&mut context).is_ready());
+    }
+
+    #[test]
+    fn a_sender_waiting_for_room_is_woken_by_the_receivers_drain() {
+        let (mailbox, sender) = channel(2);
+        let outbox = Outbox::new(vec![sender]);
+        for _ in 0..3 {
+            outbox.push(0, publication());
+        }
+        assert_eq!(outbox.flush(), 1, "the mailbox is full, one waits");
+        let count = Arc::new(Count(std::sync::atomic::AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        let mut context = std::task::Context::from_waker(&waker);
+        let mut room = std::pin::pin!(outbox.room());
+        assert!(room.as_mut().poll(&mut context).is_pending());
+        assert!(room.as_mut().poll(&mut context).is_pending());
+        let mut out = Vec::new();
+        mailbox.drain(1, &mut out);
+        assert_eq!(
+            count.0.load(Ordering::SeqCst),
+            1,
+            "the drain that made room woke the sender once"
+        );
+        assert!(room.as_mut().poll(&mut context).is_ready());
+        assert_eq!(outbox.flush(), 0);
+        mailbox.drain(10, &mut out);
+        assert_eq!(
+            count.0.load(Ordering::SeqCst),
+            1,
+            "no wake without a waiter"
+        );
+        let mut idle = std::pin::pin!(outbox.room());
+        assert!(
+            idle.as_mut().poll(&mut context).is_ready(),
+            "nothing queued: nothing to wait for"
+        );
     }
 }

@@ -18,7 +18,6 @@ use std::io::{self, IoSlice};
 use std::net::Shutdown;
 use std::os::fd::RawFd;
 use std::rc::Rc;
-use std::time::Duration;
 
 /// Frames per `sendmsg`: the kernel's `UIO_MAXIOV`, so a subscriber's backlog after one
 /// read of publications leaves in one call (measured: at 64, a saturated fan-out with
@@ -214,10 +213,11 @@ fn flush_outbox(runtime: &Rc<WorkerRuntime>) {
     }
 }
 
-/// Hands the outbox over until empty while other workers' mailboxes are full.
+/// Hands the outbox over until empty while other workers' mailboxes are full: waits for
+/// a full destination's drain to make room (a waker, no polling), then flushes again.
 async fn retry_outbox(runtime: Rc<WorkerRuntime>) {
     loop {
-        monoio::time::sleep(Duration::from_micros(200)).await;
+        runtime.broker.outbox.room().await;
         if runtime.broker.outbox.flush() == 0 {
             break;
         }
