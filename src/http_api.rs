@@ -98,7 +98,7 @@ impl Admitted<'_> {
 /// lives elsewhere): the runtime waits on the channel, then calls [`connection_reply`].
 pub enum ApiReply {
     Ready(ApiResponse),
-    WaitForWorker(crossbeam_channel::Receiver<bool>),
+    WaitForWorker(crate::broker::mesh::Answer<bool>),
     /// `POST /admin/reload`: the control thread answers with the outcome.
     WaitForControl(crossbeam_channel::Receiver<ReloadOutcome>),
 }
@@ -306,7 +306,7 @@ fn terminate_connection(
     app: &App,
     permissions: &PermissionSet,
     connection: &str,
-    pending: &mut Option<crossbeam_channel::Receiver<bool>>,
+    pending: &mut Option<crate::broker::mesh::Answer<bool>>,
 ) -> ApiResponse {
     if !permissions.can_manage_connections() {
         return ApiResponse::error(403, "missing permission realtime:admin:manage:connections");

@@ -87,7 +87,7 @@ pub struct Worker {
 pub enum Found {
     Yes,
     No,
-    Later(crossbeam_channel::Receiver<bool>),
+    Later(super::mesh::Answer<bool>),
 }
 
 /// What the runtime must do after a client message.
@@ -819,7 +819,7 @@ impl Worker {
                 let found = self.terminate_local(app, connection);
                 if let Some(reply) = reply {
                     // The asker may have given up waiting; nothing to do then.
-                    let _ = reply.try_send(found);
+                    reply.send(found);
                 }
             }
             MeshMessage::Unsubscribe {
@@ -890,7 +890,7 @@ impl Worker {
                 if holders & BUS_BIT == 0 {
                     return Found::No;
                 }
-                let (reply, answer) = crossbeam_channel::bounded(1);
+                let (reply, answer) = super::mesh::answer();
                 bus.send(BusCommand::Terminate { app, id, reply });
                 return Found::Later(answer);
             }
@@ -905,7 +905,7 @@ impl Worker {
         if owner >= self.outbox.workers() {
             return Found::No;
         }
-        let (reply, answer) = crossbeam_channel::bounded(1);
+        let (reply, answer) = super::mesh::answer();
         self.outbox.push(
             owner,
             MeshMessage::Terminate {

@@ -294,22 +294,11 @@ async fn serve_http(
 /// How long an admin call waits for the worker holding a connection to answer.
 const WORKER_ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Waits (polling: admin calls are rare) for another worker's answer to an admin call.
-async fn wait_for_worker(answer: crossbeam_channel::Receiver<bool>) -> ApiResponse {
-    let deadline = std::time::Instant::now() + WORKER_ANSWER_TIMEOUT;
-    loop {
-        match answer.try_recv() {
-            Ok(found) => return http_api::connection_reply(Some(found)),
-            Err(crossbeam_channel::TryRecvError::Disconnected) => {
-                return http_api::connection_reply(None)
-            }
-            Err(crossbeam_channel::TryRecvError::Empty) => {}
-        }
-        if std::time::Instant::now() >= deadline {
-            return http_api::connection_reply(None);
-        }
-        monoio::time::sleep(Duration::from_millis(1)).await;
-    }
+/// Waits for another worker's answer to an admin call (woken by it, not polled).
+async fn wait_for_worker(answer: crate::broker::mesh::Answer<bool>) -> ApiResponse {
+    let found = monoio::time::timeout(WORKER_ANSWER_TIMEOUT, answer).await;
+    // No answer in time, or the call dropped unanswered (gone worker, bus timeout): 504.
+    http_api::connection_reply(found.ok().flatten())
 }
 
 /// How long `POST /admin/reload` waits for the control thread.
