@@ -274,15 +274,17 @@ impl<T> Mailbox<T> {
 
     /// Resolves when a message may be waiting.
     pub async fn wait(&self) {
-        poll_fn(|cx| {
-            self.signal.waker.register(cx.waker());
-            if !self.receiver.is_empty() || self.signal.notified.load(Ordering::Acquire) {
-                Poll::Ready(())
-            } else {
-                Poll::Pending
-            }
-        })
-        .await
+        poll_fn(|cx| self.poll_wait(cx)).await
+    }
+
+    /// [`Mailbox::wait`] as a poll, for a task that waits on something else too.
+    pub fn poll_wait(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.signal.waker.register(cx.waker());
+        if !self.receiver.is_empty() || self.signal.notified.load(Ordering::Acquire) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
     }
 }
 
@@ -404,6 +406,17 @@ impl Outbox {
     /// Messages still queued here.
     pub fn queued(&self) -> usize {
         self.queued.get()
+    }
+
+    /// Wakes every other worker's mailbox without handing anything over: at shutdown, a
+    /// worker that made room in its mailbox, or finished handing over, tells the others to
+    /// look again (`runtime::shutdown::quiesce`) instead of their polling.
+    pub fn wake_others(&self, me: usize) {
+        for (to, sender) in self.senders.iter().enumerate() {
+            if to != me {
+                sender.notify();
+            }
+        }
     }
 
     /// Whether producers should pause (see [`OUTBOX_HIGH_WATER`]).
