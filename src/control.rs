@@ -15,6 +15,7 @@
 //! running values and lists the changed ones in its answer and log.
 
 use crate::broker::apps::{Registry, ReloadSummary};
+use crate::broker::mesh::AnswerSender;
 use crate::config::{Config, ServerConfig};
 
 /// Pending control requests before `POST /admin/reload` answers 503 (a reload in
@@ -28,7 +29,7 @@ pub type ReloadOutcome = Result<ReloadSummary, String>;
 pub enum ControlRequest {
     /// Re-read the configuration; `reply` (HTTP callers) learns the outcome.
     Reload {
-        reply: Option<crossbeam_channel::Sender<ReloadOutcome>>,
+        reply: Option<AnswerSender<ReloadOutcome>>,
     },
 }
 

@@ -100,7 +100,7 @@ pub enum ApiReply {
     Ready(ApiResponse),
     WaitForWorker(crate::broker::mesh::Answer<bool>),
     /// `POST /admin/reload`: the control thread answers with the outcome.
-    WaitForControl(crossbeam_channel::Receiver<ReloadOutcome>),
+    WaitForControl(crate::broker::mesh::Answer<ReloadOutcome>),
 }
 
 /// The response to `POST /admin/reload` once the control thread answered (`None`: it did
@@ -351,7 +351,7 @@ fn admin_reload(worker: &Worker) -> ApiReply {
     let Some(control) = worker.control() else {
         return ApiReply::Ready(ApiResponse::error(503, "no control thread"));
     };
-    let (reply, outcome) = crossbeam_channel::bounded(1);
+    let (reply, outcome) = crate::broker::mesh::answer();
     match control.try_send(ControlRequest::Reload { reply: Some(reply) }) {
         Ok(()) => ApiReply::WaitForControl(outcome),
         Err(_) => ApiReply::Ready(ApiResponse::error(

@@ -350,6 +350,28 @@ impl<T> Future for Answer<T> {
     }
 }
 
+impl<T> Answer<T> {
+    /// Blocks the calling thread until the answer comes or the sender is dropped: for a
+    /// thread without an executor (an embedder's `ServerHandle::reload`), never a worker.
+    pub fn wait_blocking(mut self) -> Option<T> {
+        struct Unpark(std::thread::Thread);
+        impl std::task::Wake for Unpark {
+            fn wake(self: Arc<Self>) {
+                self.0.unpark();
+            }
+        }
+        let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
+        let mut cx = Context::from_waker(&waker);
+        loop {
+            if let Poll::Ready(value) = Pin::new(&mut self).poll(&mut cx) {
+                return value;
+            }
+            // Returns at once when the wake came first; a spurious return polls again.
+            std::thread::park();
+        }
+    }
+}
+
 /// Worker-local queues of messages not yet handed to other workers' mailboxes, and the
 /// link to the cluster bus (cluster mode).
 pub struct Outbox {
@@ -558,5 +580,16 @@ mod tests {
         reply.send(7);
         let woken = Arc::new(Woken::default());
         assert_eq!(poll_once(&mut answer, &woken), Poll::Ready(Some(7)));
+    }
+
+    #[test]
+    fn a_thread_without_an_executor_blocks_until_the_answer() {
+        let (reply, answer) = answer::<&str>();
+        let answering = std::thread::spawn(move || reply.send("done"));
+        assert_eq!(answer.wait_blocking(), Some("done"));
+        answering.join().unwrap();
+        let (reply, answer) = answer::<&str>();
+        std::thread::spawn(move || drop(reply)).join().unwrap();
+        assert_eq!(answer.wait_blocking(), None, "dropped unanswered");
     }
 }

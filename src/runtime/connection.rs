@@ -304,24 +304,13 @@ async fn wait_for_worker(answer: crate::broker::mesh::Answer<bool>) -> ApiRespon
 /// How long `POST /admin/reload` waits for the control thread.
 const RELOAD_ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Waits (polling every 5 ms: reloads are rare) for the control thread's reload outcome.
+/// Waits for the control thread's reload outcome (woken by it, not polled).
 async fn wait_for_control(
-    outcome: crossbeam_channel::Receiver<crate::control::ReloadOutcome>,
+    outcome: crate::broker::mesh::Answer<crate::control::ReloadOutcome>,
 ) -> ApiResponse {
-    let deadline = std::time::Instant::now() + RELOAD_ANSWER_TIMEOUT;
-    loop {
-        match outcome.try_recv() {
-            Ok(outcome) => return http_api::reload_reply(Some(outcome)),
-            Err(crossbeam_channel::TryRecvError::Disconnected) => {
-                return http_api::reload_reply(None)
-            }
-            Err(crossbeam_channel::TryRecvError::Empty) => {}
-        }
-        if std::time::Instant::now() >= deadline {
-            return http_api::reload_reply(None);
-        }
-        monoio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let outcome = monoio::time::timeout(RELOAD_ANSWER_TIMEOUT, outcome).await;
+    // No answer in time, or the control thread gone: `reload_reply` answers 504.
+    http_api::reload_reply(outcome.ok().flatten())
 }
 
 async fn respond_error(

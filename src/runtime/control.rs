@@ -72,7 +72,7 @@ impl Controller {
                 ControlRequest::Reload { reply } => {
                     let outcome = self.reload();
                     if let Some(reply) = reply {
-                        let _ = reply.try_send(outcome);
+                        reply.send(outcome);
                     }
                 }
             }

@@ -4,7 +4,7 @@
 //! mesh senders that reach them. Dropping it shuts the server down: the workers first
 //! (their last interest changes and presence events still reach the bus), then the bus.
 
-use crate::broker::mesh::{BusCommand, MeshMessage, MeshSender};
+use crate::broker::mesh::{answer, BusCommand, MeshMessage, MeshSender};
 use crate::control::{ControlRequest, ReloadOutcome};
 use crate::metrics::{BusMetrics, WorkerMetrics};
 use std::net::SocketAddr;
@@ -68,13 +68,13 @@ impl ServerHandle {
 
     /// Reloads the configuration and waits for the outcome (tests, embedding).
     pub fn reload(&self) -> ReloadOutcome {
-        let (reply, outcome) = crossbeam_channel::bounded(1);
+        let (reply, outcome) = answer();
         self.control
             .send(ControlRequest::Reload { reply: Some(reply) })
             .map_err(|_| "the control thread is gone".to_string())?;
         outcome
-            .recv()
-            .map_err(|_| "the control thread is gone".to_string())?
+            .wait_blocking()
+            .ok_or_else(|| "the control thread is gone".to_string())?
     }
 
     /// Asks the workers to stop without waiting.
