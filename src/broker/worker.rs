@@ -16,12 +16,11 @@
 use super::apps::{App, AppCounters, Registry};
 use super::frame_file::{FrameFile, NotStored, ZERO_COPY_MIN_SUBSCRIBERS};
 use super::interest::{worker_bit, workers_in, BUS_BIT, LOCAL_WORKERS};
-use super::mesh::{Frame, MeshMessage, Outbox};
+use super::mesh::{BusCommand, Frame, MeshMessage, Outbox};
 use super::session::{
     format_connection_id, private_connection_id, worker_of, Grants, QueuedFrame, Session,
 };
 use crate::auth::{Claims, PermissionSet};
-use crate::cluster::BusCommand;
 use crate::error::CloseKind;
 use crate::metrics::WorkerMetrics;
 use crate::protocol::command::{parse_command, Command, CommandError, Publication};
