@@ -584,12 +584,12 @@ mod tests {
 
     #[test]
     fn a_thread_without_an_executor_blocks_until_the_answer() {
-        let (reply, answer) = answer::<&str>();
+        let (reply, outcome) = answer::<&str>();
         let answering = std::thread::spawn(move || reply.send("done"));
-        assert_eq!(answer.wait_blocking(), Some("done"));
+        assert_eq!(outcome.wait_blocking(), Some("done"));
         answering.join().unwrap();
-        let (reply, answer) = answer::<&str>();
+        let (reply, outcome) = answer::<&str>();
         std::thread::spawn(move || drop(reply)).join().unwrap();
-        assert_eq!(answer.wait_blocking(), None, "dropped unanswered");
+        assert_eq!(outcome.wait_blocking(), None, "dropped unanswered");
     }
 }

@@ -140,13 +140,9 @@ impl Bus {
                     self.send_snapshot(reply.to_string()).await;
                 }
             }
-            "inbox" => {
-                // A NATS status message (e.g. "no responders" to this node's hello when it
-                // is alone) is not input from another node.
-                if message.status.is_none() {
-                    self.on_snapshot_part(message).await;
-                }
-            }
+            // A NATS status message (e.g. "no responders" to this node's hello when it is
+            // alone) is not input from another node.
+            "inbox" if message.status.is_none() => self.on_snapshot_part(message).await,
             "terminate" => self.on_terminate_request(message),
             _ => {}
         }
