@@ -14,8 +14,8 @@
 //! (listener, workers, io driver, timers, proxies, socket buffers, TLS); a reload keeps the
 //! running values and lists the changed ones in its answer and log.
 
+use crate::broker::answer::AnswerSender;
 use crate::broker::apps::{Registry, ReloadSummary};
-use crate::broker::mesh::AnswerSender;
 use crate::config::{Config, ServerConfig};
 
 /// Pending control requests before `POST /admin/reload` answers 503 (a reload in

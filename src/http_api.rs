@@ -98,9 +98,9 @@ impl Admitted<'_> {
 /// lives elsewhere): the runtime waits on the channel, then calls [`connection_reply`].
 pub enum ApiReply {
     Ready(ApiResponse),
-    WaitForWorker(crate::broker::mesh::Answer<bool>),
+    WaitForWorker(crate::broker::answer::Answer<bool>),
     /// `POST /admin/reload`: the control thread answers with the outcome.
-    WaitForControl(crate::broker::mesh::Answer<ReloadOutcome>),
+    WaitForControl(crate::broker::answer::Answer<ReloadOutcome>),
 }
 
 /// The response to `POST /admin/reload` once the control thread answered (`None`: it did
@@ -306,7 +306,7 @@ fn terminate_connection(
     app: &App,
     permissions: &PermissionSet,
     connection: &str,
-    pending: &mut Option<crate::broker::mesh::Answer<bool>>,
+    pending: &mut Option<crate::broker::answer::Answer<bool>>,
 ) -> ApiResponse {
     if !permissions.can_manage_connections() {
         return ApiResponse::error(403, "missing permission realtime:admin:manage:connections");
@@ -351,7 +351,7 @@ fn admin_reload(worker: &Worker) -> ApiReply {
     let Some(control) = worker.control() else {
         return ApiReply::Ready(ApiResponse::error(503, "no control thread"));
     };
-    let (reply, outcome) = crate::broker::mesh::answer();
+    let (reply, outcome) = crate::broker::answer::answer();
     match control.try_send(ControlRequest::Reload { reply: Some(reply) }) {
         Ok(()) => ApiReply::WaitForControl(outcome),
         Err(_) => ApiReply::Ready(ApiResponse::error(

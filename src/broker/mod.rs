@@ -6,6 +6,7 @@
 //! are written to it here, and sent from it by the runtime.)
 
 pub mod anonymous;
+pub mod answer;
 pub mod apps;
 pub mod frame_file;
 pub mod interest;

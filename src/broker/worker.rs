@@ -86,7 +86,7 @@ pub struct Worker {
 pub enum Found {
     Yes,
     No,
-    Later(super::mesh::Answer<bool>),
+    Later(super::answer::Answer<bool>),
 }
 
 /// What the runtime must do after a client message.
@@ -889,7 +889,7 @@ impl Worker {
                 if holders & BUS_BIT == 0 {
                     return Found::No;
                 }
-                let (reply, answer) = super::mesh::answer();
+                let (reply, answer) = super::answer::answer();
                 bus.send(BusCommand::Terminate { app, id, reply });
                 return Found::Later(answer);
             }
@@ -904,7 +904,7 @@ impl Worker {
         if owner >= self.outbox.workers() {
             return Found::No;
         }
-        let (reply, answer) = super::mesh::answer();
+        let (reply, answer) = super::answer::answer();
         self.outbox.push(
             owner,
             MeshMessage::Terminate {

@@ -295,7 +295,7 @@ async fn serve_http(
 const WORKER_ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Waits for another worker's answer to an admin call (woken by it, not polled).
-async fn wait_for_worker(answer: crate::broker::mesh::Answer<bool>) -> ApiResponse {
+async fn wait_for_worker(answer: crate::broker::answer::Answer<bool>) -> ApiResponse {
     let found = monoio::time::timeout(WORKER_ANSWER_TIMEOUT, answer).await;
     // No answer in time, or the call dropped unanswered (gone worker, bus timeout): 504.
     http_api::connection_reply(found.ok().flatten())
@@ -306,7 +306,7 @@ const RELOAD_ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Waits for the control thread's reload outcome (woken by it, not polled).
 async fn wait_for_control(
-    outcome: crate::broker::mesh::Answer<crate::control::ReloadOutcome>,
+    outcome: crate::broker::answer::Answer<crate::control::ReloadOutcome>,
 ) -> ApiResponse {
     let outcome = monoio::time::timeout(RELOAD_ANSWER_TIMEOUT, outcome).await;
     // No answer in time, or the control thread gone: `reload_reply` answers 504.

@@ -7,9 +7,10 @@
 //! becomes the HTTP caller's 504), or wait by polling: a worker's answer wakes the task.
 
 use super::{json, private_topic, Bus};
+use crate::broker::answer::{answer, Answer, AnswerSender};
 use crate::broker::apps::App;
 use crate::broker::interest::{worker_bit, LOCAL_WORKERS};
-use crate::broker::mesh::{answer, Answer, AnswerSender, MeshMessage};
+use crate::broker::mesh::MeshMessage;
 use crate::broker::session::parse_connection_id;
 use crate::cluster::validate::check_terminate;
 use crate::cluster::wire::{Admin, TerminateRequest};
