@@ -1,13 +1,11 @@
-//! Configuration reload: re-read the file, compile the next generation, hand it to workers.
+//! Configuration reload, the sans-IO part: the requests the control thread serves and the
+//! next registry generation computed from a parsed configuration.
 //!
-//! Responsibility: the [`Controller`] owns the current [`Registry`] generation and the
-//! control ends of the worker mailboxes. A reload (SIGHUP, or `POST /admin/reload` relayed
-//! by a worker as a [`ControlRequest`]) re-reads `Config::source`, compiles it against the
-//! current generation ([`Registry::compile_next`]: kept apps keep their slots and live
-//! state) and sends the result to every worker, which swaps it in between two batches of
-//! work. An invalid file is rejected with a logged error and the old generation stays in
-//! force. It runs on the control thread (started by the runtime), never on a worker: file
-//! reads and key parsing must not stall connections.
+//! Responsibility: [`ControlRequest`] (what workers and signal handlers ask the control
+//! thread), [`next_generation`] (a parsed file compiled against the generation in force,
+//! with the settings that need a restart kept at their running values) and the outcome a
+//! reload reports. Must not: read files, start threads or talk to workers — the control
+//! thread that does (`runtime::control`) calls in here.
 //!
 //! What a reload applies: apps added (they accept connections as soon as every worker has
 //! the new generation), removed (their connections are closed with 4000), keys rotated,
@@ -17,17 +15,11 @@
 //! running values and lists the changed ones in its answer and log.
 
 use crate::broker::apps::{Registry, ReloadSummary};
-use crate::broker::mesh::{MeshMessage, MeshSender};
-use crate::cluster::BusCommand;
 use crate::config::{Config, ServerConfig};
-use std::sync::Arc;
 
 /// Pending control requests before `POST /admin/reload` answers 503 (a reload in
 /// progress covers every request queued behind it, so a few suffice).
 pub const CONTROL_QUEUE_CAPACITY: usize = 8;
-
-/// How long a reload waits for every worker to confirm the new generation.
-pub const WORKER_APPLY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The result of one reload, as `POST /admin/reload` reports it.
 pub type ReloadOutcome = Result<ReloadSummary, String>;
@@ -40,122 +32,38 @@ pub enum ControlRequest {
     },
 }
 
-/// The control thread's state.
-pub struct Controller {
-    current: Arc<Registry>,
-    /// Keeps the current generation's JWKS caches fresh (`None` without JWKS keys);
-    /// dropping it stops its thread.
-    jwks: Option<crate::runtime::jwks::JwksFetcher>,
-    /// The cluster bus's queue (cluster mode): told about a new generation first.
-    bus: Option<MeshSender<BusCommand>>,
-    /// The configuration in force (after command-line overrides).
-    running: Config,
-    senders: Vec<MeshSender>,
+/// A reload's next generation, not yet handed to anyone.
+pub struct NextGeneration {
+    pub registry: Registry,
+    /// What changed since the generation in force (`restart_required` filled in).
+    pub summary: ReloadSummary,
+    /// The configuration that becomes the running one once the generation is in force
+    /// (restart-only settings kept at their running values).
+    pub config: Config,
 }
 
-impl Controller {
-    pub fn new(
-        current: Arc<Registry>,
-        running: Config,
-        senders: Vec<MeshSender>,
-        jwks: Option<crate::runtime::jwks::JwksFetcher>,
-        bus: Option<MeshSender<BusCommand>>,
-    ) -> Controller {
-        Controller {
-            current,
-            jwks,
-            bus,
-            running,
-            senders,
-        }
-    }
-
-    /// Serves requests until every sender is gone (server stopped).
-    pub fn serve(mut self, requests: crossbeam_channel::Receiver<ControlRequest>) {
-        while let Ok(request) = requests.recv() {
-            match request {
-                ControlRequest::Reload { reply } => {
-                    let outcome = self.reload();
-                    if let Some(reply) = reply {
-                        let _ = reply.try_send(outcome);
-                    }
-                }
-            }
-        }
-    }
-
-    /// Re-reads the configuration file and, when it is valid, makes it the generation in
-    /// force on every worker.
-    pub fn reload(&mut self) -> ReloadOutcome {
-        let outcome = self.try_reload();
-        match &outcome {
-            Ok(summary) => tracing::info!(
-                generation = summary.generation,
-                added = ?summary.added,
-                removed = ?summary.removed,
-                kept = summary.kept.len(),
-                restart_required = ?summary.restart_required,
-                "configuration reloaded"
-            ),
-            Err(error) => tracing::error!(
-                %error,
-                "configuration reload rejected; the previous configuration stays in force"
-            ),
-        }
-        outcome
-    }
-
-    fn try_reload(&mut self) -> ReloadOutcome {
-        let Some(path) = self.running.source.clone() else {
-            return Err(
-                "the server was started without a configuration file; there is nothing to re-read"
-                    .into(),
-            );
-        };
-        let mut config = Config::load(&path).map_err(|error| error.to_string())?;
-        // Settings that need a restart keep their running values.
-        let restart_required = keep_restart_only_settings(&self.running.server, &mut config.server);
-        // The settings it compiles equal the running ones: they come only from the
-        // restart-only fields kept above.
-        let next = Registry::compile_next(&config, self.current.workers, Some(&self.current))
-            .map_err(|error| error.to_string())?;
-        let mut summary = next.summary_since(&self.current);
-        summary.restart_required = restart_required;
-        let next = Arc::new(next);
-        // Key sets of URLs the previous generation had are reused with their keys; a new
-        // fetcher covers the new set (waiting a bounded time for new URLs' first fetch)
-        // before any worker can verify against them. The old fetcher stops when replaced.
-        if !next.jwks.is_empty() || self.jwks.is_some() {
-            self.jwks = crate::runtime::jwks::start(&next.jwks)
-                .map_err(|error| format!("cannot start the JWKS fetcher thread: {error}"))?;
-        }
-        // The bus first: it must know an added app's slot before any worker can announce
-        // interest in it (one FIFO queue, so this is ordered before their commands).
-        if let Some(bus) = &self.bus {
-            bus.send_blocking(BusCommand::Reload(next.clone()));
-        }
-        let (applied, confirmations) = crossbeam_channel::bounded(self.senders.len());
-        for sender in &self.senders {
-            sender.send_blocking(MeshMessage::Reload {
-                next: next.clone(),
-                applied: applied.clone(),
-            });
-        }
-        // Answer once every worker runs the new generation, so a caller that got 200 can
-        // rely on it (a connection to an added app is accepted by any worker).
-        let deadline = std::time::Instant::now() + WORKER_APPLY_TIMEOUT;
-        for _ in 0..self.senders.len() {
-            if confirmations.recv_deadline(deadline).is_err() {
-                tracing::warn!(
-                    "a worker did not confirm the reload in time; it applies it when it catches up"
-                );
-                break;
-            }
-        }
-        self.current = next;
-        self.running = config;
-        Ok(summary)
-    }
+/// Compiles `config` (just parsed from the file) against `current`, the generation in
+/// force, which `running` produced: kept apps keep their slots and live state
+/// ([`Registry::compile_next`]). An invalid configuration is an `Err` with the message a
+/// reload reports; nothing changes then.
+pub fn next_generation(
+    current: &Registry,
+    running: &Config,
+    mut config: Config,
+) -> Result<NextGeneration, String> {
+    // Settings that need a restart keep their running values.
+    let restart_required = keep_restart_only_settings(&running.server, &mut config.server);
+    // The settings it compiles equal the running ones: they come only from the
+    // restart-only fields kept above.
+    let registry = Registry::compile_next(&config, current.workers, Some(current))
+        .map_err(|error| error.to_string())?;
+    let mut summary = registry.summary_since(current);
+    summary.restart_required = restart_required;
+    Ok(NextGeneration {
+        registry,
+        summary,
+        config,
+    })
 }
 
 /// Keeps the running values of the `server` settings that only apply at a restart, and
@@ -216,5 +124,52 @@ mod tests {
         assert_eq!(next.listen, running.listen);
         assert_eq!(next.ping_interval_seconds, running.ping_interval_seconds);
         assert_eq!(next.max_connections, 7);
+    }
+
+    fn config(apps: &[&str], listen: &str) -> Config {
+        let apps: Vec<String> = apps
+            .iter()
+            .map(|id| {
+                format!(r#"{{"appId":"{id}","authKey":{{"source":"raw","key":"s","algorithms":["HS256"]}}}}"#)
+            })
+            .collect();
+        let text = format!(
+            r#"{{"server":{{"listen":"{listen}"}},"apps":[{}]}}"#,
+            apps.join(",")
+        );
+        Config::from_json(&text).unwrap()
+    }
+
+    #[test]
+    fn the_next_generation_keeps_slots_and_restart_only_settings() {
+        let running = config(&["a", "b"], "127.0.0.1:1");
+        let current = Registry::compile_next(&running, 2, None).unwrap();
+        let next = next_generation(&current, &running, config(&["b", "c"], "127.0.0.1:2"))
+            .expect("a valid file compiles");
+        assert_eq!(next.summary.added, vec!["c".to_string()]);
+        assert_eq!(next.summary.removed, vec!["a".to_string()]);
+        assert_eq!(next.summary.restart_required, vec!["server.listen"]);
+        assert_eq!(
+            next.config.server.listen, "127.0.0.1:1",
+            "the running value stays"
+        );
+        assert_eq!(
+            next.registry.get("b").unwrap().index,
+            current.get("b").unwrap().index,
+            "a kept app keeps its slot"
+        );
+        assert_eq!(next.registry.workers, current.workers);
+    }
+
+    #[test]
+    fn an_invalid_file_leaves_no_next_generation() {
+        let running = config(&["a"], "127.0.0.1:1");
+        let current = Registry::compile_next(&running, 1, None).unwrap();
+        // Parses, but does not compile: an RS256 key must be a PEM public key.
+        let broken = Config::from_json(
+            r#"{"apps":[{"appId":"a","authKey":{"source":"raw","key":"s","algorithms":["RS256"]}}]}"#,
+        )
+        .unwrap();
+        assert!(next_generation(&current, &running, broken).is_err());
     }
 }

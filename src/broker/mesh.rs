@@ -1,10 +1,14 @@
 //! The worker mesh: bounded lock-free channels between workers, with batched wakes.
 //!
 //! Responsibility: carry [`MeshMessage`]s from one worker (or the control thread) to
-//! another. Each worker owns one [`Mailbox`] (a bounded crossbeam channel, many senders)
+//! another, and [`BusCommand`]s from the workers to the cluster bus thread (a [`BusLink`]).
+//! Each worker owns one [`Mailbox`] (a bounded crossbeam channel, many senders)
 //! and a [`MeshSender`] to every mailbox. A wake costs ~25 µs on the reference VM, so
 //! senders queue into a worker-local [`Outbox`] during a batch and notify each destination
 //! once per flush; the receiver drains everything queued per wake.
+//!
+//! Must not: name `cluster` (the bus's wire format and bookkeeping import this module,
+//! never the other way round) or block a worker.
 //!
 //! Invariants: FIFO per sender → receiver pair (crossbeam channels are FIFO per sender),
 //! which keeps per-publisher order per topic; every channel holds at most
@@ -12,8 +16,7 @@
 //! before its producer is paused (overflow is backpressure, never loss).
 
 use crate::broker::interest::worker_bit;
-use crate::cluster::BusLink;
-use crate::metrics::BusMetrics;
+use crate::metrics::{BusMetrics, WorkerMetrics};
 use crate::topic::pattern::Pattern;
 use atomic_waker::AtomicWaker;
 use bytes::Bytes;
@@ -23,7 +26,7 @@ use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Poll, Waker};
+use std::task::{Context, Poll, Waker};
 
 /// Messages a mailbox holds before senders keep theirs in their outbox. 16 Ki × ~64 bytes
 /// ≈ 1 MiB per worker: many wakes' worth of batches at full fan-out rate.
@@ -90,6 +93,100 @@ pub enum MeshMessage {
     },
     /// Stop: close every connection with 1001 and end the worker.
     Shutdown,
+}
+
+/// What workers hand the bus thread.
+pub enum BusCommand {
+    /// A publication some other node has interest in (sent to NATS once).
+    Publish {
+        app: usize,
+        topic: Arc<str>,
+        frame: Frame,
+    },
+    /// This node's subscribers of `(app, topic)` may have gone 0↔1: the bus re-reads the
+    /// interest map and announces a delta if its announced state differs.
+    InterestChanged { app: usize, topic: Box<str> },
+    /// Close connection `id` on the node holding it; `reply` learns whether it existed
+    /// (dropped unanswered when the node does not answer in time).
+    Terminate {
+        app: usize,
+        id: u64,
+        reply: flume::Sender<bool>,
+    },
+    /// Close every connection of the app on every other node.
+    TerminateApp { app: usize },
+    /// Remove matching subscriptions of a subject's connections on every other node.
+    Unsubscribe {
+        app: usize,
+        subject: Arc<str>,
+        patterns: Arc<[Pattern]>,
+    },
+    /// A configuration reload made `registry` the generation in force (sent by the
+    /// control thread before any worker gets it, so the bus knows added apps' slots first).
+    Reload(Arc<crate::broker::apps::Registry>),
+    /// Say goodbye to the cluster and end the bus thread.
+    Shutdown,
+}
+
+/// A worker's sending end to the bus thread, with batched wakes like the mesh's.
+pub struct BusLink {
+    sender: MeshSender<BusCommand>,
+    metrics: Arc<BusMetrics>,
+    /// Set when an interest hint could not be queued: the bus rescans every interest map.
+    resync: Arc<AtomicBool>,
+    /// Commands queued since the last wake.
+    wake_pending: Cell<bool>,
+}
+
+impl BusLink {
+    pub fn new(
+        sender: MeshSender<BusCommand>,
+        metrics: Arc<BusMetrics>,
+        resync: Arc<AtomicBool>,
+    ) -> BusLink {
+        BusLink {
+            sender,
+            metrics,
+            resync,
+            wake_pending: Cell::new(false),
+        }
+    }
+
+    pub fn metrics(&self) -> &BusMetrics {
+        &self.metrics
+    }
+
+    /// Queues `command` (woken at the next [`BusLink::wake`]). When the queue is full a
+    /// publication is dropped and counted, an interest hint turns into a full resync, and
+    /// an admin call goes unanswered (the HTTP caller gets 504).
+    pub fn send(&self, command: BusCommand) {
+        let command = match self.sender.try_send(command) {
+            Ok(()) => {
+                self.wake_pending.set(true);
+                return;
+            }
+            // The bus thread is gone: the process is exiting (a panic aborts it).
+            Err(crossbeam_channel::TrySendError::Disconnected(_)) => return,
+            Err(crossbeam_channel::TrySendError::Full(command)) => command,
+        };
+        match command {
+            BusCommand::InterestChanged { .. } => {
+                self.resync.store(true, Ordering::Release);
+                self.wake_pending.set(true);
+            }
+            BusCommand::Publish { .. } => {
+                WorkerMetrics::add(&self.metrics.dropped_queue_full, 1);
+            }
+            _ => tracing::warn!("bus queue full: a cluster admin call was not forwarded"),
+        }
+    }
+
+    /// Wakes the bus thread if anything was queued since the last wake.
+    pub fn wake(&self) {
+        if self.wake_pending.replace(false) {
+            self.sender.notify();
+        }
+    }
 }
 
 struct Signal {
@@ -219,15 +316,17 @@ impl<T> Mailbox<T> {
 
     /// Resolves when a message may be waiting.
     pub async fn wait(&self) {
-        poll_fn(|cx| {
-            self.signal.waker.register(cx.waker());
-            if !self.receiver.is_empty() || self.signal.notified.load(Ordering::Acquire) {
-                Poll::Ready(())
-            } else {
-                Poll::Pending
-            }
-        })
-        .await
+        poll_fn(|cx| self.poll_wait(cx)).await
+    }
+
+    /// [`Mailbox::wait`] as a poll, for a task that waits on something else too.
+    pub fn poll_wait(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.signal.waker.register(cx.waker());
+        if !self.receiver.is_empty() || self.signal.notified.load(Ordering::Acquire) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
     }
 }
 
@@ -295,6 +394,17 @@ impl Outbox {
     /// Messages still queued here.
     pub fn queued(&self) -> usize {
         self.queued.get()
+    }
+
+    /// Wakes every other worker's mailbox without handing anything over: at shutdown, a
+    /// worker that made room in its mailbox, or finished handing over, tells the others to
+    /// look again (`runtime::shutdown::quiesce`) instead of their polling.
+    pub fn wake_others(&self, me: usize) {
+        for (to, sender) in self.senders.iter().enumerate() {
+            if to != me {
+                sender.notify();
+            }
+        }
     }
 
     /// Whether producers should pause (see [`OUTBOX_HIGH_WATER`]).

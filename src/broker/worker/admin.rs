@@ -8,9 +8,9 @@
 use super::{private_topic, Found, Worker};
 use crate::broker::apps::Registry;
 use crate::broker::interest::BUS_BIT;
+use crate::broker::mesh::BusCommand;
 use crate::broker::mesh::MeshMessage;
 use crate::broker::session::{worker_of, Session};
-use crate::cluster::BusCommand;
 use crate::error::CloseKind;
 use crate::metrics::WorkerMetrics;
 use crate::topic::pattern::Pattern;

@@ -8,8 +8,8 @@
 
 use super::Worker;
 use crate::broker::apps::App;
+use crate::broker::mesh::BusCommand;
 use crate::broker::session::Session;
-use crate::cluster::BusCommand;
 use crate::error::CloseKind;
 use std::rc::Rc;
 
