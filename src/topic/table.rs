@@ -5,32 +5,17 @@
 //! know what a subscriber is beyond a `u64` key and a cloneable handle, and it is `!Sync`
 //! by design: one table per worker per app, touched by that worker only.
 //!
-//! Invariants: a key appears at most once per topic; a topic with no subscribers is
+//! Invariants: a key appears at most once per topic (kept by [`Subscribers`], which also
+//! makes subscribe and unsubscribe O(1) on a large topic); a topic with no subscribers is
 //! removed (so the table's size is bounded by live subscriptions, which are bounded by
 //! `maxSubscriptionsPerConnection` × connections).
 
+use super::subscribers::Subscribers;
 use std::collections::HashMap;
 
 /// Topic → subscribers. `T` is the subscriber handle (an `Rc<Session>` in the broker).
 pub struct TopicTable<T> {
     topics: HashMap<Box<str>, Subscribers<T>>,
-}
-
-/// Most topics (`priv/<subject>`, per-user topics) have one subscriber per worker: keeping
-/// it inline saves a 64-byte list allocation per such topic (measured: ~3% of an idle
-/// connection's footprint).
-enum Subscribers<T> {
-    One((u64, T)),
-    Many(Vec<(u64, T)>),
-}
-
-impl<T> Subscribers<T> {
-    fn as_slice(&self) -> &[(u64, T)] {
-        match self {
-            Subscribers::One(one) => std::slice::from_ref(one),
-            Subscribers::Many(many) => many,
-        }
-    }
 }
 
 impl<T> Default for TopicTable<T> {
@@ -43,60 +28,32 @@ impl<T> Default for TopicTable<T> {
 
 impl<T> TopicTable<T> {
     /// Adds `key` to `topic`. Returns `true` when the topic went from no subscribers to one
-    /// on this table. Adding a key twice is a no-op returning `false`.
+    /// on this table. Adding a key twice is a no-op returning `false`. O(1): see
+    /// [`Subscribers`].
     pub fn subscribe(&mut self, topic: &str, key: u64, subscriber: T) -> bool {
-        let Some(entry) = self.topics.get_mut(topic) else {
+        let Some(subscribers) = self.topics.get_mut(topic) else {
             self.topics
-                .insert(topic.into(), Subscribers::One((key, subscriber)));
+                .insert(topic.into(), Subscribers::one(key, subscriber));
             return true;
         };
-        if entry.as_slice().iter().any(|(k, _)| *k == key) {
-            return false;
-        }
-        match entry {
-            Subscribers::Many(list) => list.push((key, subscriber)),
-            Subscribers::One(_) => {
-                let Subscribers::One(first) =
-                    std::mem::replace(entry, Subscribers::Many(Vec::with_capacity(4)))
-                else {
-                    unreachable!("matched One above")
-                };
-                if let Subscribers::Many(list) = entry {
-                    list.push(first);
-                    list.push((key, subscriber));
-                }
-            }
-        }
+        subscribers.insert(key, subscriber);
         false
     }
 
     /// Removes `key` from `topic`. Returns `true` when the topic's last subscriber left.
+    /// O(1): see [`Subscribers`].
     pub fn unsubscribe(&mut self, topic: &str, key: u64) -> bool {
-        let Some(entry) = self.topics.get_mut(topic) else {
+        let Some(subscribers) = self.topics.get_mut(topic) else {
             return false;
         };
-        let now_empty = match entry {
-            Subscribers::One((k, _)) => {
-                if *k != key {
-                    return false;
-                }
-                true
-            }
-            Subscribers::Many(list) => {
-                let Some(position) = list.iter().position(|(k, _)| *k == key) else {
-                    return false;
-                };
-                list.swap_remove(position);
-                list.is_empty()
-            }
-        };
-        if now_empty {
-            self.topics.remove(topic);
+        if !subscribers.remove(key) || !subscribers.is_empty() {
+            return false;
         }
-        now_empty
+        self.topics.remove(topic);
+        true
     }
 
-    /// The subscribers of `topic` on this table (empty when none).
+    /// The subscribers of `topic` on this table (empty when none), contiguous.
     pub fn subscribers(&self, topic: &str) -> &[(u64, T)] {
         self.topics
             .get(topic)
@@ -143,5 +100,70 @@ mod tests {
         assert!(!table.unsubscribe("t", 1));
         assert!(table.unsubscribe("t", 3));
         assert!(table.subscribers("t").is_empty());
+    }
+
+    /// Random subscribe/unsubscribe sequences against a model (a set of keys per topic):
+    /// the returned transitions, the subscribers and their handles always agree with it,
+    /// and the topics cross the index threshold both ways many times.
+    #[test]
+    fn random_operations_match_a_model() {
+        use crate::topic::subscribers::{INDEX_FROM_SUBSCRIBERS, UNINDEX_BELOW_SUBSCRIBERS};
+        use rand::rngs::StdRng;
+        use rand::{Rng, SeedableRng};
+        use std::collections::{BTreeMap, BTreeSet};
+
+        const TOPICS: [&str; 3] = ["main", "chat", "priv/0000000a0b01"];
+        let mut crossings_up = 0;
+        let mut crossings_down = 0;
+        for seed in 0..6 {
+            let mut rng = StdRng::seed_from_u64(seed);
+            let mut table: TopicTable<u64> = TopicTable::default();
+            let mut model: BTreeMap<&str, BTreeSet<u64>> = BTreeMap::new();
+            let mut large: BTreeSet<&str> = BTreeSet::new();
+            for step in 0..6_000 {
+                // Phases of 500 steps lean to subscribing, then to unsubscribing, so that
+                // topics grow past the index threshold and shrink back below it.
+                let growing = (step / 500) % 2 == 0;
+                let topic = TOPICS[rng.gen_range(0..TOPICS.len())];
+                let keys = model.entry(topic).or_default();
+                // Mostly an absent key when subscribing and a present one when
+                // unsubscribing; sometimes the other, to exercise the refusals.
+                let pick_present = rng.gen_bool(if growing { 0.1 } else { 0.9 });
+                let present = (pick_present && !keys.is_empty())
+                    .then(|| *keys.iter().nth(rng.gen_range(0..keys.len())).unwrap());
+                let key = present.unwrap_or_else(|| rng.gen_range(0..1u64 << 40) << 8 | 1);
+                if rng.gen_bool(if growing { 0.85 } else { 0.15 }) {
+                    let first = keys.is_empty();
+                    let added = keys.insert(key);
+                    // A duplicate carries another handle, which must not replace the first.
+                    let handle = if added { key.wrapping_mul(10) } else { 1 };
+                    assert_eq!(table.subscribe(topic, key, handle), first);
+                } else {
+                    let removed = keys.remove(&key);
+                    assert_eq!(table.unsubscribe(topic, key), removed && keys.is_empty());
+                }
+                let mut actual: Vec<u64> = Vec::new();
+                for (key, handle) in table.subscribers(topic) {
+                    assert_eq!(*handle, key.wrapping_mul(10));
+                    actual.push(*key);
+                }
+                actual.sort_unstable();
+                assert_eq!(actual, keys.iter().copied().collect::<Vec<u64>>());
+                if let Some(subscribers) = table.topics.get(topic) {
+                    subscribers.assert_consistent();
+                    assert!(!subscribers.is_indexed() || keys.len() >= UNINDEX_BELOW_SUBSCRIBERS);
+                }
+                if keys.len() >= INDEX_FROM_SUBSCRIBERS && large.insert(topic) {
+                    crossings_up += 1;
+                }
+                if keys.len() < UNINDEX_BELOW_SUBSCRIBERS && large.remove(topic) {
+                    crossings_down += 1;
+                }
+                let live = model.values().filter(|keys| !keys.is_empty()).count();
+                assert_eq!(table.topic_count(), live);
+            }
+        }
+        assert!(crossings_up >= 10, "crossed up {crossings_up} times");
+        assert!(crossings_down >= 10, "crossed down {crossings_down} times");
     }
 }
