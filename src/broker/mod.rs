@@ -8,10 +8,12 @@
 
 pub mod anonymous;
 pub mod apps;
+pub mod bus_link;
 pub mod frame_store;
 pub mod interest;
 pub mod mesh;
 pub mod outbound;
+pub mod outbox;
 pub mod session;
 pub mod worker;
 
