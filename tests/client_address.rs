@@ -298,7 +298,10 @@ fn a_reload_applies_the_per_address_limit_to_connections_made_after_it() {
     for client in before {
         client.close();
     }
-    std::thread::sleep(Duration::from_millis(100));
+    // Once the server has let them go, only `counted` is open.
+    wait_until("the two closes are processed", PATIENCE, || {
+        metric_over_workers(&server, "ringcast_connections") == 1
+    });
     assert_eq!(
         upgrade_via(&server, PER_ADDRESS_APP, "u", &["203.0.113.9"]).err(),
         Some(429)
@@ -312,7 +315,9 @@ fn a_reload_applies_the_per_address_limit_to_connections_made_after_it() {
         .map(|_| upgrade_via(&server, PER_ADDRESS_APP, "u", &["203.0.113.9"]).unwrap())
         .collect();
     replacement.close();
-    std::thread::sleep(Duration::from_millis(100));
+    wait_until("the replacement's close is processed", PATIENCE, || {
+        metric_over_workers(&server, "ringcast_connections") == 3
+    });
     file.write(&limited);
     handle.reload().expect("reload applies");
     let _fresh = eventually(|| upgrade_via(&server, PER_ADDRESS_APP, "u", &["203.0.113.9"]));

@@ -1,9 +1,10 @@
 //! The `ringcast` binary as a child process: start it, read its output line by line, wait
 //! until it is healthy, stop it — and never leave one behind (killed on drop).
 
-use super::{http, TestServer};
+use super::{http, wait_for, TestServer};
 use std::io::{BufRead, BufReader, Read};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -27,13 +28,41 @@ pub fn ringcast_command(args: &[&str]) -> Command {
     command
 }
 
-/// A free port on 127.0.0.1 (bound by the OS, then released).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// The listen address to give a broker under test: port 0, so the kernel picks a free
+/// port at bind time. (Picking one in advance — bind, read the port, release it — races
+/// with every other process choosing ports meanwhile.) Read the bound address back with
+/// [`Running::listen_address`] or [`listening_address`].
+pub const ANY_PORT: &str = "127.0.0.1:0";
+
+/// The address in the broker's start-up line `ringcast listening` (`main.rs` logs it at
+/// info level once every listener is bound): `address=IP:PORT` in text logs,
+/// `"address":"IP:PORT"` in JSON logs. `None` for any other line.
+pub fn listening_address(line: &str) -> Option<SocketAddr> {
+    if !line.contains("ringcast listening") {
+        return None;
+    }
+    let value = if let Some((_, rest)) = line.split_once("\"address\":\"") {
+        rest.split('"').next()?
+    } else {
+        let (_, rest) = line.split_once(" address=")?;
+        rest.split_whitespace().next()?
+    };
+    value.parse().ok()
+}
+
+/// The address a broker whose stderr goes to the file `log` bound: waits (bounded) for its
+/// `ringcast listening` line there.
+pub fn listening_address_in(log: &Path) -> SocketAddr {
+    wait_for(
+        &format!("{} shows the listening line", log.display()),
+        PROCESS_WAIT,
+        || {
+            std::fs::read_to_string(log)
+                .ok()?
+                .lines()
+                .find_map(listening_address)
+        },
+    )
 }
 
 /// A running child, killed on drop; its stdout and stderr arrive as lines on channels.
@@ -77,6 +106,12 @@ impl Running {
     /// dropped); panics when the output ends first.
     pub fn stdout_until<T>(&self, pick: impl FnMut(&str) -> Option<T>) -> T {
         until(&self.stdout, "stdout", pick)
+    }
+
+    /// The address the broker bound, from its `ringcast listening` line on stderr (its
+    /// log must include info level for the `ringcast` target, the default).
+    pub fn listen_address(&self) -> SocketAddr {
+        self.stderr_until(listening_address)
     }
 
     /// Like [`Running::stdout_until`], on stderr.
