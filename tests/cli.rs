@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::process::{listening_address_in, ANY_PORT};
+use common::process::{listening_address_in, wait_for_log_line, ANY_PORT};
 use common::*;
 use ringcast::auth::{Verifier, VerifierConfig};
 use serde_json::{json, Value};
@@ -12,7 +12,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ringcast");
 
@@ -324,38 +324,22 @@ impl Running {
 
     /// Waits for the exit (bounded: a failure guard, not a timing assertion).
     fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.0.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "ringcast did not exit within {limit:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_for("ringcast exits", limit, || self.0.try_wait().unwrap())
     }
 }
 
 /// Waits until `GET /health` answers 200 on `address`.
 fn wait_healthy(address: SocketAddr, child: &mut Running) {
-    let deadline = Instant::now() + Duration::from_secs(30);
     let probe = TestServer {
         handle: None,
         address,
     };
-    loop {
+    wait_until("ringcast is healthy", PATIENCE, || {
         if let Some(status) = child.0.try_wait().unwrap() {
             panic!("ringcast exited early with {status}");
         }
-        if TcpStream::connect(address).is_ok() && http(&probe, "GET", "/health", None, "").0 == 200
-        {
-            return;
-        }
-        assert!(Instant::now() < deadline, "ringcast never became healthy");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        TcpStream::connect(address).is_ok() && http(&probe, "GET", "/health", None, "").0 == 200
+    });
 }
 
 #[test]
@@ -528,14 +512,6 @@ fn development_mode_prints_working_tokens() {
     child.sigterm();
     let status = child.wait_exit(Duration::from_secs(30));
     assert_eq!(status.code(), Some(0), "exit status {status}");
-}
-
-/// Reads `path` until `predicate` holds for some line (bounded wait; a failure guard).
-fn wait_for_log_line(path: &PathBuf, predicate: impl Fn(&str) -> bool) -> String {
-    wait_for("the log line appears", PATIENCE, || {
-        let logs = std::fs::read_to_string(path).unwrap_or_default();
-        logs.lines().any(&predicate).then_some(logs)
-    })
 }
 
 #[test]

@@ -14,7 +14,7 @@ mod common;
 use common::*;
 use serde_json::{json, Value};
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tungstenite::client::IntoClientRequest;
 
 const PER_ADDRESS_APP: &str = "per-address-app";
@@ -200,17 +200,13 @@ fn forged_lines_do_not_buy_fresh_anonymous_tokens() {
 
 /// Retries `attempt` until it succeeds (a close is released by the worker at its own pace).
 fn eventually<T>(mut attempt: impl FnMut() -> Result<T, u16>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match attempt() {
-            Ok(value) => return value,
-            Err(status) if Instant::now() < deadline => {
-                assert_eq!(status, 429);
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Err(status) => panic!("still refused with {status}"),
+    wait_for("the connect is admitted", PATIENCE, || match attempt() {
+        Ok(value) => Some(value),
+        Err(status) => {
+            assert_eq!(status, 429);
+            None
         }
-    }
+    })
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! The `ringcast` binary as a child process: start it, read its output line by line, wait
 //! until it is healthy, stop it — and never leave one behind (killed on drop).
 
-use super::{http, wait_for, TestServer};
+use super::{http, wait_for, wait_until, TestServer};
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
@@ -50,19 +50,26 @@ pub fn listening_address(line: &str) -> Option<SocketAddr> {
     value.parse().ok()
 }
 
+/// Reads the file `log` until `predicate` holds for one of its lines; returns the whole
+/// text then (bounded wait: a failure guard).
+pub fn wait_for_log_line(log: &Path, predicate: impl Fn(&str) -> bool) -> String {
+    wait_for(
+        &format!("{} shows the expected line", log.display()),
+        PROCESS_WAIT,
+        || {
+            let logs = std::fs::read_to_string(log).unwrap_or_default();
+            logs.lines().any(&predicate).then_some(logs)
+        },
+    )
+}
+
 /// The address a broker whose stderr goes to the file `log` bound: waits (bounded) for its
 /// `ringcast listening` line there.
 pub fn listening_address_in(log: &Path) -> SocketAddr {
-    wait_for(
-        &format!("{} shows the listening line", log.display()),
-        PROCESS_WAIT,
-        || {
-            std::fs::read_to_string(log)
-                .ok()?
-                .lines()
-                .find_map(listening_address)
-        },
-    )
+    let logs = wait_for_log_line(log, |line| listening_address(line).is_some());
+    logs.lines()
+        .find_map(listening_address)
+        .expect("wait_for_log_line saw the line")
 }
 
 /// A running child, killed on drop; its stdout and stderr arrive as lines on channels.
@@ -126,35 +133,23 @@ impl Running {
 
     /// Waits for the exit.
     pub fn wait_exit(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + PROCESS_WAIT;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "ringcast did not exit");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_for("ringcast exits", PROCESS_WAIT, || {
+            self.child.try_wait().unwrap()
+        })
     }
 
     /// Waits until `GET /health` answers 200 on `address`.
     pub fn wait_healthy(&mut self, address: SocketAddr) {
-        let deadline = Instant::now() + PROCESS_WAIT;
         let probe = TestServer {
             handle: None,
             address,
         };
-        loop {
+        wait_until("ringcast is healthy", PROCESS_WAIT, || {
             if let Some(status) = self.child.try_wait().unwrap() {
                 panic!("ringcast exited early with {status}");
             }
-            if TcpStream::connect(address).is_ok()
-                && http(&probe, "GET", "/health", None, "").0 == 200
-            {
-                return;
-            }
-            assert!(Instant::now() < deadline, "ringcast never became healthy");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+            TcpStream::connect(address).is_ok() && http(&probe, "GET", "/health", None, "").0 == 200
+        });
     }
 }
 
