@@ -35,7 +35,8 @@ pub fn ringcast_command(args: &[&str]) -> Command {
 pub const ANY_PORT: &str = "127.0.0.1:0";
 
 /// The address in the broker's start-up line `ringcast listening` (`main.rs` logs it at
-/// info level once every listener is bound): `address=IP:PORT` in text logs,
+/// info level once every listener is bound and the signal handlers are installed, so a
+/// test may connect or signal as soon as it has the line): `address=IP:PORT` in text logs,
 /// `"address":"IP:PORT"` in JSON logs. `None` for any other line.
 pub fn listening_address(line: &str) -> Option<SocketAddr> {
     if !line.contains("ringcast listening") {
