@@ -9,7 +9,7 @@ use bytes::Bytes;
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use ringcast::protocol::command::parse_command;
 use ringcast::protocol::envelope::{client_descriptor, publication_frame};
-use ringcast::protocol::frame::{encode_frame, FrameReader, OpCode, Progress};
+use ringcast::protocol::frame::{encode_client_frame, encode_frame, FrameReader, OpCode, Progress};
 use std::collections::VecDeque;
 
 /// A typical client publish command: 100-byte payload, as in the `fanout` load test.
@@ -17,16 +17,8 @@ const PUBLISH: &[u8] = br#"{"type":"publish","data":{"topic":"load","messageType
 
 /// `PUBLISH` as a masked client frame (what the reader sees on the socket).
 fn masked_frame(payload: &[u8]) -> Vec<u8> {
-    let mask = [0x5a, 0xc3, 0x17, 0x9e];
-    let mut frame = vec![0x81, 0x80 | 126];
-    frame.extend_from_slice(&(payload.len() as u16).to_be_bytes());
-    frame.extend_from_slice(&mask);
-    frame.extend(
-        payload
-            .iter()
-            .enumerate()
-            .map(|(index, byte)| byte ^ mask[index % 4]),
-    );
+    let mut frame = Vec::new();
+    encode_client_frame(OpCode::Text, payload, [0x5a, 0xc3, 0x17, 0x9e], &mut frame);
     frame
 }
 

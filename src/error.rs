@@ -6,6 +6,10 @@
 //!
 //! Invariant: the reason strings the official client tests assert are spelled exactly
 //! (`Subscription to secure topic is forbidden!`).
+//!
+//! This is a leaf: the error enums of other boundaries map themselves onto `CloseKind`
+//! beside their variants (`From<&FrameError>`, `From<&CommandError>`, `From<&InflateError>`
+//! in `protocol`), so that a mapping never goes through a reason string or a bare code.
 
 /// Why a WebSocket session ended. Each variant maps to one close code and one metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -165,6 +169,9 @@ impl CloseKind {
     }
 
     /// Maps a frame-level close code (1002/1007/1009) to its kind.
+    ///
+    /// A `u16` round trip kept only until its last caller (`runtime::connection`) uses
+    /// the typed `CloseKind::from(&FrameError)` (in `protocol::frame::wire`); remove it then.
     pub fn from_frame_error_code(code: u16) -> CloseKind {
         match code {
             1007 => CloseKind::InvalidUtf8,

@@ -216,6 +216,12 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
         Err(StartError::Config(error)) => return Err(error.into()),
         Err(error) => return Err(error.into()),
     };
+    // Handlers in place before the `ringcast listening` line: whoever waits for that line
+    // (a supervisor, the tests reading the bound port) may signal at once.
+    let signals = {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]).ok()
+    };
     tracing::info!(
         address = %handle.local_address,
         workers = handle.workers,
@@ -238,9 +244,8 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
     std::thread::Builder::new()
         .name("ringcast-signals".into())
         .spawn(move || {
-            use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-            let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
-            else {
+            use signal_hook::consts::SIGHUP;
+            let Some(mut signals) = signals else {
                 return;
             };
             let mut received = 0;

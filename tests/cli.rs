@@ -3,15 +3,16 @@
 
 mod common;
 
+use common::process::{listening_address_in, wait_for_log_line, ANY_PORT};
 use common::*;
 use ringcast::auth::{Verifier, VerifierConfig};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ringcast");
 
@@ -303,15 +304,6 @@ fn token_command_needs_a_private_key_for_public_key_algorithms() {
 
 // ---------------------------------------------------------------- running the broker
 
-/// A free port on 127.0.0.1 (bound by the OS, then released).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Kills the child on drop, so that a failing test leaves no broker behind.
 struct Running(Child);
 
@@ -332,46 +324,28 @@ impl Running {
 
     /// Waits for the exit (bounded: a failure guard, not a timing assertion).
     fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.0.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "ringcast did not exit within {limit:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_for("ringcast exits", limit, || self.0.try_wait().unwrap())
     }
 }
 
 /// Waits until `GET /health` answers 200 on `address`.
 fn wait_healthy(address: SocketAddr, child: &mut Running) {
-    let deadline = Instant::now() + Duration::from_secs(30);
     let probe = TestServer {
         handle: None,
         address,
     };
-    loop {
+    wait_until("ringcast is healthy", PATIENCE, || {
         if let Some(status) = child.0.try_wait().unwrap() {
             panic!("ringcast exited early with {status}");
         }
-        if TcpStream::connect(address).is_ok() && http(&probe, "GET", "/health", None, "").0 == 200
-        {
-            return;
-        }
-        assert!(Instant::now() < deadline, "ringcast never became healthy");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        TcpStream::connect(address).is_ok() && http(&probe, "GET", "/health", None, "").0 == 200
+    });
 }
 
 #[test]
 fn broker_refuses_a_used_port_stops_on_sigterm_and_never_logs_tokens() {
-    let port = free_port();
-    let address: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let mut config = base_config();
-    config["server"]["listen"] = json!(address.to_string());
+    config["server"]["listen"] = json!(ANY_PORT);
     let path = config_file(&config);
     let log_path = temp_file("stderr.log", "");
     let log = std::fs::File::create(&log_path).unwrap();
@@ -385,12 +359,15 @@ fn broker_refuses_a_used_port_stops_on_sigterm_and_never_logs_tokens() {
             .spawn()
             .unwrap(),
     );
+    let address = listening_address_in(&log_path);
     wait_healthy(address, &mut first);
 
     // A second broker on the same port refuses to start.
+    config["server"]["listen"] = json!(address.to_string());
+    let second_path = config_file(&config);
     let mut second = Running(
         Command::new(BIN)
-            .args(["--config", path.to_str().unwrap()])
+            .args(["--config", second_path.to_str().unwrap()])
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -442,6 +419,7 @@ fn broker_refuses_a_used_port_stops_on_sigterm_and_never_logs_tokens() {
     let logs = std::fs::read_to_string(&log_path).unwrap();
     let _ = std::fs::remove_file(&log_path);
     let _ = std::fs::remove_file(&path);
+    let _ = std::fs::remove_file(&second_path);
     assert!(
         logs.contains("listening"),
         "stderr was not captured: {logs}"
@@ -467,18 +445,20 @@ fn broker_refuses_a_used_port_stops_on_sigterm_and_never_logs_tokens() {
 
 #[test]
 fn development_mode_prints_working_tokens() {
-    let port = free_port();
-    let address: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let log_path = temp_file("development.log", "");
+    let log = std::fs::File::create(&log_path).unwrap();
     let mut child = Running(
         Command::new(BIN)
-            .args(["--listen", &address.to_string(), "--workers", "2"])
+            .args(["--listen", ANY_PORT, "--workers", "2"])
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::from(log))
             .spawn()
             .unwrap(),
     );
+    let address = listening_address_in(&log_path);
+    let _ = std::fs::remove_file(&log_path);
     let stdout = child.0.stdout.take().unwrap();
     let (lines, receive) = mpsc::channel();
     std::thread::spawn(move || {
@@ -534,28 +514,10 @@ fn development_mode_prints_working_tokens() {
     assert_eq!(status.code(), Some(0), "exit status {status}");
 }
 
-/// Reads `path` until `predicate` holds for some line (bounded wait; a failure guard).
-fn wait_for_log_line(path: &PathBuf, predicate: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let logs = std::fs::read_to_string(path).unwrap_or_default();
-        if logs.lines().any(&predicate) {
-            return logs;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "log line never appeared:\n{logs}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn sighup_reloads_and_json_logs_name_each_close_reason_without_secrets() {
-    let port = free_port();
-    let address: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let mut config = base_config();
-    config["server"]["listen"] = json!(address.to_string());
+    config["server"]["listen"] = json!(ANY_PORT);
     config["server"]["adminKey"] =
         json!({"source": "raw", "key": "ops-secret", "algorithms": ["HS256"]});
     let path = config_file(&config);
@@ -572,6 +534,7 @@ fn sighup_reloads_and_json_logs_name_each_close_reason_without_secrets() {
             .unwrap(),
     );
     let mut child = child;
+    let address = listening_address_in(&log_path);
     wait_healthy(address, &mut child);
     let server = TestServer {
         handle: None,

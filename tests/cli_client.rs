@@ -36,14 +36,13 @@ fn text(bytes: &[u8]) -> String {
 
 #[test]
 fn the_development_banner_commands_work_as_printed() {
-    let port = free_port();
-    let address = format!("127.0.0.1:{port}");
-    let mut broker = Running::spawn(ringcast_command(&["--listen", &address, "--workers", "2"]));
+    let mut broker = Running::spawn(ringcast_command(&["--listen", ANY_PORT, "--workers", "2"]));
+    let address = broker.listen_address();
     let subscribe = banner_command(&broker, "subscribe:");
     let publish = banner_command(&broker, "publish:");
     let http_publish = banner_command(&broker, "HTTP publish:");
     broker.stdout_until(|line| line.contains("cargo install websocat").then_some(()));
-    broker.wait_healthy(address.parse().unwrap());
+    broker.wait_healthy(address);
     assert_eq!(
         subscribe[0], BIN,
         "a hint names the binary as it was started"

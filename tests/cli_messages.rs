@@ -123,13 +123,20 @@ fn localhost_listen_is_the_ipv4_loopback() {
     assert!(text.contains("is not IP:PORT or localhost:PORT"), "{text}");
 
     // --listen takes it too: the broker answers on 127.0.0.1.
-    let port = free_port();
     let config = dir.file("run.json", &json!({"apps": [hs_app("a1")]}).to_string());
-    let listen = format!("localhost:{port}");
     let mut broker = Running::spawn(ringcast_command(&[
-        "--config", &config, "--listen", &listen,
+        "--config",
+        &config,
+        "--listen",
+        "localhost:0",
     ]));
-    broker.wait_healthy(format!("127.0.0.1:{port}").parse().unwrap());
+    let address = broker.listen_address();
+    assert_eq!(
+        address.ip().to_string(),
+        "127.0.0.1",
+        "localhost is the IPv4 loopback"
+    );
+    broker.wait_healthy(address);
     broker.sigterm();
     assert!(broker.wait_exit().success());
 }

@@ -14,7 +14,7 @@ mod common;
 use common::*;
 use serde_json::{json, Value};
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tungstenite::client::IntoClientRequest;
 
 const PER_ADDRESS_APP: &str = "per-address-app";
@@ -200,17 +200,13 @@ fn forged_lines_do_not_buy_fresh_anonymous_tokens() {
 
 /// Retries `attempt` until it succeeds (a close is released by the worker at its own pace).
 fn eventually<T>(mut attempt: impl FnMut() -> Result<T, u16>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match attempt() {
-            Ok(value) => return value,
-            Err(status) if Instant::now() < deadline => {
-                assert_eq!(status, 429);
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Err(status) => panic!("still refused with {status}"),
+    wait_for("the connect is admitted", PATIENCE, || match attempt() {
+        Ok(value) => Some(value),
+        Err(status) => {
+            assert_eq!(status, 429);
+            None
         }
-    }
+    })
 }
 
 #[test]
@@ -298,7 +294,10 @@ fn a_reload_applies_the_per_address_limit_to_connections_made_after_it() {
     for client in before {
         client.close();
     }
-    std::thread::sleep(Duration::from_millis(100));
+    // Once the server has let them go, only `counted` is open.
+    wait_until("the two closes are processed", PATIENCE, || {
+        metric_over_workers(&server, "ringcast_connections") == 1
+    });
     assert_eq!(
         upgrade_via(&server, PER_ADDRESS_APP, "u", &["203.0.113.9"]).err(),
         Some(429)
@@ -312,7 +311,9 @@ fn a_reload_applies_the_per_address_limit_to_connections_made_after_it() {
         .map(|_| upgrade_via(&server, PER_ADDRESS_APP, "u", &["203.0.113.9"]).unwrap())
         .collect();
     replacement.close();
-    std::thread::sleep(Duration::from_millis(100));
+    wait_until("the replacement's close is processed", PATIENCE, || {
+        metric_over_workers(&server, "ringcast_connections") == 3
+    });
     file.write(&limited);
     handle.reload().expect("reload applies");
     let _fresh = eventually(|| upgrade_via(&server, PER_ADDRESS_APP, "u", &["203.0.113.9"]));

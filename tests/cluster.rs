@@ -1,5 +1,6 @@
-//! A ringcast cluster on NATS: a nats-server on a free port and 3 ringcast nodes (child
-//! processes, so a node can be killed), checked black-box over real sockets.
+//! A ringcast cluster on NATS: a nats-server and 3 ringcast nodes (child processes, so a
+//! node can be killed), each binding a port of its own choosing (reported in its log),
+//! checked black-box over real sockets.
 //!
 //! nats-server comes from `RINGCAST_NATS_SERVER` (set by `scripts/test.sh` through
 //! `scripts/install-nats.sh`), else `.build/nats/bin/nats-server`. Without one the tests
@@ -12,27 +13,17 @@
 
 mod common;
 
+use common::process::{Running, ANY_PORT, BIN};
 use common::*;
 use serde_json::{json, Value};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_ringcast");
 /// The tests share the machine's two cores: one cluster at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
-/// How long any awaited cluster state may take before the test fails.
-const PATIENCE: Duration = Duration::from_secs(30);
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// The nats-server to run; `None` (after reporting the running test skipped) when there is
 /// none.
@@ -54,27 +45,19 @@ fn nats_binary() -> Option<PathBuf> {
     None
 }
 
-/// A child process killed on drop.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 struct Nats {
     binary: PathBuf,
+    /// The port nats-server picked at its first start (0 before); restarts reuse it, since
+    /// the nodes reconnect to the URL they were given.
     port: u16,
-    process: Option<Process>,
+    process: Option<Running>,
 }
 
 impl Nats {
     fn start(binary: PathBuf) -> Nats {
         let mut nats = Nats {
             binary,
-            port: free_port(),
+            port: 0,
             process: None,
         };
         nats.restart();
@@ -85,30 +68,35 @@ impl Nats {
         format!("nats://127.0.0.1:{}", self.port)
     }
 
-    /// Starts nats-server on its port (again) and waits until it accepts connections.
+    /// Starts nats-server (again) and waits until it listens. The first start asks for a
+    /// random port (`-p -1`: bound by nats-server itself, no pick-then-release race) and
+    /// reads it from the `Listening for client connections on IP:PORT` line. A restart
+    /// asks for the same port, and tries again when the start fails (`[FTL]`, e.g. the
+    /// port not yet released after the kill).
     fn restart(&mut self) {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let child = Command::new(&self.binary)
-                .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("nats-server starts");
-            let mut process = Process(child);
-            while Instant::now() < deadline {
-                if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                    self.process = Some(process);
-                    return;
+        let port = if self.port == 0 {
+            "-1".to_string()
+        } else {
+            self.port.to_string()
+        };
+        let (process, bound) = wait_for("nats-server listens", PATIENCE, || {
+            let mut command = Command::new(&self.binary);
+            command
+                .args(["-a", "127.0.0.1", "-p", &port])
+                .stdin(Stdio::null());
+            let process = Running::spawn(command);
+            let bound = process.stderr_until(|line| {
+                if let Some((_, address)) = line.split_once("Listening for client connections on ")
+                {
+                    Some(address.trim().parse::<SocketAddr>().ok().map(|a| a.port()))
+                } else {
+                    line.contains("[FTL]").then_some(None)
                 }
-                if process.0.try_wait().unwrap().is_some() {
-                    break; // port not yet released after a kill: try again
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            assert!(Instant::now() < deadline, "nats-server did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+            });
+            bound.map(|bound| (process, bound))
+        });
+        self.port = bound;
+        self.process = Some(process);
     }
 
     fn kill(&mut self) {
@@ -118,7 +106,9 @@ impl Nats {
 
 struct Node {
     server: TestServer,
-    process: Option<Process>,
+    process: Option<Running>,
+    /// The node's configuration file, rewritten by reloads.
+    config_path: PathBuf,
 }
 
 impl Node {
@@ -129,61 +119,47 @@ impl Node {
     }
 
     /// Starts a node from `config` (listen and cluster filled in); the file stays at
-    /// [`Node::config_path`] for reloads.
+    /// [`Node::config_path`] for reloads. The node binds port 0 and its address is read
+    /// from its start-up line.
     fn start_with(name: &str, nats: &Nats, mut config: Value) -> Node {
-        let port = free_port();
-        config["server"]["listen"] = json!(format!("127.0.0.1:{port}"));
+        config["server"]["listen"] = json!(ANY_PORT);
         config["server"]["cluster"] =
             json!({"nats": [nats.url()], "name": name, "subjectPrefix": "test.ringcast"});
         if std::env::var("RINGCAST_TEST_IO_DRIVER").as_deref() == Ok("legacy") {
             config["server"]["ioDriver"] = json!("legacy");
         }
-        let path = Node::path_for(port);
-        std::fs::write(&path, config.to_string()).unwrap();
-        let logs = std::env::var_os("RINGCAST_TEST_NODE_LOGS").is_some();
-        let child = Command::new(BIN)
-            .args(["--config", path.to_str().unwrap()])
+        let config_path = std::env::temp_dir().join(format!(
+            "ringcast-cluster-{}-{name}-{}.json",
+            std::process::id(),
+            rand_id()
+        ));
+        std::fs::write(&config_path, config.to_string()).unwrap();
+        let mut command = Command::new(BIN);
+        command
+            .args(["--config", config_path.to_str().unwrap()])
             .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(if logs {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
-            })
-            .spawn()
-            .expect("ringcast starts");
-        let address: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let mut node = Node {
+            .stdin(Stdio::null());
+        let mut process = Running::spawn(command);
+        let address = process.listen_address();
+        if std::env::var_os("RINGCAST_TEST_NODE_LOGS").is_some() {
+            // Forward the node's log (after the start-up line) to the test's stderr.
+            let (_, idle) = std::sync::mpsc::channel();
+            let lines = std::mem::replace(&mut process.stderr, idle);
+            std::thread::spawn(move || lines.iter().for_each(|line| eprintln!("{line}")));
+        }
+        process.wait_healthy(address);
+        Node {
             server: TestServer {
                 handle: None,
                 address,
             },
-            process: Some(Process(child)),
-        };
-        until("node healthy", || {
-            std::net::TcpStream::connect(address).is_ok()
-                && http(&node.server, "GET", "/health", None, "").0 == 200
-        });
-        assert!(node
-            .process
-            .as_mut()
-            .unwrap()
-            .0
-            .try_wait()
-            .unwrap()
-            .is_none());
-        node
-    }
-
-    fn path_for(port: u16) -> PathBuf {
-        std::env::temp_dir().join(format!(
-            "ringcast-cluster-{}-{port}.json",
-            std::process::id()
-        ))
+            process: Some(process),
+            config_path,
+        }
     }
 
     fn config_path(&self) -> PathBuf {
-        Node::path_for(self.server.address.port())
+        self.config_path.clone()
     }
 
     /// SIGKILL: no goodbye, the others must notice through missing heartbeats.
@@ -192,25 +168,13 @@ impl Node {
     }
 
     fn metric(&self, name: &str) -> u64 {
-        let (status, body) = http(&self.server, "GET", "/metrics", None, "");
-        assert_eq!(status, 200);
-        body.lines()
-            .find_map(|line| {
-                let (key, value) = line.split_once(' ')?;
-                (key == name).then(|| value.trim().parse::<f64>().ok())?
-            })
-            .map(|value| value as u64)
-            .unwrap_or_else(|| panic!("no metric {name}"))
+        metric(&self.server, name)
     }
 }
 
 /// Polls `condition` until it holds; fails after [`PATIENCE`].
-fn until(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + PATIENCE;
-    while !condition() {
-        assert!(Instant::now() < deadline, "gave up waiting: {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+fn until(what: &str, condition: impl FnMut() -> bool) {
+    wait_until(what, PATIENCE, condition);
 }
 
 struct Cluster {
@@ -677,10 +641,10 @@ const OPS_SECRET: &str = "cluster-ops-secret";
 /// Rewrites a node's configuration file and reloads it over HTTP (answered once every
 /// worker of that node runs the new configuration).
 fn reload(node: &Node, config: &mut Value) {
-    let port = node.server.address.port();
-    config["server"]["listen"] = json!(format!("127.0.0.1:{port}"));
     let current: Value =
         serde_json::from_str(&std::fs::read_to_string(node.config_path()).unwrap()).unwrap();
+    // The listener is not reloadable: keep the text the node started with (port 0).
+    config["server"]["listen"] = current["server"]["listen"].clone();
     config["server"]["cluster"] = current["server"]["cluster"].clone();
     if let Some(driver) = current["server"].get("ioDriver") {
         config["server"]["ioDriver"] = driver.clone();
@@ -744,6 +708,8 @@ fn apps_added_and_removed_by_reload_join_and_leave_the_cluster() {
             let before = a.metric("ringcast_bus_publications_sent_total");
             publisher.publish("news", "text", json!("nobody"), &rand_id());
             publisher.sync();
+            // A negative check has no event to wait for: this pause is the room a
+            // publication still sent to the bus would have to show in the counter.
             std::thread::sleep(Duration::from_millis(100));
             a.metric("ringcast_bus_publications_sent_total") == before
         },

@@ -15,7 +15,6 @@ use common::*;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
 /// Distinctive numbers, so that OCR cannot find them by accident.
 const CLIENTS: usize = 13;
@@ -215,7 +214,6 @@ fn dashboard_shows_live_numbers_in_headless_chromium() {
     }
     let _ = std::fs::remove_dir_all(&work);
     drop(clients);
-    std::thread::sleep(Duration::from_millis(10));
 }
 
 /// Without a browser: HTTP publications have their own counter in `/metrics` (total and per

@@ -10,7 +10,7 @@ use ringcast::auth::{mint, Algorithm};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tungstenite::client::IntoClientRequest;
 
 /// A raw upgrade request for `/apps/{app}` with the given query and extra header lines.
@@ -172,14 +172,13 @@ fn peer_outside_client_source_address_is_refused_with_403() {
 
 /// Retries a connect until it is admitted: a close is processed asynchronously.
 fn connect_eventually(server: &TestServer, app: &str, token: &str) -> Client {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    wait_for("the connect is admitted", PATIENCE, || {
         match try_connect(server, app, token) {
-            Ok(client) => return client,
-            Err(429) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            Ok(client) => Some(client),
+            Err(429) => None,
             Err(status) => panic!("connect refused with {status}"),
         }
-    }
+    })
 }
 
 #[test]

@@ -13,13 +13,12 @@ mod common;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use common::jwks_server::JwksServer;
+use common::process::{listening_address_in, wait_for_log_line};
 use common::*;
 use ringcast::auth::{mint, Algorithm};
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/jwt/");
 const JWKS_APP: &str = "jwks-app";
@@ -179,21 +178,18 @@ fn rotated_keys_are_picked_up_and_unknown_kid_refetches_are_rate_limited() {
         Some(401)
     );
     // Retried until the refetch is in (every retry is another unknown-kid ring).
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        match try_connect(&server, JWKS_APP, &second_token) {
-            Ok(client) => {
-                client.close();
-                break;
+    let client = wait_for(
+        "the rotated key is fetched",
+        PATIENCE,
+        || match try_connect(&server, JWKS_APP, &second_token) {
+            Ok(client) => Some(client),
+            Err(status) => {
+                assert_eq!(status, 401);
+                None
             }
-            Err(status) => assert_eq!(status, 401),
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the rotated key was never fetched"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        },
+    );
+    client.close();
     assert_eq!(
         jwks.count("/a"),
         2,
@@ -430,22 +426,6 @@ impl Drop for Broker {
     }
 }
 
-/// Reads `path` until `predicate` holds for some line (bounded wait: a failure guard).
-fn wait_for_log_line(path: &std::path::Path, predicate: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let logs = std::fs::read_to_string(path).unwrap_or_default();
-        if logs.lines().any(&predicate) {
-            return logs;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "log line never appeared:\n{logs}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn credentials_in_a_jwks_url_are_sent_but_never_shown() {
     const PASSWORD: &str = "pa55word-never-shown";
@@ -484,17 +464,9 @@ fn credentials_in_a_jwks_url_are_sent_but_never_shown() {
             .spawn()
             .unwrap(),
     );
-    let logs = wait_for_log_line(&log_path, |line| line.contains("ringcast listening"));
-    let listening: SocketAddr = logs
-        .lines()
-        .find(|line| line.contains("ringcast listening"))
-        .and_then(|line| line.split("address=").nth(1))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|address| address.parse().ok())
-        .unwrap_or_else(|| panic!("no listening address in:\n{logs}"));
     let server = TestServer {
         handle: None,
-        address: listening,
+        address: listening_address_in(&log_path),
     };
 
     // The fetch used the credentials (ureq sends the userinfo as Basic authentication).

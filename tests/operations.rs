@@ -6,7 +6,6 @@ mod common;
 use common::*;
 use ringcast::auth::{mint, Algorithm};
 use serde_json::{json, Value};
-use std::time::{Duration, Instant};
 
 const SERVER_ADMIN_SECRET: &str = "server-admin-secret-for-reload";
 
@@ -21,19 +20,11 @@ fn metric(metrics: &str, line_start: &str) -> Option<u64> {
 /// Polls `/metrics` until `line_start` shows `want` (counters written by other workers
 /// become visible at their own pace); returns the last text for the failure message.
 fn wait_metric(server: &TestServer, line_start: &str, want: u64) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    wait_for(&format!("{line_start} reaches {want}"), PATIENCE, || {
         let (status, text) = http(server, "GET", "/metrics", None, "");
         assert_eq!(status, 200);
-        if metric(&text, line_start) == Some(want) {
-            return text;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{line_start} never reached {want}:\n{text}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        (metric(&text, line_start) == Some(want)).then_some(text)
+    })
 }
 
 fn server_admin_token() -> String {

@@ -53,10 +53,8 @@ fn upgrade_raw(address: std::net::SocketAddr, path: &[u8]) -> String {
 
 #[test]
 fn refused_handshakes_are_summarised_by_reason_and_request_values_escaped() {
-    let port = free_port();
-    let address: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let mut config = base_config();
-    config["server"]["listen"] = json!(address.to_string());
+    config["server"]["listen"] = json!(ANY_PORT);
     let path = std::env::temp_dir().join(format!("ringcast-refusals-{}.json", rand_id()));
     std::fs::write(&path, config.to_string()).unwrap();
     let mut broker = Running::spawn({
@@ -64,6 +62,7 @@ fn refused_handshakes_are_summarised_by_reason_and_request_values_escaped() {
         command.env("RUST_LOG", "info,ringcast::runtime::connection=debug");
         command
     });
+    let address = broker.listen_address();
     broker.wait_healthy(address);
     let server = TestServer {
         handle: None,

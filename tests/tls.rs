@@ -11,7 +11,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tungstenite::{Message, WebSocket};
 
 type Tls = StreamOwned<ClientConnection, TcpStream>;
@@ -181,10 +181,11 @@ fn tls_refusals(server: &TestServer) -> u64 {
 /// Waits (bounded) until the server has counted `count` TLS refusals: the client may see
 /// its side fail before the server has read the alert.
 fn wait_for_refusals(server: &TestServer, count: u64) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while tls_refusals(server) < count && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_until(
+        &format!("{count} TLS refusals are counted"),
+        PATIENCE,
+        || tls_refusals(server) >= count,
+    );
     assert_eq!(tls_refusals(server), count);
 }
 

@@ -6,7 +6,7 @@
 //! publication to `fault-injection/panic-worker` panics the worker that handles it.
 
 mod common;
-use common::process::{free_port, ringcast_command, Running};
+use common::process::{ringcast_command, Running, ANY_PORT};
 use common::*;
 use serde_json::json;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,9 +15,8 @@ use tungstenite::Message;
 
 #[test]
 fn a_worker_panic_under_load_aborts_the_process_without_1001_closes() {
-    let port = free_port();
     let mut config = base_config();
-    config["server"]["listen"] = json!(format!("127.0.0.1:{port}"));
+    config["server"]["listen"] = json!(ANY_PORT);
     if std::env::var("RINGCAST_TEST_IO_DRIVER").as_deref() == Ok("legacy") {
         config["server"]["ioDriver"] = json!("legacy");
     }
@@ -25,7 +24,7 @@ fn a_worker_panic_under_load_aborts_the_process_without_1001_closes() {
     let mut running = Running::spawn(ringcast_command(&["--config", file.path.to_str().unwrap()]));
     let server = TestServer {
         handle: None,
-        address: format!("127.0.0.1:{port}").parse().unwrap(),
+        address: running.listen_address(),
     };
     running.wait_healthy(server.address);
 

@@ -110,14 +110,9 @@ fn a_full_frame_file_falls_back_to_copied_frames_without_losing_any() {
     );
     assert!(metric(&server, "ringcast_zero_copy_bytes_out_total") > 0);
     // The gauge (refreshed by the worker's tick) shows the pages the stalled queue pins.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while metric(&server, "ringcast_frame_file_bytes") == 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "frame_file_bytes stayed 0"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    wait_until("frame_file_bytes is above 0", PATIENCE, || {
+        metric(&server, "ringcast_frame_file_bytes") > 0
+    });
     // Once the stalled subscriber is gone its chunks are free again.
     drop(stalled);
     let before = metric(&server, "ringcast_zero_copy_bytes_out_total");

@@ -200,29 +200,12 @@ impl FrameReader {
     }
 }
 
-/// Appends a masked client frame. The mask key is fixed: the servers under test must
-/// unmask every frame anyway, and a fixed key keeps the client's cost out of the figures.
+/// Appends a masked, final client frame (`ringcast`'s own client encoder). The mask key is
+/// fixed: the servers under test must unmask every frame anyway, and a fixed key keeps
+/// the client's cost out of the figures.
 pub fn encode_frame(opcode: u8, payload: &[u8], out: &mut Vec<u8>) {
     const MASK: [u8; 4] = [0x5a, 0xc3, 0x17, 0x9e];
-    out.push(0x80 | opcode);
-    match payload.len() {
-        length if length < 126 => out.push(0x80 | length as u8),
-        length if length <= u16::MAX as usize => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(length as u16).to_be_bytes());
-        }
-        length => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(length as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&MASK);
-    out.extend(
-        payload
-            .iter()
-            .enumerate()
-            .map(|(index, byte)| byte ^ MASK[index % 4]),
-    );
+    ringcast::protocol::frame::encode_client_frame_raw(0x80 | opcode, payload, MASK, out);
 }
 
 /// Position of `needle` in `haystack` (SIMD search: this runs once per delivery).

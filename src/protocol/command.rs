@@ -25,6 +25,7 @@ use serde_json::value::RawValue;
 use thiserror::Error;
 
 use super::nesting::{nesting_exceeds, MAX_JSON_NESTING};
+use crate::error::CloseKind;
 
 /// Topics are 1–256 bytes (PROTOCOL.md §4.1); the bound keeps topic tables and interest
 /// maps small and matches the upstream service.
@@ -115,12 +116,10 @@ pub enum CommandError {
 
 impl CommandError {
     /// The close code (PROTOCOL.md §7): 1007 when the bytes are not UTF-8 JSON, 1008
-    /// when the JSON does not have the command's structure.
+    /// when the JSON does not have the command's structure — the code of its
+    /// [`CloseKind`].
     pub fn close_code(&self) -> u16 {
-        match self {
-            CommandError::NotUtf8 | CommandError::InvalidJson => 1007,
-            _ => 1008,
-        }
+        CloseKind::from(self).code()
     }
 
     /// The close reason: short, fixed text (well under the 123-byte limit).
@@ -141,6 +140,29 @@ impl CommandError {
             | CommandError::TopicControlCharacter => "Invalid topic",
             CommandError::InvalidMessageType => "Invalid messageType",
             CommandError::InvalidCompress => "Invalid compress",
+        }
+    }
+}
+
+/// The typed reason a session closed by this command error ends with: the one mapping
+/// from command errors to close kinds (close code, reason sent, metric label).
+impl From<&CommandError> for CloseKind {
+    fn from(error: &CommandError) -> CloseKind {
+        match error {
+            CommandError::NotUtf8 | CommandError::InvalidJson => CloseKind::InvalidJson,
+            CommandError::TopicNotString
+            | CommandError::TopicEmpty
+            | CommandError::TopicTooLong
+            | CommandError::TopicControlCharacter => CloseKind::InvalidTopic,
+            CommandError::NestingTooDeep => CloseKind::NestingTooDeep,
+            CommandError::NotAnObject
+            | CommandError::UnknownType
+            | CommandError::DuplicateField
+            | CommandError::MissingData
+            | CommandError::DataNotObject
+            | CommandError::MissingTopic
+            | CommandError::InvalidMessageType
+            | CommandError::InvalidCompress => CloseKind::MalformedCommand,
         }
     }
 }

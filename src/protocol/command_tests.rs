@@ -284,3 +284,51 @@ fn never_panics_on_mutated_commands() {
         }
     }
 }
+
+/// Every variant, so that a new one cannot skip the mapping test below.
+const ALL_ERRORS: [CommandError; 15] = [
+    CommandError::NotUtf8,
+    CommandError::InvalidJson,
+    CommandError::NestingTooDeep,
+    CommandError::NotAnObject,
+    CommandError::UnknownType,
+    CommandError::DuplicateField,
+    CommandError::MissingData,
+    CommandError::DataNotObject,
+    CommandError::MissingTopic,
+    CommandError::TopicNotString,
+    CommandError::TopicEmpty,
+    CommandError::TopicTooLong,
+    CommandError::TopicControlCharacter,
+    CommandError::InvalidMessageType,
+    CommandError::InvalidCompress,
+];
+
+#[test]
+fn command_errors_map_to_close_kinds() {
+    for error in ALL_ERRORS {
+        let expected = match error {
+            CommandError::NotUtf8 | CommandError::InvalidJson => CloseKind::InvalidJson,
+            CommandError::NestingTooDeep => CloseKind::NestingTooDeep,
+            CommandError::TopicNotString
+            | CommandError::TopicEmpty
+            | CommandError::TopicTooLong
+            | CommandError::TopicControlCharacter => CloseKind::InvalidTopic,
+            _ => CloseKind::MalformedCommand,
+        };
+        let kind = CloseKind::from(&error);
+        assert_eq!(kind, expected, "{error:?}");
+        assert_eq!(kind.code(), error.close_code(), "{error:?}");
+    }
+    // The codes PROTOCOL.md §7 names, and the reasons clients see.
+    assert_eq!(CloseKind::from(&CommandError::NotUtf8).code(), 1007);
+    assert_eq!(CloseKind::from(&CommandError::UnknownType).code(), 1008);
+    assert_eq!(
+        CloseKind::from(&CommandError::TopicTooLong).reason(),
+        "Invalid topic"
+    );
+    assert_eq!(
+        CloseKind::from(&CommandError::NestingTooDeep).reason(),
+        "Message nesting too deep"
+    );
+}

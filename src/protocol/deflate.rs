@@ -12,6 +12,7 @@
 //! binary (`compress: true`) publications, once per publication.
 
 use super::frame::{frame_header_len, write_header, OpCode};
+use crate::error::CloseKind;
 use bytes::Bytes;
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
 
@@ -93,9 +94,20 @@ pub enum InflateError {
     /// Inflates to more than the bound: close 1009.
     #[error("inflated message exceeds the size limit")]
     TooBig,
-    /// Not a valid deflate stream: close 1007.
+    /// Not a valid deflate stream: close 1002 (a framing-level violation, as the
+    /// broker has always closed it).
     #[error("invalid compressed data")]
     Corrupt,
+}
+
+/// The typed reason a session closed by this inflate error ends with.
+impl From<&InflateError> for CloseKind {
+    fn from(error: &InflateError) -> CloseKind {
+        match error {
+            InflateError::TooBig => CloseKind::MessageTooBig,
+            InflateError::Corrupt => CloseKind::ProtocolError,
+        }
+    }
 }
 
 /// One per worker: inflates messages one at a time into a reused buffer.
@@ -244,6 +256,21 @@ fn split_server_frame(frame: &[u8]) -> Option<(OpCode, &[u8])> {
 mod tests {
     use super::*;
     use crate::protocol::frame::encode_frame;
+
+    #[test]
+    fn inflate_errors_map_to_close_kinds() {
+        // As the worker closes them: 1009 for a bomb, 1002 for a corrupt stream.
+        assert_eq!(
+            CloseKind::from(&InflateError::TooBig),
+            CloseKind::MessageTooBig
+        );
+        assert_eq!(CloseKind::from(&InflateError::TooBig).code(), 1009);
+        assert_eq!(
+            CloseKind::from(&InflateError::Corrupt),
+            CloseKind::ProtocolError
+        );
+        assert_eq!(CloseKind::from(&InflateError::Corrupt).code(), 1002);
+    }
 
     #[test]
     fn offers_are_accepted_or_declined() {

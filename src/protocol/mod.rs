@@ -5,7 +5,8 @@
 //! - [`http`]: HTTP/1.1 request heads, the WebSocket upgrade, query parameters, and the
 //!   few responses the broker writes (`httparse`, `http`).
 //! - [`frame`]: RFC 6455 frames: the per-connection [`frame::FrameReader`] for client
-//!   frames, and unmasked server frame headers.
+//!   frames (`frame/reader`), unmasked server frames and the one masked client encoder
+//!   every harness uses (`frame/encode`), opcodes, errors and masking (`frame/wire`).
 //! - [`command`]: client → server JSON commands (PROTOCOL.md §4), parsed once with the
 //!   payload kept as raw bytes.
 //! - [`envelope`]: server → client frames (PROTOCOL.md §5), each built once per message

@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// What one path of the JWKS server answers, and what it saw.
 struct Served {
@@ -95,15 +95,11 @@ impl JwksServer {
 
     /// Waits (bounded) until `path` has served at least `count` requests.
     pub fn wait_for_count(&self, path: &str, count: usize) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while self.count(path) < count {
-            assert!(
-                Instant::now() < deadline,
-                "{path}: {} requests, expected {count}",
-                self.count(path)
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        super::wait_until(
+            &format!("{path} has served {count} requests"),
+            super::PATIENCE,
+            || self.count(path) >= count,
+        );
     }
 }
 

@@ -1,9 +1,10 @@
 //! The `ringcast` binary as a child process: start it, read its output line by line, wait
 //! until it is healthy, stop it — and never leave one behind (killed on drop).
 
-use super::{http, TestServer};
+use super::{http, wait_for, wait_until, TestServer};
 use std::io::{BufRead, BufReader, Read};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -27,13 +28,49 @@ pub fn ringcast_command(args: &[&str]) -> Command {
     command
 }
 
-/// A free port on 127.0.0.1 (bound by the OS, then released).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// The listen address to give a broker under test: port 0, so the kernel picks a free
+/// port at bind time. (Picking one in advance — bind, read the port, release it — races
+/// with every other process choosing ports meanwhile.) Read the bound address back with
+/// [`Running::listen_address`] or [`listening_address`].
+pub const ANY_PORT: &str = "127.0.0.1:0";
+
+/// The address in the broker's start-up line `ringcast listening` (`main.rs` logs it at
+/// info level once every listener is bound and the signal handlers are installed, so a
+/// test may connect or signal as soon as it has the line): `address=IP:PORT` in text logs,
+/// `"address":"IP:PORT"` in JSON logs. `None` for any other line.
+pub fn listening_address(line: &str) -> Option<SocketAddr> {
+    if !line.contains("ringcast listening") {
+        return None;
+    }
+    let value = if let Some((_, rest)) = line.split_once("\"address\":\"") {
+        rest.split('"').next()?
+    } else {
+        let (_, rest) = line.split_once(" address=")?;
+        rest.split_whitespace().next()?
+    };
+    value.parse().ok()
+}
+
+/// Reads the file `log` until `predicate` holds for one of its lines; returns the whole
+/// text then (bounded wait: a failure guard).
+pub fn wait_for_log_line(log: &Path, predicate: impl Fn(&str) -> bool) -> String {
+    wait_for(
+        &format!("{} shows the expected line", log.display()),
+        PROCESS_WAIT,
+        || {
+            let logs = std::fs::read_to_string(log).unwrap_or_default();
+            logs.lines().any(&predicate).then_some(logs)
+        },
+    )
+}
+
+/// The address a broker whose stderr goes to the file `log` bound: waits (bounded) for its
+/// `ringcast listening` line there.
+pub fn listening_address_in(log: &Path) -> SocketAddr {
+    let logs = wait_for_log_line(log, |line| listening_address(line).is_some());
+    logs.lines()
+        .find_map(listening_address)
+        .expect("wait_for_log_line saw the line")
 }
 
 /// A running child, killed on drop; its stdout and stderr arrive as lines on channels.
@@ -79,6 +116,12 @@ impl Running {
         until(&self.stdout, "stdout", pick)
     }
 
+    /// The address the broker bound, from its `ringcast listening` line on stderr (its
+    /// log must include info level for the `ringcast` target, the default).
+    pub fn listen_address(&self) -> SocketAddr {
+        self.stderr_until(listening_address)
+    }
+
     /// Like [`Running::stdout_until`], on stderr.
     pub fn stderr_until<T>(&self, pick: impl FnMut(&str) -> Option<T>) -> T {
         until(&self.stderr, "stderr", pick)
@@ -91,35 +134,23 @@ impl Running {
 
     /// Waits for the exit.
     pub fn wait_exit(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + PROCESS_WAIT;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "ringcast did not exit");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_for("ringcast exits", PROCESS_WAIT, || {
+            self.child.try_wait().unwrap()
+        })
     }
 
     /// Waits until `GET /health` answers 200 on `address`.
     pub fn wait_healthy(&mut self, address: SocketAddr) {
-        let deadline = Instant::now() + PROCESS_WAIT;
         let probe = TestServer {
             handle: None,
             address,
         };
-        loop {
+        wait_until("ringcast is healthy", PROCESS_WAIT, || {
             if let Some(status) = self.child.try_wait().unwrap() {
                 panic!("ringcast exited early with {status}");
             }
-            if TcpStream::connect(address).is_ok()
-                && http(&probe, "GET", "/health", None, "").0 == 200
-            {
-                return;
-            }
-            assert!(Instant::now() < deadline, "ringcast never became healthy");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+            TcpStream::connect(address).is_ok() && http(&probe, "GET", "/health", None, "").0 == 200
+        });
     }
 }
 

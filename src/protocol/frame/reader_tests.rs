@@ -1,28 +1,15 @@
-//! Tests for `frame`: client frames are built by a client-side masker here, then fed to
-//! the reader whole, split at every byte boundary, and one byte at a time.
+//! Tests for `frame::reader`: client frames are built by the shared client encoder
+//! (`frame::encode`), then fed to the reader whole, split at every byte boundary, and one
+//! byte at a time.
 
 use super::*;
+use crate::protocol::frame::encode_client_frame_raw;
 
-/// Builds one client frame: FIN/opcode byte, masked length, key, masked payload.
+/// Builds one client frame with the shared client encoder: `first_byte` as given
+/// (FIN, RSV bits, opcode), masked length, key, masked payload.
 fn client_frame(first_byte: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
-    let mut frame = vec![first_byte];
-    let length = payload.len();
-    if length < 126 {
-        frame.push(0x80 | length as u8);
-    } else if length <= 0xFFFF {
-        frame.push(0x80 | 126);
-        frame.extend_from_slice(&(length as u16).to_be_bytes());
-    } else {
-        frame.push(0x80 | 127);
-        frame.extend_from_slice(&(length as u64).to_be_bytes());
-    }
-    frame.extend_from_slice(&mask);
-    frame.extend(
-        payload
-            .iter()
-            .enumerate()
-            .map(|(index, byte)| byte ^ mask[index % 4]),
-    );
+    let mut frame = Vec::new();
+    encode_client_frame_raw(first_byte, payload, mask, &mut frame);
     frame
 }
 
@@ -331,40 +318,6 @@ fn close_codes_map_per_protocol() {
     assert_eq!(FrameError::Unmasked.close_code(), 1002);
     assert_eq!(FrameError::ReservedOpcode(3).close_code(), 1002);
     assert_eq!(FrameError::CloseTooShort.close_code(), 1002);
-}
-
-#[test]
-fn writes_headers_at_length_boundaries() {
-    let cases: [(usize, &[u8]); 6] = [
-        (0, &[0x81, 0]),
-        (125, &[0x81, 125]),
-        (126, &[0x81, 126, 0, 126]),
-        (65535, &[0x81, 126, 0xFF, 0xFF]),
-        (65536, &[0x81, 127, 0, 0, 0, 0, 0, 1, 0, 0]),
-        (1 << 32, &[0x81, 127, 0, 0, 0, 1, 0, 0, 0, 0]),
-    ];
-    for (length, expected) in cases {
-        assert_eq!(frame_header_len(length), expected.len());
-        let mut header = [0u8; 10];
-        assert_eq!(
-            write_header(OpCode::Text, length, &mut header),
-            expected.len()
-        );
-        assert_eq!(&header[..expected.len()], expected);
-    }
-    let mut too_short = [0u8; 3];
-    assert_eq!(write_header(OpCode::Text, 126, &mut too_short), 0);
-}
-
-#[test]
-fn encodes_unmasked_server_frames() {
-    let mut out = Vec::new();
-    encode_frame(OpCode::Pong, b"abc", &mut out);
-    assert_eq!(out, [0x8A, 3, b'a', b'b', b'c']);
-    out.clear();
-    encode_frame(OpCode::Binary, &[7; 200], &mut out);
-    assert_eq!(&out[..4], &[0x82, 126, 0, 200]);
-    assert_eq!(out.len(), 204);
 }
 
 #[test]

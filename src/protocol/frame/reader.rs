@@ -1,84 +1,14 @@
-//! WebSocket frames (RFC 6455), server side: decoding client frames and encoding
-//! server frames.
+//! Decoding client frames: [`FrameReader`], the per-connection state machine that turns
+//! the bytes a client sent into complete messages.
 //!
-//! Responsibility: turn the bytes a client sent into complete messages (text, binary,
-//! ping, pong, close), enforcing every framing rule and the per-message size limit, and
-//! write the headers of the unmasked frames the server sends.
+//! Responsibility: parse and check each frame header (mask, RSV bits, opcodes, control
+//! frame rules, the size limit before the payload arrives), unmask payloads in place,
+//! assemble fragmented messages and validate text as UTF-8 (failing fast, mid-frame).
 //!
-//! Must not: do I/O, allocate while idle, look inside message payloads beyond UTF-8
-//! validation, or panic on any input (this is a fuzz target).
-//!
-//! Invariants:
-//! - [`FrameReader::read`] never consumes input when it answers [`Progress::NeedMore`],
-//!   and it unmasks a frame's payload in place only once the whole frame is present, so
-//!   the same bytes are never unmasked twice.
-//! - The size limit is enforced from the frame *header*, before the payload arrives, and
-//!   for fragmented messages on the running total.
-//! - A [`FrameReader`] holds no heap capacity unless a fragmented message is being
-//!   assembled or an assembled message was just returned; the next call to `read`
-//!   frees the latter, so a caller that reads until `NeedMore` (as it must) leaves an
-//!   idle reader empty.
-//!
-//! Why our own header parser: tungstenite's `FrameHeader::parse` reports through
-//! `tungstenite::Error` (whose I/O variants cannot happen on a slice but must still be
-//! mapped), accepts 64-bit lengths with the top bit set, and leaves the policy checks
-//! (mask, RSV bits, control-frame rules) to its `WebSocketContext`, which we do not use
-//! (~170 KB per connection). The header is at most 14 bytes; parsing it here keeps every
-//! failure in [`FrameError`]. Masking is done with safe 8-byte chunked XOR because
-//! tungstenite's masking helper is not exported.
+//! Must not: do I/O, allocate while idle, consume input when answering
+//! [`Progress::NeedMore`], or panic on any input (fuzz target `frame_decoder`).
 
-use thiserror::Error;
-
-/// The largest payload a control frame (close, ping, pong) may carry (RFC 6455 §5.5).
-pub const MAX_CONTROL_PAYLOAD_BYTES: usize = 125;
-
-/// The largest header a server frame needs: 2 bytes + an 8-byte extended length
-/// (server frames are never masked, so there is no 4-byte masking key).
-pub const MAX_SERVER_HEADER_BYTES: usize = 10;
-
-/// A frame's opcode (RFC 6455 §5.2). The reserved opcodes 3–7 and 11–15 are rejected
-/// with [`FrameError::ReservedOpcode`] and never become an `OpCode`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OpCode {
-    Continuation,
-    Text,
-    Binary,
-    Close,
-    Ping,
-    Pong,
-}
-
-impl OpCode {
-    /// The 4-bit wire value.
-    pub fn to_bits(self) -> u8 {
-        match self {
-            OpCode::Continuation => 0x0,
-            OpCode::Text => 0x1,
-            OpCode::Binary => 0x2,
-            OpCode::Close => 0x8,
-            OpCode::Ping => 0x9,
-            OpCode::Pong => 0xA,
-        }
-    }
-
-    /// The opcode for a 4-bit wire value, or `None` for a reserved one.
-    pub fn from_bits(bits: u8) -> Option<OpCode> {
-        match bits {
-            0x0 => Some(OpCode::Continuation),
-            0x1 => Some(OpCode::Text),
-            0x2 => Some(OpCode::Binary),
-            0x8 => Some(OpCode::Close),
-            0x9 => Some(OpCode::Ping),
-            0xA => Some(OpCode::Pong),
-            _ => None,
-        }
-    }
-
-    /// Close, ping and pong are control frames (opcodes with the high bit set).
-    pub fn is_control(self) -> bool {
-        self.to_bits() & 0x8 != 0
-    }
-}
+use super::wire::{apply_mask, is_valid_close_code, FrameError, OpCode, MAX_CONTROL_PAYLOAD_BYTES};
 
 /// One complete message from the client. Slices borrow either the caller's input
 /// (unfragmented messages, unmasked in place) or the reader's assembly buffer.
@@ -115,76 +45,6 @@ pub enum Progress<'a> {
         message: Incoming<'a>,
         consumed: usize,
     },
-}
-
-/// A violation of RFC 6455 or of our size limit by the client. Every variant is fatal:
-/// the caller should send a close frame with [`FrameError::close_code`], stop reading and
-/// end the connection. None of them may be silently skipped, because the byte stream is
-/// no longer in a known state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
-pub enum FrameError {
-    /// The client sent an unmasked frame (clients must mask, RFC 6455 §5.1). Close 1002.
-    #[error("client frame is not masked")]
-    Unmasked,
-    /// RSV1–3 set while no extension is negotiated. Close 1002.
-    #[error("reserved bits set")]
-    ReservedBits,
-    /// An opcode RFC 6455 reserves (3–7, 11–15). Close 1002.
-    #[error("reserved opcode {0}")]
-    ReservedOpcode(u8),
-    /// A close, ping or pong with more than 125 payload bytes. Close 1002.
-    #[error("control frame payload over 125 bytes")]
-    ControlTooLong,
-    /// A close, ping or pong without the FIN bit. Close 1002.
-    #[error("fragmented control frame")]
-    FragmentedControl,
-    /// A continuation frame while no fragmented message is in progress. Close 1002.
-    #[error("continuation frame without a message start")]
-    UnexpectedContinuation,
-    /// A new text/binary frame while a fragmented message is unfinished. Close 1002.
-    #[error("new data frame during a fragmented message")]
-    ExpectedContinuation,
-    /// A 64-bit payload length with the most significant bit set. Close 1002.
-    #[error("payload length has the top bit set")]
-    InvalidLength,
-    /// The message (one frame, or the sum of its fragments) exceeds the limit the caller
-    /// passed; detected from the header, before the payload is read. Close 1009.
-    #[error("message too big: {message_bytes} bytes, limit {max_message_bytes}")]
-    TooBig {
-        message_bytes: u64,
-        max_message_bytes: usize,
-    },
-    /// A text message that is not valid UTF-8. Close 1007.
-    #[error("text message is not valid UTF-8")]
-    InvalidUtf8,
-    /// A close reason that is not valid UTF-8. Close 1007.
-    #[error("close reason is not valid UTF-8")]
-    InvalidCloseReason,
-    /// A close frame with a 1-byte payload (a code needs 2). Close 1002.
-    #[error("close payload of 1 byte")]
-    CloseTooShort,
-    /// A close code that may not be sent on the wire (RFC 6455 §7.4). Close 1002.
-    #[error("invalid close code {0}")]
-    InvalidCloseCode(u16),
-}
-
-impl FrameError {
-    /// The close code to send (PROTOCOL.md §7): 1007 for bad UTF-8, 1009 for too big,
-    /// 1002 for every other protocol violation.
-    pub fn close_code(&self) -> u16 {
-        match self {
-            FrameError::InvalidUtf8 | FrameError::InvalidCloseReason => 1007,
-            FrameError::TooBig { .. } => 1009,
-            _ => 1002,
-        }
-    }
-}
-
-/// Whether a close code received from a peer is one RFC 6455 §7.4 allows on the wire:
-/// 1000–1003, 1007–1014 (1012–1014 registered with IANA since the RFC) and 3000–4999.
-/// 1004–1006 and 1015 are reserved for local use and never sent.
-pub fn is_valid_close_code(code: u16) -> bool {
-    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
 }
 
 /// The kind of data message being assembled from fragments.
@@ -301,23 +161,6 @@ fn parse_header(input: &[u8], allow_rsv1: bool) -> Result<Option<Header>, FrameE
     }))
 }
 
-/// XORs `payload` with the 4-byte masking key, 8 bytes at a time.
-fn unmask(payload: &mut [u8], mask: [u8; 4]) {
-    let mask_word = u64::from_ne_bytes([
-        mask[0], mask[1], mask[2], mask[3], mask[0], mask[1], mask[2], mask[3],
-    ]);
-    let mut chunks = payload.chunks_exact_mut(8);
-    for chunk in &mut chunks {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        chunk.copy_from_slice(&(u64::from_ne_bytes(word) ^ mask_word).to_ne_bytes());
-    }
-    // Every chunk is 8 bytes, a multiple of 4, so the remainder starts at mask index 0.
-    for (index, byte) in chunks.into_remainder().iter_mut().enumerate() {
-        *byte ^= mask[index & 3];
-    }
-}
-
 /// Decodes a close payload (already unmasked and at most 125 bytes).
 fn parse_close(payload: &[u8]) -> Result<Incoming<'_>, FrameError> {
     match payload {
@@ -430,7 +273,7 @@ impl FrameReader {
         self.validated = 0;
         // From here on the frame is consumed: state may change.
         let payload = &mut input[header.header_bytes..consumed];
-        unmask(payload, header.mask);
+        apply_mask(payload, header.mask);
         let payload: &'a [u8] = payload;
 
         let Some(kind) = data_kind else {
@@ -569,49 +412,6 @@ fn finish_data(kind: MessageKind, bytes: &[u8]) -> Result<Incoming<'_>, FrameErr
     }
 }
 
-/// The header length of an unmasked server frame with this payload: 2, 4 or 10 bytes.
-pub fn frame_header_len(payload_len: usize) -> usize {
-    if payload_len < 126 {
-        2
-    } else if payload_len <= usize::from(u16::MAX) {
-        4
-    } else {
-        10
-    }
-}
-
-/// Writes a final, unmasked frame header for `payload_len` bytes at the start of `out`
-/// and returns its length ([`frame_header_len`]). If `out` is shorter than that, nothing
-/// is written and 0 is returned (a caller bug: size the slice with `frame_header_len`).
-pub fn write_header(opcode: OpCode, payload_len: usize, out: &mut [u8]) -> usize {
-    let header_bytes = frame_header_len(payload_len);
-    let Some(header) = out.get_mut(..header_bytes) else {
-        return 0;
-    };
-    header[0] = 0x80 | opcode.to_bits();
-    match header_bytes {
-        2 => header[1] = payload_len as u8,
-        4 => {
-            header[1] = 126;
-            header[2..4].copy_from_slice(&(payload_len as u16).to_be_bytes());
-        }
-        _ => {
-            header[1] = 127;
-            header[2..10].copy_from_slice(&(payload_len as u64).to_be_bytes());
-        }
-    }
-    header_bytes
-}
-
-/// Appends one final, unmasked frame (server frames are never masked) to `out`.
-pub fn encode_frame(opcode: OpCode, payload: &[u8], out: &mut Vec<u8>) {
-    let mut header = [0u8; MAX_SERVER_HEADER_BYTES];
-    let header_bytes = write_header(opcode, payload.len(), &mut header);
-    out.reserve(header_bytes + payload.len());
-    out.extend_from_slice(&header[..header_bytes]);
-    out.extend_from_slice(payload);
-}
-
 #[cfg(test)]
-#[path = "frame_tests.rs"]
+#[path = "reader_tests.rs"]
 mod tests;
