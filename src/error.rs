@@ -167,18 +167,6 @@ impl CloseKind {
     pub fn sends_close_frame(self) -> bool {
         !matches!(self, CloseKind::ConnectionLost)
     }
-
-    /// Maps a frame-level close code (1002/1007/1009) to its kind.
-    ///
-    /// A `u16` round trip kept only until its last caller (`runtime::connection`) uses
-    /// the typed `CloseKind::from(&FrameError)` (in `protocol::frame::wire`); remove it then.
-    pub fn from_frame_error_code(code: u16) -> CloseKind {
-        match code {
-            1007 => CloseKind::InvalidUtf8,
-            1009 => CloseKind::MessageTooBig,
-            _ => CloseKind::ProtocolError,
-        }
-    }
 }
 
 #[cfg(test)]

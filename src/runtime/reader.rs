@@ -145,10 +145,7 @@ fn process(runtime: &WorkerRuntime, session: &Rc<Session>, data: &mut [u8]) -> (
                 }
             }
             Err(error) => {
-                runtime.broker.close(
-                    session,
-                    CloseKind::from_frame_error_code(error.close_code()),
-                );
+                runtime.broker.close(session, CloseKind::from(&error));
                 return (offset, true);
             }
         }

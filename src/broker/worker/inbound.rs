@@ -5,13 +5,12 @@
 //! answered, a close frame starts the close handshake, an unusable message closes with its
 //! typed reason. It must not publish by another path than [`Worker::publish`].
 
-use super::{command_error_kind, Verdict, Worker, INBOUND_TOPIC};
+use super::{Verdict, Worker, INBOUND_TOPIC};
 use crate::broker::apps::AppCounters;
 use crate::broker::session::Session;
 use crate::error::CloseKind;
 use crate::metrics::WorkerMetrics;
 use crate::protocol::command::{parse_command, Command, Publication};
-use crate::protocol::deflate::InflateError;
 use crate::protocol::envelope;
 use crate::protocol::frame::{encode_frame, Incoming, OpCode};
 use bytes::Bytes;
@@ -30,8 +29,7 @@ impl Worker {
                 let max = session.app().limits.max_message_bytes as usize;
                 let mut inflater = self.inflater.borrow_mut();
                 match inflater.inflate(data, max) {
-                    Err(InflateError::TooBig) => self.close(session, CloseKind::MessageTooBig),
-                    Err(InflateError::Corrupt) => self.close(session, CloseKind::ProtocolError),
+                    Err(error) => self.close(session, CloseKind::from(&error)),
                     Ok(bytes) if text && std::str::from_utf8(bytes).is_err() => {
                         self.close(session, CloseKind::InvalidUtf8)
                     }
@@ -73,7 +71,7 @@ impl Worker {
         }
         match parse_command(bytes) {
             Ok(command) => self.on_command(session, command),
-            Err(error) => self.close(session, command_error_kind(&error)),
+            Err(error) => self.close(session, CloseKind::from(&error)),
         }
     }
 

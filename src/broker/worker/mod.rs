@@ -27,7 +27,6 @@ use super::mesh::Outbox;
 use super::session::{format_connection_id, Grants, Session};
 use crate::error::CloseKind;
 use crate::metrics::WorkerMetrics;
-use crate::protocol::command::CommandError;
 use crate::protocol::deflate::{Deflater, Inflater};
 use crate::protocol::envelope;
 use crate::topic::table::TopicTable;
@@ -185,24 +184,4 @@ impl Worker {
 /// `priv/<id>` of a numeric connection id.
 fn private_topic(id: u64) -> String {
     format!("priv/{}", format_connection_id(id))
-}
-
-/// The close kind for a command that could not be parsed (typed: no reason-text matching).
-fn command_error_kind(error: &CommandError) -> CloseKind {
-    match error {
-        CommandError::NotUtf8 | CommandError::InvalidJson => CloseKind::InvalidJson,
-        CommandError::TopicNotString
-        | CommandError::TopicEmpty
-        | CommandError::TopicTooLong
-        | CommandError::TopicControlCharacter => CloseKind::InvalidTopic,
-        CommandError::NestingTooDeep => CloseKind::NestingTooDeep,
-        CommandError::NotAnObject
-        | CommandError::UnknownType
-        | CommandError::DuplicateField
-        | CommandError::MissingData
-        | CommandError::DataNotObject
-        | CommandError::MissingTopic
-        | CommandError::InvalidMessageType
-        | CommandError::InvalidCompress => CloseKind::MalformedCommand,
-    }
 }
