@@ -21,8 +21,6 @@ use atomic_waker::AtomicWaker;
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
-pub use super::bus_link::{BusCommand, BusLink};
-pub use super::outbox::{Outbox, OUTBOX_HIGH_WATER};
 use std::future::poll_fn;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

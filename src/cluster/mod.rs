@@ -24,7 +24,7 @@ pub mod validate;
 pub mod wire;
 
 /// The workers' side of the link to the bus thread (kept at its old path).
-pub use crate::broker::mesh::{BusCommand, BusLink};
+pub use crate::broker::bus_link::{BusCommand, BusLink};
 
 /// Commands queued from all workers to the bus thread before publications are dropped
 /// (counted as `queue_full`). 16 Ki × ~100 bytes: well over a second of a busy node's

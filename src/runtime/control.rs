@@ -14,7 +14,8 @@
 
 use super::jwks::{self, JwksFetcher};
 use crate::broker::apps::Registry;
-use crate::broker::mesh::{BusCommand, MeshMessage, MeshSender};
+use crate::broker::bus_link::BusCommand;
+use crate::broker::mesh::{MeshMessage, MeshSender};
 use crate::config::Config;
 use crate::control::{next_generation, ControlRequest, ReloadOutcome};
 use std::sync::Arc;

@@ -4,7 +4,8 @@
 //! mesh senders that reach them. Dropping it shuts the server down: the workers first
 //! (their last interest changes and presence events still reach the bus), then the bus.
 
-use crate::broker::mesh::{BusCommand, MeshMessage, MeshSender};
+use crate::broker::bus_link::BusCommand;
+use crate::broker::mesh::{MeshMessage, MeshSender};
 use crate::control::{ControlRequest, ReloadOutcome};
 use crate::metrics::{BusMetrics, WorkerMetrics};
 use std::net::SocketAddr;

@@ -32,7 +32,9 @@ mod worker;
 mod writer;
 
 use crate::broker::apps::Registry;
-use crate::broker::mesh::{self, mesh, BusCommand, BusLink, Mailbox, MeshSender, Outbox};
+use crate::broker::bus_link::{BusCommand, BusLink};
+use crate::broker::mesh::{self, mesh, Mailbox, MeshSender};
+use crate::broker::outbox::Outbox;
 use crate::broker::worker::Worker;
 use crate::cluster::BUS_QUEUE_CAPACITY;
 use crate::config::{Config, ConfigError};

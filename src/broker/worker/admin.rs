@@ -7,8 +7,8 @@
 
 use super::{private_topic, Found, Worker};
 use crate::broker::apps::Registry;
+use crate::broker::bus_link::BusCommand;
 use crate::broker::interest::BUS_BIT;
-use crate::broker::mesh::BusCommand;
 use crate::broker::mesh::MeshMessage;
 use crate::broker::session::{worker_of, Session};
 use crate::error::CloseKind;

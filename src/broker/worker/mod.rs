@@ -23,7 +23,7 @@
 
 use super::apps::{AppCounters, Registry};
 use super::frame_store::FrameStore;
-use super::mesh::Outbox;
+use super::outbox::Outbox;
 use super::session::{format_connection_id, Grants, Session};
 use crate::error::CloseKind;
 use crate::metrics::WorkerMetrics;

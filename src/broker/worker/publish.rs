@@ -9,9 +9,9 @@
 
 use super::Worker;
 use crate::broker::apps::{App, AppCounters};
+use crate::broker::bus_link::BusCommand;
 use crate::broker::frame_store::{NotStored, ZERO_COPY_MIN_SUBSCRIBERS};
 use crate::broker::interest::{worker_bit, workers_in, BUS_BIT, LOCAL_WORKERS};
-use crate::broker::mesh::BusCommand;
 use crate::broker::mesh::{Frame, MeshMessage};
 use crate::broker::session::{private_connection_id, worker_of, QueuedFrame, Session};
 use crate::error::CloseKind;

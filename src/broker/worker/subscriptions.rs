@@ -8,7 +8,7 @@
 
 use super::Worker;
 use crate::broker::apps::App;
-use crate::broker::mesh::BusCommand;
+use crate::broker::bus_link::BusCommand;
 use crate::broker::session::Session;
 use crate::error::CloseKind;
 use std::rc::Rc;

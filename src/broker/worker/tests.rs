@@ -7,8 +7,9 @@
 use super::*;
 use crate::auth::{Claims, ClientAddress};
 use crate::broker::frame_store::{FileSpan, NotStored, SpanLedger, ZERO_COPY_MIN_SUBSCRIBERS};
-use crate::broker::mesh::{mesh, Mailbox, MeshMessage, Outbox};
+use crate::broker::mesh::{mesh, Mailbox, MeshMessage};
 use crate::broker::outbound::OutboundQueue;
+use crate::broker::outbox::Outbox;
 use crate::config::Config;
 use std::cell::Cell;
 use std::sync::atomic::Ordering;

@@ -23,8 +23,9 @@ mod inbound;
 mod interest;
 
 use crate::broker::apps::Registry;
+use crate::broker::bus_link::BusCommand;
 use crate::broker::interest::LOCAL_WORKERS;
-use crate::broker::mesh::{BusCommand, Mailbox, MeshSender};
+use crate::broker::mesh::{Mailbox, MeshSender};
 use crate::cluster::remote::{Announced, Remote};
 use crate::cluster::wire::{encode_publication, Admin, Presence, Subjects};
 use crate::cluster::{BUS_DRAIN_BATCH, BUS_SUBSCRIPTION_CAPACITY, HEARTBEAT_INTERVAL_MS};
