@@ -1,50 +1,74 @@
 //! ringcast — a self-hosted Realtime Pub/Sub broker on a thread-per-core io_uring core.
 //!
 //! # Layout
+//! Read top-down: each line's modules import only the ones below them (or beside them
+//! in the same folder); no import cycle exists and no file passes 600 lines.
 //! ```text
-//! main.rs      the binary: panic policy (abort), logging init, subcommands (cli/) → runtime
-//! runtime/     the ONLY place that names monoio, opens sockets, spawns or pins threads
-//!   connection   one TCP connection: the upgrade, the WebSocket reader
-//!   http_phase   HTTP requests before an upgrade: head first, deadline, per-worker limit
-//!   writer       flush cycles: each dirty connection written once, with vectored sends
-//!   bus          the cluster bus thread (tokio + async-nats), validating what it reads
-//!   stream, tls  a connection's socket, plain or TLS (rustls driven by hand)
+//! main.rs        the binary: panic policy (abort), logging, subcommands (cli/) → runtime
+//! cli/           `ringcast subscribe|publish|token|keys|init` and the embedded dev app
+//! runtime/       the ONLY place that names monoio, opens sockets, makes syscalls, spawns
+//!                or pins threads
+//!   mod          start(): listeners, mesh, workers, bus, control and JWKS threads
+//!   handle       ServerHandle: stop, wait, reload (what an embedder holds)
+//!   worker       one worker thread: WorkerRuntime, accept loops, mesh drain, ticker
+//!   flusher      when a worker writes its dirty sessions (cycles, hold, urgency)
+//!   shutdown     hand over in-flight messages, then close every connection
+//!   connection   one TCP connection: HTTP requests, the upgrade, then the reader
+//!   http_phase   bounds of the HTTP phase (head first, deadline, per-worker limit)
+//!   reader       the one WebSocket reader loop (plain and TLS)
+//!   writer       the one writer: a session's queue → vectored send / sendfile / TLS
+//!   stream       the transport: a socket, plain or carrying TLS (one type, one API)
+//!   tls          a connection's rustls state, driven over our own socket calls
+//!   sys          the raw non-blocking socket calls
+//!   frame_file   the memfd large fan-outs' frames live in (zero-copy `sendfile`)
+//!   control      the control thread: reloads (read file → next generation → bus,
+//!                workers), the JWKS fetcher's lifetime
 //!   jwks         the JWKS fetcher thread (blocking HTTP(S) off the workers)
-//! http_api     admin HTTP endpoints, /health, /metrics, /stats, /dashboard, /admin/reload,
-//!              /token/anonymous (sans-IO handlers)
-//! broker/      per-worker core
-//!   worker       sessions, local topic tables, the one publish/fan-out path, closes
-//!   session      one connection's broker-side state and bounded outbound queue
-//!   mesh         bounded channels between workers, batched wakes, the outbox
+//!   bus/         the cluster bus thread (tokio + async-nats): inbound, interest, admin
+//! http_api/      the HTTP endpoints, sans-IO, one file per group: publish, connections,
+//!                reload, token, monitoring (/health, /metrics, /stats, /dashboard)
+//! broker/        per-worker core, pure logic (no sockets, no syscalls, no monoio)
+//!   worker/      the Worker: mod (state), inbound (client messages), publish (the one
+//!                fan-out path), subscriptions, lifecycle (open, close, tick), admin
+//!                (terminate, unsubscribe, reload); tests drive it without sockets
+//!   session      one connection's broker-side state
+//!   outbound     a session's outbound queue: frames, pending bytes, partly-written front
+//!   frame_store  frame-file space as the broker sees it: a store the runtime provides,
+//!                opaque handles the runtime reclaims
+//!   mesh         channels between workers (bounded, batched wakes, room wakes)
+//!   outbox       a worker's not-yet-handed mesh messages; reader backpressure
+//!   bus_link     BusCommand and a worker's sending end to the bus thread
 //!   interest     which workers hold subscribers of (app, topic)
 //!   apps         compiled app registry (keys, filters, limits), one generation per reload
 //!   anonymous    anonymous-token endpoint state: issuer + per-address rate limiter
-//! cluster/     the bus's sans-IO parts: commands from workers, wire format, interest
-//!              bookkeeping, validation of bus input (`validate`; the bus thread itself is
-//!              `runtime::bus`)
-//! auth/        JWT verification, JWKS key sets, compiled permissions, source-address
-//!              filters, the client address behind trusted proxies (`X-Forwarded-For`),
-//!              minting, anonymous-token issuing
-//! topic/       glob patterns, per-worker topic table
-//! protocol/    sans-IO: HTTP request heads, WebSocket frames, commands, envelopes, the
-//!              JSON nesting bound (`nesting`) every JSON reader applies
-//! control      configuration reload: next registry generation → bus, then every worker
-//! config.rs, error.rs, metrics.rs   leaves anyone may import
-//! refusal_log  the rate-limited summary line of refused handshakes (worker 0's ticker)
-//! stats        the `/stats` document behind the dashboard
-//! suggest      "did you mean `maxConnections`?" for configuration errors
-//! log_value    escaping request values (app ids, subjects) for log lines
-//! tls          `server.tls` files → the shared rustls configuration (runtime/tls drives it)
-//! starter      files written by `ringcast keys` / `ringcast init` (tooling, not runtime)
+//! cluster/       the bus's sans-IO parts: wire format, remote interest bookkeeping,
+//!                validation of bus input (`validate`)
+//! control        the control requests and the pure part of a reload (next generation)
+//! auth/          JWT verification (`key` shared by `jwt` and `jwks`), JWKS key sets,
+//!                compiled permissions, source-address filters, the client address behind
+//!                trusted proxies, minting, anonymous-token issuing
+//! topic/         glob patterns; per-worker topic table; one topic's subscriber set
+//!                (contiguous, O(1) insert/remove)
+//! protocol/      sans-IO: HTTP request heads, WebSocket frames (frame/: wire, reader,
+//!                encode), commands, envelopes, permessage-deflate, the JSON nesting bound
+//! config/        the configuration tree (mod, server, app) and its validation
+//! metrics/       per-worker counters, refusal kinds, the /metrics text from a snapshot
+//! error.rs       CloseKind: every way a session ends (other errors map onto it by `From`)
+//! refusal_log, stats, suggest, log_value, tls, starter   small leaves (see each header)
 //! ```
 //! Dependencies point down only: `protocol`, `topic` and `auth` do no I/O, no async and
-//! read no clock (time is a parameter).
+//! read no clock (time is a parameter); `broker` does no I/O either (randomness for
+//! connection ids comes from a thread-local generator).
 //!
 //! # Glossary
 //! - **app**: a tenant (`appId`); connections, topics and permissions live inside one.
 //! - **connection**: one WebSocket client, id = 12 lowercase hex characters; its low byte is
 //!   the index of the worker that owns it.
 //! - **session**: the broker's state for a connection (subscriptions, outbound queue).
+//! - **outbound queue**: a session's frames waiting to be written; it alone counts their
+//!   bytes (bounded by `maxPendingBytes`) and how much of the front frame is written.
+//! - **transport**: a connection's socket as the reader and writer see it, plain or TLS
+//!   (`runtime::stream::Stream`).
 //! - **worker**: one pinned thread with its own monoio runtime, listener, sessions and
 //!   topic tables; connections never move between workers.
 //! - **topic**: a 1–256 byte name; `secure/…` and `priv/…` need permissions to subscribe.
@@ -53,6 +77,11 @@
 //!   shared by reference with every subscriber.
 //! - **mesh**: the bounded channels between workers; **outbox**: a worker's not-yet-handed
 //!   mesh messages.
+//! - **frame file**: a worker's memfd holding large fan-outs' frames, sent with `sendfile`;
+//!   the broker holds only opaque handles to its space (`broker::frame_store`).
+//! - **flush cycle**: one pass of the flusher over the sessions that became dirty.
+//! - **generation**: one compiled configuration (`broker::apps::Registry`); a reload makes
+//!   the next one.
 //! - **bus**: the link between nodes (NATS): one thread per node, `runtime::bus`.
 //! - **node**: one ringcast process in a cluster (`server.cluster.name`).
 

@@ -27,8 +27,8 @@
 //! `tungstenite::Error` (whose I/O variants cannot happen on a slice but must still be
 //! mapped), accepts 64-bit lengths with the top bit set, and leaves the policy checks
 //! (mask, RSV bits, control-frame rules) to its `WebSocketContext`, which we do not use
-//! (~170 KB per connection). The header is at most 14 bytes; parsing it here keeps every
-//! failure in [`FrameError`]. Masking is done with safe 8-byte chunked XOR because
+//! (132 KB resident per connection: docs/decisions/tungstenite-handshake-only.md). The
+//! header is at most 14 bytes; parsing it here keeps every failure in [`FrameError`]. Masking is done with safe 8-byte chunked XOR because
 //! tungstenite's masking helper is not exported.
 //!
 //! `crate::protocol::frame::X` names every public item whichever file defines it.
