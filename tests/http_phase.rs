@@ -293,6 +293,32 @@ fn the_http_phase_limit_holds_back_the_excess_connection_but_not_upgraded_ones()
     );
 }
 
+#[test]
+fn a_reload_that_raises_the_http_phase_limit_lets_the_waiting_connection_in() {
+    let mut config = base_config();
+    config["server"]["workers"] = json!(1);
+    config["server"]["maxHttpConnectionsPerWorker"] = json!(1);
+    let file = ConfigFile::new(&config);
+    let server = start_from_file(&file);
+    let _held = idle_keep_alive(&server);
+    let mut waiting = open(&server);
+    waiting
+        .write_all(b"GET /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    assert!(unanswered(&mut waiting), "served beyond the limit");
+    // The held connection stays open: only the reload can let the waiting one in. Before,
+    // the paused accept loop slept until an HTTP connection ended and missed the new limit.
+    config["server"]["maxHttpConnectionsPerWorker"] = json!(2);
+    file.write(&config);
+    server
+        .handle
+        .as_ref()
+        .unwrap()
+        .reload()
+        .expect("reload applies");
+    assert_eq!(read_response(&mut waiting).0, 200);
+}
+
 /// Sends `request` and reads the whole answer: (head, body bytes after the head).
 fn answer(server: &TestServer, request: &str) -> (String, Vec<u8>) {
     let mut stream = open(server);

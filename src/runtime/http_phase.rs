@@ -44,7 +44,9 @@ pub(super) struct HttpConnections {
 }
 
 impl HttpConnections {
-    fn wake_waiting(&self) {
+    /// Wakes the paused accept loops: a connection left the phase, or a reload may have
+    /// raised `maxHttpConnectionsPerWorker` (each loop re-checks the limit).
+    pub(super) fn wake_waiting(&self) {
         // Waking schedules the accept loops on this worker; none runs inside this call.
         self.waiting.borrow_mut().drain(..).for_each(Waker::wake);
     }

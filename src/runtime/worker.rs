@@ -92,9 +92,15 @@ impl WorkerRuntime {
     /// Hands a drained batch of mesh messages to the broker; false once one was `Shutdown`.
     pub(super) fn handle_mesh_batch(&self, batch: &mut Vec<MeshMessage>) -> bool {
         let mut running = true;
+        let mut reloaded = false;
         self.refresh_clock();
         for message in batch.drain(..) {
+            reloaded |= matches!(message, MeshMessage::Reload { .. });
             running &= self.broker.on_mesh(message);
+        }
+        if reloaded {
+            // `maxHttpConnectionsPerWorker` is applied live: a paused accept loop re-checks.
+            self.http_connections.wake_waiting();
         }
         running
     }
