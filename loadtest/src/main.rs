@@ -9,6 +9,7 @@
 //! client        client tasks (subscriber, publishers, idle, handshake storm) + thread pool
 //! fleet         client processes (`client-worker`): connections spread over processes
 //! scale         K cluster nodes, N connections, broadcasts, RSS per connection, a node killed
+//! scale_report  the `scale` record (JSON), summary and chart
 //! scale_worker  a `scale` client process (`scale-worker`): per-connection receipts, reconnects
 //! wire          minimal WebSocket client codec, payload stamps, source-address binding
 //! server        credentials, configs, starting servers, provenance
@@ -23,6 +24,7 @@ mod fleet;
 mod ports;
 mod report;
 mod scale;
+mod scale_report;
 mod scale_worker;
 mod scenarios;
 mod server;
@@ -367,7 +369,7 @@ fn run_scale(
         credentials,
         work_dir,
     )?;
-    print!("{}", scale::summary(&record));
+    print!("{}", scale_report::summary(&record));
     let output = cli.output.clone().unwrap_or_else(|| {
         PathBuf::from("loadtest/results").join(format!(
             "scale-{}.json",
@@ -384,7 +386,7 @@ fn run_scale(
         .chart
         .clone()
         .unwrap_or_else(|| output.with_extension("svg"));
-    scale::chart(&record, &chart).with_context(|| format!("draw {}", chart.display()))?;
+    scale_report::chart(&record, &chart).with_context(|| format!("draw {}", chart.display()))?;
     println!("chart: {}", chart.display());
     Ok(())
 }
