@@ -169,11 +169,11 @@ pub fn chart(record: &ScaleRecord, path: &Path) -> anyhow::Result<()> {
                 colour.filled(),
             )))?;
             let label = if std::ptr::eq(values, &rss) {
-                format!("node {position}: {value:.0}")
+                format!("node {position}: {value:.0} B")
             } else {
                 let after = record.broadcasts[position].after_kill;
                 format!(
-                    "#{position}{}: {value:.0}",
+                    "#{position}{}: {value:.1} ms",
                     if after { " (after kill)" } else { "" }
                 )
             };
