@@ -53,6 +53,14 @@ pub fn set_client_cpus(list: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The CPU client process `process` is pinned to (`--client-cpus`, round-robin), if any.
+pub fn client_cpu(process: usize) -> Option<usize> {
+    CLIENT_CPUS
+        .get()
+        .filter(|cpus| !cpus.is_empty())
+        .map(|cpus| cpus[process % cpus.len()])
+}
+
 /// Expands a CPU list like `1`, `0-1` or `2-3,5` into CPU numbers.
 pub fn cpu_list(list: &str) -> anyhow::Result<Vec<usize>> {
     let mut cpus = Vec::new();
@@ -254,10 +262,7 @@ impl Fleet {
                     ))
                 })
                 .collect();
-            let cpu = CLIENT_CPUS
-                .get()
-                .filter(|cpus| !cpus.is_empty())
-                .map(|cpus| cpus[process % cpus.len()]);
+            let cpu = client_cpu(process);
             let role = match &work {
                 Work::Idle(_) => Role::Idle { first, count },
                 Work::Subscribers(subscriptions) => Role::Subscribers(

@@ -8,6 +8,9 @@
 //! sweep         open-loop offered rates per server, capacity at a latency objective
 //! client        client tasks (subscriber, publishers, idle, handshake storm) + thread pool
 //! fleet         client processes (`client-worker`): connections spread over processes
+//! scale         K cluster nodes, N connections, broadcasts, RSS per connection, a node killed
+//! scale_report  the `scale` record (JSON), summary and chart
+//! scale_worker  a `scale` client process (`scale-worker`): per-connection receipts, reconnects
 //! wire          minimal WebSocket client codec, payload stamps, source-address binding
 //! server        credentials, configs, starting servers, provenance
 //! ports         free ports; nobody else holds or answers on a started server's port
@@ -20,6 +23,9 @@ mod client;
 mod fleet;
 mod ports;
 mod report;
+mod scale;
+mod scale_report;
+mod scale_worker;
 mod scenarios;
 mod server;
 mod stats;
@@ -52,6 +58,10 @@ enum Command {
     Idle,
     /// Publish over the HTTP API to WebSocket subscribers.
     Http,
+    /// K cluster nodes (--nodes) and one nats-server, --connections spread over client
+    /// processes and nodes, --broadcasts through the nodes in turn, then a node killed:
+    /// completion time and loss per broadcast, RSS per connection per node, reconnect time.
+    Scale,
     /// --scenario fanout|topics at each of --rates (open loop), every server of --compare
     /// in turn at each rate; capacity at --slo-ms per server, table, JSON and chart.
     Sweep,
@@ -125,6 +135,8 @@ struct Cli {
     #[command(flatten)]
     sweep: sweep::SweepArgs,
     #[command(flatten)]
+    scale: scale::ScaleArgs,
+    #[command(flatten)]
     options: ScenarioOptions,
 }
 
@@ -138,6 +150,8 @@ impl Cli {
             Command::Connect => Scenario::Connect,
             Command::Idle => Scenario::Idle,
             Command::Http => Scenario::Http,
+            // `scale` is its own run (see `run_scale`); it never reaches the scenarios.
+            Command::Scale => Scenario::Idle,
             Command::Sweep => self.sweep.scenario.unwrap_or(Scenario::Fanout),
         }
     }
@@ -147,7 +161,17 @@ fn main() -> anyhow::Result<()> {
     if std::env::args().nth(1).as_deref() == Some(fleet::WORKER_COMMAND) {
         return fleet::worker_main();
     }
-    let cli = Cli::parse();
+    if std::env::args().nth(1).as_deref() == Some(scale_worker::SCALE_WORKER_COMMAND) {
+        return scale_worker::worker_main();
+    }
+    let matches = <Cli as clap::CommandFactory>::command().get_matches();
+    let mut cli = <Cli as clap::FromArgMatches>::from_arg_matches(&matches)?;
+    if cli.command == Command::Scale
+        && matches.value_source("topics") == Some(clap::parser::ValueSource::DefaultValue)
+    {
+        // One topic for every connection unless --topics says otherwise.
+        cli.options.topics = 1;
+    }
     if let Some(cpus) = &cli.client_cpus {
         pin_process(cpus)?;
         fleet::set_client_cpus(cpus)?;
@@ -159,6 +183,11 @@ fn main() -> anyhow::Result<()> {
     } else {
         vec![cli.server]
     };
+    if cli.command == Command::Scale {
+        let result = run_scale(&cli, &credentials, &work_dir);
+        std::fs::remove_dir_all(&work_dir).ok();
+        return result;
+    }
     if cli.command == Command::Sweep {
         let result = run_sweep(&cli, &servers, &credentials, &work_dir);
         std::fs::remove_dir_all(&work_dir).ok();
@@ -298,6 +327,66 @@ fn run_sweep(
         .clone()
         .unwrap_or_else(|| output.with_extension("svg"));
     sweep::chart(&result, &chart).with_context(|| format!("draw {}", chart.display()))?;
+    println!("chart: {}", chart.display());
+    Ok(())
+}
+
+/// `scale`: the cluster run, its summary, JSON and chart.
+fn run_scale(
+    cli: &Cli,
+    credentials: &Credentials,
+    work_dir: &std::path::Path,
+) -> anyhow::Result<()> {
+    if cli.url.is_some() || !cli.compare.is_empty() || cli.server != ServerKind::Ringcast {
+        bail!("scale starts its own ringcast nodes: --url, --compare and --server do not apply");
+    }
+    if cli.options.cluster || cli.sweep.any() {
+        bail!("scale is a cluster run of its own: drop --cluster and the sweep options");
+    }
+    let options = server_options(cli, ServerKind::Ringcast)?;
+    let settings = json!({
+        "connections": cli.options.connections,
+        "topics": cli.options.topics,
+        "workers_per_node": cli.workers,
+        "source_addresses": cli.options.source_addresses,
+        "client_processes": cli.options.client_processes,
+        "threads": cli.options.threads,
+        "client_cpus": cli.client_cpus,
+        "server_cpus": cli.server_cpus,
+        "io_driver": cli.io_driver,
+        "ringcast_settings": cli.ringcast_settings.iter().map(|(key, value)| json!({key.as_str(): value})).collect::<Vec<_>>(),
+        "scale": serde_json::to_value(&cli.scale)?,
+    });
+    let record = scale::run(
+        &cli.scale,
+        settings,
+        cli.options.connections,
+        cli.options.topics,
+        cli.options.source_addresses,
+        cli.options.client_processes,
+        cli.options.threads,
+        &options,
+        credentials,
+        work_dir,
+    )?;
+    print!("{}", scale_report::summary(&record));
+    let output = cli.output.clone().unwrap_or_else(|| {
+        PathBuf::from("loadtest/results").join(format!(
+            "scale-{}.json",
+            record.provenance.started_unix_seconds
+        ))
+    });
+    if let Some(parent) = output.parent() {
+        std::fs::create_dir_all(parent).ok();
+    }
+    std::fs::write(&output, serde_json::to_vec_pretty(&record)?)
+        .with_context(|| format!("write {}", output.display()))?;
+    println!("result: {}", output.display());
+    let chart = cli
+        .chart
+        .clone()
+        .unwrap_or_else(|| output.with_extension("svg"));
+    scale_report::chart(&record, &chart).with_context(|| format!("draw {}", chart.display()))?;
     println!("chart: {}", chart.display());
     Ok(())
 }
