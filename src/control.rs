@@ -92,6 +92,7 @@ fn keep_restart_only_settings(running: &ServerConfig, next: &mut ServerConfig) -
         socket_send_buffer_bytes => "socketSendBufferBytes",
         zero_copy_fanout_bytes => "zeroCopyFanoutBytes",
         flush_interval_micros => "flushIntervalMicros",
+        io_uring_sends => "ioUringSends",
         shutdown_deadline_seconds => "shutdownDeadlineSeconds",
         trusted_proxies => "trustedProxies",
         max_http_body_bytes => "maxHttpBodyBytes",

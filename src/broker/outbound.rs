@@ -77,6 +77,10 @@ pub struct OutboundQueue {
     pending_bytes: usize,
     /// Bytes of the front frame already written.
     written_of_front: usize,
+    /// Front frames handed to a send that has not completed yet (an io_uring operation,
+    /// `server.ioUringSends`): the kernel may still send any of them, so none may be
+    /// dropped before [`OutboundQueue::finish_send`]. 0 when no send is in flight.
+    in_flight: usize,
 }
 
 impl OutboundQueue {
@@ -153,6 +157,30 @@ impl OutboundQueue {
         }
     }
 
+    /// Records that the first `frames` queued frames (from where the last partial write
+    /// stopped) were handed to a send that completes later; until
+    /// [`OutboundQueue::finish_send`], [`OutboundQueue::drop_unstarted`] keeps them.
+    pub fn begin_send(&mut self, frames: usize) {
+        debug_assert_eq!(self.in_flight, 0, "one send in flight at a time");
+        self.in_flight = frames.min(self.frames.len());
+    }
+
+    /// Records that the send of [`OutboundQueue::begin_send`] completed with `written`
+    /// bytes (0 when it failed). A queue cleared meanwhile (the connection is gone) has
+    /// nothing left to account for and ignores it.
+    pub fn finish_send(&mut self, written: usize) {
+        if self.in_flight == 0 {
+            return;
+        }
+        self.in_flight = 0;
+        self.advance(written);
+    }
+
+    /// Whether a send of queued frames is in flight (see [`OutboundQueue::begin_send`]).
+    pub fn send_in_flight(&self) -> bool {
+        self.in_flight > 0
+    }
+
     /// The bytes not yet written, frame by frame: the front frame from where the last
     /// partial write stopped, then the others whole.
     pub fn unwritten(&self) -> impl Iterator<Item = &[u8]> {
@@ -178,20 +206,20 @@ impl OutboundQueue {
         self.frames.clear();
         self.pending_bytes = 0;
         self.written_of_front = 0;
+        self.in_flight = 0;
         dropped
     }
 
     /// Drops the frames the peer has not started to receive, keeping a partly written
     /// front frame whole (a slow consumer's close: its close frame must follow whole
-    /// frames); returns how many were dropped.
+    /// frames) and the frames of a send in flight (the kernel may be sending them);
+    /// returns how many were dropped.
     pub fn drop_unstarted(&mut self) -> usize {
-        let keep = usize::from(self.written_of_front > 0);
+        let keep = usize::from(self.written_of_front > 0).max(self.in_flight);
         let dropped = self.frames.len().saturating_sub(keep);
         self.frames.truncate(keep);
-        self.pending_bytes = self
-            .frames
-            .front()
-            .map_or(0, |front| front.len() - self.written_of_front);
+        self.pending_bytes =
+            self.frames.iter().map(|frame| frame.len()).sum::<usize>() - self.written_of_front;
         dropped
     }
 
@@ -316,6 +344,40 @@ mod tests {
         assert_eq!(fresh.drop_unstarted(), 1, "nothing started: nothing kept");
         assert_eq!(fresh.pending_bytes(), 0);
         assert_consistent(&fresh);
+    }
+
+    #[test]
+    fn frames_of_a_send_in_flight_survive_a_drop_and_are_accounted_at_completion() {
+        let mut queue = OutboundQueue::new();
+        queue.push(frame(10, b'a'));
+        queue.push(frame(10, b'b'));
+        queue.push(frame(10, b'c'));
+        queue.advance(4);
+        queue.begin_send(2);
+        assert!(queue.send_in_flight());
+        queue.push(frame(10, b'd'));
+        assert_eq!(queue.drop_unstarted(), 2, "c and d: not handed to the send");
+        assert_eq!(queue.pending_bytes(), 16);
+        assert_consistent(&queue);
+        queue.push(frame(2, b'z'));
+        // The kernel sent the rest of a and 3 bytes of b.
+        queue.finish_send(9);
+        assert!(!queue.send_in_flight());
+        assert_eq!(queue.written_of_front(), 3);
+        assert_eq!(queue.pending_bytes(), 9);
+        assert_consistent(&queue);
+    }
+
+    #[test]
+    fn a_send_completing_after_a_clear_changes_nothing() {
+        let mut queue = OutboundQueue::new();
+        queue.push(frame(10, b'a'));
+        queue.begin_send(1);
+        queue.clear();
+        assert!(!queue.send_in_flight());
+        queue.finish_send(10);
+        assert!(queue.is_empty());
+        assert_consistent(&queue);
     }
 
     #[test]

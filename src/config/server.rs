@@ -115,6 +115,11 @@ pub struct ServerConfig {
     /// a quiet spell is written at once. 0 = write as soon as a batch is ready. At most
     /// 100,000 (README "Flushing").
     pub flush_interval_micros: u64,
+    /// EXPERIMENTAL (issue 16, item 5; `docs/decisions/io-uring-sends.md`): under the
+    /// io_uring driver, a flush cycle submits each plain connection's vectored write as an
+    /// io_uring operation instead of a `sendmsg` (TLS and `sendfile` runs keep their path).
+    /// Does nothing under the legacy driver. Off by default; restart-only.
+    pub io_uring_sends: bool,
     /// On SIGTERM/SIGINT: seconds to close every client (1001, in batches) and flush
     /// before the process exits anyway.
     pub shutdown_deadline_seconds: u64,
@@ -201,6 +206,7 @@ impl Default for ServerConfig {
             socket_send_buffer_bytes: 0,
             zero_copy_fanout_bytes: DEFAULT_ZERO_COPY_FANOUT_BYTES,
             flush_interval_micros: DEFAULT_FLUSH_INTERVAL_MICROS,
+            io_uring_sends: false,
             shutdown_deadline_seconds: DEFAULT_SHUTDOWN_DEADLINE_SECONDS,
             trusted_proxies: Vec::new(),
             admin_key: None,

@@ -50,6 +50,9 @@ pub struct WorkerMetrics {
     /// Send calls (`sendmsg`/`sendfile`) that wrote queued frames to clients:
     /// `deliveries / writes` is how many frames one write carries.
     pub writes: AtomicU64,
+    /// Of `writes`: those submitted as io_uring operations (`server.ioUringSends`,
+    /// experimental).
+    pub uring_sends: AtomicU64,
     pub http_requests: AtomicU64,
     pub mesh_messages_in: AtomicU64,
     pub closes: [AtomicU64; CloseKind::ALL.len()],

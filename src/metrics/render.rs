@@ -220,7 +220,7 @@ fn render_handshakes(registry: &mut Registry, workers: &[WorkerMetrics]) {
 }
 
 /// The summed traffic counters, in their output order: name, help, counter.
-const TRAFFIC_COUNTERS: [(&str, &str, WorkerCounter); 12] = [
+const TRAFFIC_COUNTERS: [(&str, &str, WorkerCounter); 13] = [
     ("messages_in", "WebSocket client commands received", |w| &w.messages_in),
     (
         "http_publications",
@@ -234,6 +234,11 @@ const TRAFFIC_COUNTERS: [(&str, &str, WorkerCounter); 12] = [
         "writes",
         "Send calls that wrote queued frames to clients (deliveries per write = coalescing)",
         |w| &w.writes,
+    ),
+    (
+        "uring_sends",
+        "Writes submitted as io_uring operations (ioUringSends, experimental), part of writes",
+        |w| &w.uring_sends,
     ),
     (
         "zero_copy_bytes_out",

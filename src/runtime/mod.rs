@@ -28,6 +28,7 @@ mod shutdown;
 mod stream;
 mod sys;
 mod tls;
+mod uring_send;
 mod worker;
 mod writer;
 
@@ -208,6 +209,7 @@ pub fn start(config: &Config) -> Result<ServerHandle, StartError> {
         let control = control.clone();
         let ping_seconds = config.server.ping_interval_seconds;
         let frame_file_bytes = config.server.zero_copy_fanout_bytes;
+        let uring_sends = config.server.io_uring_sends;
         let quiesced = quiesced.clone();
         let thread = std::thread::Builder::new()
             .name(format!("ringcast-worker-{index}"))
@@ -237,6 +239,7 @@ pub fn start(config: &Config) -> Result<ServerHandle, StartError> {
                     ping_seconds,
                     quiesced,
                     frame_file,
+                    uring_sends,
                 };
                 run_worker(choice, parts, ready);
             })

@@ -62,6 +62,9 @@ pub struct WorkerRuntime {
     /// The frame file the broker stores large fan-outs' frames in (shared with it as its
     /// `FrameStore`); the writer sends runs from it and reclaims its released chunks.
     pub(super) frame_file: Option<Rc<super::frame_file::FrameFile>>,
+    /// `server.ioUringSends` under the io_uring driver: the pooled buffers of send
+    /// operations (`writer` then submits plain writes as io_uring operations).
+    pub(super) uring_sends: Option<super::uring_send::SendBuffers>,
 }
 
 pub(super) struct Connection {
@@ -184,6 +187,8 @@ pub(super) struct WorkerParts {
     /// Workers that handed their outbox over at shutdown (see [`quiesce`]).
     pub(super) quiesced: Arc<AtomicUsize>,
     pub(super) frame_file: Option<Rc<super::frame_file::FrameFile>>,
+    /// `server.ioUringSends` (experimental).
+    pub(super) uring_sends: bool,
 }
 
 pub(super) fn run_worker(
@@ -239,6 +244,7 @@ async fn worker_main(
         ping_seconds,
         quiesced,
         frame_file,
+        uring_sends,
     } = parts;
     let index = broker.index;
     let mut listeners = vec![(listener, tls)];
@@ -275,6 +281,7 @@ async fn worker_main(
         to_write: RefCell::new(std::collections::VecDeque::new()),
         outbox_retry: Cell::new(false),
         frame_file,
+        uring_sends: super::uring_send::SendBuffers::if_enabled(uring_sends, driver, index),
     });
     tracing::info!(worker = index, driver, "worker started");
     let _ = ready.send(Ok(driver));

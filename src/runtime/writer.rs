@@ -8,7 +8,9 @@
 //! else waits for it. It must not parse or build frames.
 
 use super::frame_file::{FrameFile, SENDFILE_MIN_BYTES};
+use super::stream::Stream;
 use super::sys;
+use super::uring_send;
 use super::WorkerRuntime;
 use crate::broker::outbound::OutboundQueue;
 use crate::broker::session::Session;
@@ -101,6 +103,11 @@ fn flush_session(runtime: &Rc<WorkerRuntime>, session: &Rc<Session>) {
     if session.writer_parked.get() {
         return;
     }
+    if uring_candidate(runtime, session) {
+        session.writer_parked.set(true);
+        monoio::spawn(uring_writer(runtime.clone(), session.clone()));
+        return;
+    }
     match write_session(runtime, session) {
         Drained::Empty => finish_if_closing(runtime, session),
         Drained::Blocked => {
@@ -153,6 +160,88 @@ async fn park_writer(runtime: Rc<WorkerRuntime>, session: Rc<Session>) {
     session.writer_parked.set(false);
     // Closes found while writing (e.g. presence to a slow consumer) queued more work.
     flush(&runtime);
+}
+
+/// Whether `session` is written with io_uring operations (`server.ioUringSends` under the
+/// io_uring driver, EXPERIMENTAL): a plain connection with frames queued whose front is not
+/// a frame-file run (those keep `sendfile`; io_uring has no such operation).
+fn uring_candidate(runtime: &WorkerRuntime, session: &Session) -> bool {
+    if runtime.uring_sends.is_none() {
+        return false;
+    }
+    let Some(stream) = runtime.stream_of(session) else {
+        return false;
+    };
+    let outbound = session.outbound.borrow();
+    let file_front = runtime
+        .frame_file
+        .as_deref()
+        .and_then(|file| file_run(file, &outbound))
+        .is_some();
+    !stream.encrypts() && !outbound.is_empty() && !file_front
+}
+
+/// EXPERIMENTAL (`server.ioUringSends`): writes one session's queue with io_uring `writev`
+/// operations, one in flight at a time, while the session counts as parked (no other
+/// write touches its queue). The queue's frames stay queued while the kernel may send
+/// them (`OutboundQueue::begin_send`/`finish_send`). A full socket (`WouldBlock`, or a
+/// partial write) waits for writability; once what was queued is out, frames queued
+/// meanwhile wait for the next flush cycle, as on the `sendmsg` path.
+async fn uring_writer(runtime: Rc<WorkerRuntime>, session: Rc<Session>) {
+    let outcome = loop {
+        let (Some(buffers), Some(stream)) = (&runtime.uring_sends, runtime.stream_of(&session))
+        else {
+            break Drained::Failed;
+        };
+        let buffer = {
+            let mut outbound = session.outbound.borrow_mut();
+            if outbound.is_empty() {
+                break Drained::Empty;
+            }
+            let buffer = buffers.fill(&outbound, IOVECS_PER_SEND);
+            outbound.begin_send(buffer.frames());
+            buffer
+        };
+        let submitted = buffer.bytes();
+        let (result, buffer) = uring_send::send(&stream, buffer).await;
+        buffers.give_back(buffer);
+        let written = *result.as_ref().unwrap_or(&0);
+        session.outbound.borrow_mut().finish_send(written);
+        match result {
+            Ok(written) => {
+                let metrics = runtime.broker.metrics();
+                WorkerMetrics::add(&metrics.bytes_out, written as u64);
+                WorkerMetrics::add(&metrics.writes, 1);
+                WorkerMetrics::add(&metrics.uring_sends, 1);
+                if written == submitted {
+                    break Drained::Empty;
+                }
+                if !wait_for_room(&stream).await {
+                    break Drained::Failed;
+                }
+            }
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                if !wait_for_room(&stream).await {
+                    break Drained::Failed;
+                }
+            }
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => break Drained::Failed,
+        }
+    };
+    session.writer_parked.set(false);
+    match outcome {
+        Drained::Failed => lost(&runtime, &session),
+        _ if session.outbound.borrow().is_empty() => finish_if_closing(&runtime, &session),
+        _ => {
+            runtime.broker.mark_dirty(&session);
+            runtime.request_flush();
+        }
+    }
+}
+
+async fn wait_for_room(stream: &Stream) -> bool {
+    stream.wait_output().await.is_ok()
 }
 
 /// Sessions the flusher task writes per turn before letting ready tasks run (see
