@@ -75,12 +75,14 @@ pub struct OutboundQueue {
     /// Bytes queued and not yet written; bounded by `maxPendingBytes` through
     /// [`OutboundQueue::push_within`].
     pending_bytes: usize,
-    /// Bytes of the front frame already written.
-    written_of_front: usize,
+    /// Bytes of the front frame already written (a frame is at most `maxMessageBytes`,
+    /// 16 MiB, plus its header: `u32`, so that it and `in_flight` share one word and an
+    /// idle session stays at its size).
+    written_of_front: u32,
     /// Front frames handed to a send that has not completed yet (an io_uring operation,
     /// `server.ioUringSends`): the kernel may still send any of them, so none may be
     /// dropped before [`OutboundQueue::finish_send`]. 0 when no send is in flight.
-    in_flight: usize,
+    in_flight: u32,
 }
 
 impl OutboundQueue {
@@ -108,7 +110,7 @@ impl OutboundQueue {
     /// Bytes of the front frame already written (0 when none was partly written).
     #[inline]
     pub fn written_of_front(&self) -> usize {
-        self.written_of_front
+        self.written_of_front as usize
     }
 
     /// Queues `frame` whatever the limit (the close frame: it must go out). Returns the
@@ -146,9 +148,10 @@ impl OutboundQueue {
             let Some(front) = self.frames.front() else {
                 break;
             };
-            let left = front.len() - self.written_of_front;
+            let left = front.len() - self.written_of_front as usize;
             if written < left {
-                self.written_of_front += written;
+                // Below the front frame's length, which fits a `u32` (see the field).
+                self.written_of_front += written as u32;
                 return;
             }
             written -= left;
@@ -162,7 +165,8 @@ impl OutboundQueue {
     /// [`OutboundQueue::finish_send`], [`OutboundQueue::drop_unstarted`] keeps them.
     pub fn begin_send(&mut self, frames: usize) {
         debug_assert_eq!(self.in_flight, 0, "one send in flight at a time");
-        self.in_flight = frames.min(self.frames.len());
+        // At most `IOVECS_PER_SEND` frames per send.
+        self.in_flight = frames.min(self.frames.len()) as u32;
     }
 
     /// Records that the send of [`OutboundQueue::begin_send`] completed with `written`
@@ -184,7 +188,7 @@ impl OutboundQueue {
     /// The bytes not yet written, frame by frame: the front frame from where the last
     /// partial write stopped, then the others whole.
     pub fn unwritten(&self) -> impl Iterator<Item = &[u8]> {
-        let skip = self.written_of_front;
+        let skip = self.written_of_front as usize;
         self.frames.iter().enumerate().map(move |(index, frame)| {
             if index == 0 {
                 &frame[skip..]
@@ -215,11 +219,11 @@ impl OutboundQueue {
     /// frames) and the frames of a send in flight (the kernel may be sending them);
     /// returns how many were dropped.
     pub fn drop_unstarted(&mut self) -> usize {
-        let keep = usize::from(self.written_of_front > 0).max(self.in_flight);
+        let keep = usize::from(self.written_of_front > 0).max(self.in_flight as usize);
         let dropped = self.frames.len().saturating_sub(keep);
         self.frames.truncate(keep);
-        self.pending_bytes =
-            self.frames.iter().map(|frame| frame.len()).sum::<usize>() - self.written_of_front;
+        self.pending_bytes = self.frames.iter().map(|frame| frame.len()).sum::<usize>()
+            - self.written_of_front as usize;
         dropped
     }
 
