@@ -44,9 +44,10 @@
 //! cluster/       the bus's sans-IO parts: wire format, remote interest bookkeeping,
 //!                validation of bus input (`validate`)
 //! control        the control requests and the pure part of a reload (next generation)
-//! auth/          JWT verification (`key` shared by `jwt` and `jwks`), JWKS key sets,
-//!                compiled permissions, source-address filters, the client address behind
-//!                trusted proxies, minting, anonymous-token issuing
+//! auth/          JWT verification (`key` shared by `jwt` and `jwks`; `claims`), JWKS key
+//!                sets, the node's verified-token cache (`token_cache`), compiled
+//!                permissions, source-address filters, the client address behind trusted
+//!                proxies, minting, anonymous-token issuing
 //! topic/         glob patterns; per-worker topic table; one topic's subscriber set
 //!                (contiguous, O(1) insert/remove)
 //! protocol/      sans-IO: HTTP request heads, WebSocket frames (frame/: wire, reader,

@@ -170,10 +170,11 @@ pub fn start(config: &Config) -> Result<ServerHandle, StartError> {
     let address = config.listen_address()?;
     // Before the listeners open, so the first clients find the keys (bounded wait). The
     // control thread owns it from here (a reload starts one for the new set of URLs).
-    let jwks = jwks::start(&registry.jwks).map_err(|error| StartError::Worker {
-        index: 0,
-        message: format!("cannot start the JWKS fetcher thread: {error}"),
-    })?;
+    let jwks =
+        jwks::start(&registry.jwks, &registry.token_cache).map_err(|error| StartError::Worker {
+            index: 0,
+            message: format!("cannot start the JWKS fetcher thread: {error}"),
+        })?;
     let backlog = listen_backlog();
     tracing::info!(backlog, "listen backlog per listener (net.core.somaxconn)");
     let listeners = bind_listeners(address, workers, backlog)?;
