@@ -86,6 +86,10 @@
 //! - **bus**: the link between nodes (NATS): one thread per node, `runtime::bus`.
 //! - **node**: one ringcast process in a cluster (`server.cluster.name`).
 
+// jsonwebtoken panics when two signature backends are enabled: refuse the build instead.
+#[cfg(all(feature = "jwt-rust-crypto", feature = "jwt-aws-lc"))]
+compile_error!("enable exactly one of the features jwt-rust-crypto and jwt-aws-lc");
+
 pub mod auth;
 pub mod broker;
 pub mod cluster;

@@ -11,9 +11,12 @@
 //! How: this module parses the JWS itself — size limit, three base64url parts, header,
 //! allow-list, signature, claims — and asks a library only for the signature check
 //! (`auth::key`, shared with the JWKS key sets): jsonwebtoken's crypto provider for every
-//! algorithm but ES512, the RustCrypto `p521` crate for ES512 (jsonwebtoken 12 has no ES512). jsonwebtoken's own `decode`/`Validation`
-//! is not used, so it never reads the clock, and every algorithm goes through the one
-//! claims routine ([`validate_claims`]).
+//! algorithm but ES512 (aws-lc-rs by default, feature `jwt-aws-lc`; RustCrypto with
+//! `jwt-rust-crypto`: docs/decisions/token-verification.md), the RustCrypto `p521` crate
+//! for ES512 (jsonwebtoken 12 has no ES512). jsonwebtoken's own `decode`/`Validation` is
+//! not used, so it never reads the clock, and every algorithm goes through the one claims
+//! routine (`auth::claims`). [`Verifier::verify_cached`] answers a token verified before
+//! from the node's `auth::token_cache`.
 //!
 //! Invariants:
 //! - `alg: none` and any `alg` outside the configured list are refused before any crypto.
@@ -125,7 +128,7 @@ pub enum KeyError {
     /// The JWKS URL is not an `http://` or `https://` URL.
     #[error("the JWKS URL must start with https:// (or http://)")]
     BadJwksUrl,
-    /// The build has no jsonwebtoken crypto provider (enable exactly `rust_crypto`).
+    /// The build has no jsonwebtoken crypto provider (enable exactly one `jwt-*` feature).
     #[error("no jsonwebtoken crypto provider is available in this build")]
     NoCryptoProvider,
 }
@@ -465,6 +468,15 @@ fn parse_key(
             decoding_key
         }
         Algorithm::ES256 | Algorithm::ES384 => {
+            // The curve is checked here: the aws-lc backend accepts any EC point until the
+            // first verification, which would then refuse every token.
+            let curve_matches = match algorithm {
+                Algorithm::ES256 => p256::PublicKey::from_public_key_pem(key.trim()).is_ok(),
+                _ => p384::PublicKey::from_public_key_pem(key.trim()).is_ok(),
+            };
+            if !curve_matches {
+                return Err(unusable);
+            }
             DecodingKey::from_ec_pem(pem).map_err(|_| unusable.clone())?
         }
         Algorithm::EdDSA => {
