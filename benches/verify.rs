@@ -64,5 +64,44 @@ fn verification(criterion: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, verification);
+/// A cache hit while another thread hits the same token without pause: both take the
+/// same shard's lock (the worst case; different tokens mostly land on other shards).
+fn contended_hit(criterion: &mut Criterion) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let material = keygen::generate(Algorithm::ES256).expect("key generation");
+    let (verifier, token) = verifier_and_token(&material);
+    let cache = Arc::new(TokenCache::new(65_536));
+    verifier
+        .verify_cached(&cache, "app", &token, NOW_S)
+        .expect("verifies");
+    let stop = Arc::new(AtomicBool::new(false));
+    let rival = {
+        let (verifier, token, cache, stop) =
+            (verifier.clone(), token.clone(), cache.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                black_box(
+                    verifier
+                        .verify_cached(&cache, "app", &token, NOW_S)
+                        .unwrap(),
+                );
+            }
+        })
+    };
+    let mut group = criterion.benchmark_group("verify");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("reconnect_cached_same_shard_2_threads/ES256", |bench| {
+        bench.iter(|| {
+            verifier
+                .verify_cached(&cache, "app", black_box(&token), NOW_S)
+                .unwrap()
+        })
+    });
+    group.finish();
+    stop.store(true, Ordering::Relaxed);
+    rival.join().expect("the rival thread ends");
+}
+
+criterion_group!(benches, verification, contended_hit);
 criterion_main!(benches);
