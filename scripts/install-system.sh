@@ -2,12 +2,15 @@
 # System packages some tests need, from Debian's repositories (only what is missing):
 #   chromium       the dashboard test (tests/dashboard.rs) and the browser example check
 #   tesseract-ocr  reads the dashboard screenshot back (OCR) in tests/dashboard.rs
+#   gcc, libc6-dev a C compiler for aws-lc-sys (jsonwebtoken's aws-lc-rs backend, the
+#                  `jwt-aws-lc` feature ringcast builds with); without one the build fails
 # Needs root and apt-get; elsewhere it says what is missing and the tests that need the
 # packages skip with a notice (they fail instead when CI is set).
 set -uo pipefail
 missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v tesseract >/dev/null 2>&1 || missing+=(tesseract-ocr)
+command -v cc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
 if [ ${#missing[@]} -eq 0 ]; then
   echo "system packages: all present"
   exit 0

@@ -62,7 +62,7 @@ mkdir -p .build
 export RINGCAST_SKIP_LOG="$PWD/.build/skipped.log"
 : > "$RINGCAST_SKIP_LOG"
 
-step "system packages (chromium, tesseract-ocr)"
+step "system packages (chromium, tesseract-ocr, a C compiler for aws-lc-sys)"
 bash scripts/install-system.sh
 
 step "nats-server for the cluster and loadtest NATS tests (scripts/install-nats.sh)"

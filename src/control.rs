@@ -66,6 +66,21 @@ pub fn next_generation(
     })
 }
 
+/// Whether an app of `previous` verifies client tokens with other keys in `next`, or is
+/// gone: tokens cached under its old keys can no longer be found, so the caller clears the
+/// token cache to free them.
+pub fn client_keys_changed(next: &Registry, previous: &Registry) -> bool {
+    previous
+        .apps
+        .iter()
+        .any(|earlier| match next.get(&earlier.id) {
+            Some(app) => {
+                app.client_verifier.key_generation() != earlier.client_verifier.key_generation()
+            }
+            None => true,
+        })
+}
+
 /// Keeps the running values of the `server` settings that only apply at a restart, and
 /// names those the new file changed (one list, so the two cannot drift apart).
 #[allow(clippy::clone_on_copy)] // one macro for `Copy` and owned fields alike
@@ -90,6 +105,7 @@ fn keep_restart_only_settings(running: &ServerConfig, next: &mut ServerConfig) -
         handshake_timeout_seconds => "handshakeTimeoutSeconds",
         max_handshakes_per_second => "maxHandshakesPerSecond",
         socket_send_buffer_bytes => "socketSendBufferBytes",
+        token_cache_entries => "tokenCacheEntries",
         zero_copy_fanout_bytes => "zeroCopyFanoutBytes",
         flush_interval_micros => "flushIntervalMicros",
         io_uring_sends => "ioUringSends",
@@ -172,5 +188,32 @@ mod tests {
         )
         .unwrap();
         assert!(next_generation(&current, &running, broken).is_err());
+    }
+
+    #[test]
+    fn only_a_changed_client_key_gets_a_new_key_generation() {
+        let running = config(&["a", "b"], "127.0.0.1:1");
+        let current = Registry::compile_next(&running, 1, None).unwrap();
+        let generation = |registry: &Registry, app: &str| {
+            registry.get(app).unwrap().client_verifier.key_generation()
+        };
+        let same = next_generation(&current, &running, running.clone()).unwrap();
+        assert_eq!(generation(&same.registry, "a"), generation(&current, "a"));
+        assert!(!client_keys_changed(&same.registry, &current));
+        assert!(std::sync::Arc::ptr_eq(
+            &same.registry.token_cache,
+            &current.token_cache
+        ));
+
+        let mut rotated = running.clone();
+        rotated.apps[1].auth_key.key = "another secret".into();
+        let next = next_generation(&current, &running, rotated).unwrap();
+        assert_eq!(generation(&next.registry, "a"), generation(&current, "a"));
+        assert_ne!(generation(&next.registry, "b"), generation(&current, "b"));
+        assert!(client_keys_changed(&next.registry, &current));
+
+        // A removed app counts as a change (its entries are freed).
+        let fewer = next_generation(&current, &running, config(&["a"], "127.0.0.1:1")).unwrap();
+        assert!(client_keys_changed(&fewer.registry, &current));
     }
 }

@@ -44,9 +44,10 @@
 //! cluster/       the bus's sans-IO parts: wire format, remote interest bookkeeping,
 //!                validation of bus input (`validate`)
 //! control        the control requests and the pure part of a reload (next generation)
-//! auth/          JWT verification (`key` shared by `jwt` and `jwks`), JWKS key sets,
-//!                compiled permissions, source-address filters, the client address behind
-//!                trusted proxies, minting, anonymous-token issuing
+//! auth/          JWT verification (`key` shared by `jwt` and `jwks`; `claims`), JWKS key
+//!                sets, the node's verified-token cache (`token_cache`), compiled
+//!                permissions, source-address filters, the client address behind trusted
+//!                proxies, minting, anonymous-token issuing
 //! topic/         glob patterns; per-worker topic table; one topic's subscriber set
 //!                (contiguous, O(1) insert/remove)
 //! protocol/      sans-IO: HTTP request heads, WebSocket frames (frame/: wire, reader,
@@ -84,6 +85,10 @@
 //!   the next one.
 //! - **bus**: the link between nodes (NATS): one thread per node, `runtime::bus`.
 //! - **node**: one ringcast process in a cluster (`server.cluster.name`).
+
+// jsonwebtoken panics when two signature backends are enabled: refuse the build instead.
+#[cfg(all(feature = "jwt-rust-crypto", feature = "jwt-aws-lc"))]
+compile_error!("enable exactly one of the features jwt-rust-crypto and jwt-aws-lc");
 
 pub mod auth;
 pub mod broker;

@@ -105,6 +105,7 @@ mod tests {
                 },
             ],
             jwks: Vec::new(),
+            token_cache: Default::default(),
         };
         let stats: Value = serde_json::from_str(&stats_json(&workers, "legacy", &apps)).unwrap();
         assert_eq!(stats["messagesIn"], 5);

@@ -26,6 +26,7 @@ use base64::Engine as _;
 use jsonwebtoken::crypto::CryptoProvider;
 use jsonwebtoken::DecodingKey;
 use serde::Deserialize;
+use sha2::Digest as _;
 
 use crate::auth::algorithm::Algorithm;
 use crate::auth::key::VerificationKey;
@@ -152,6 +153,12 @@ struct SetKey {
 pub struct KeySet {
     /// At most [`MAX_JWKS_KEYS`].
     keys: Vec<SetKey>,
+    /// SHA-256 of the document it was parsed from: a refetch of the same document is no
+    /// key change.
+    fingerprint: [u8; 32],
+    /// Its key generation (`auth::token_cache`), given by [`JwksCache::install`]; 0 for the
+    /// empty set before the first fetch.
+    version: u64,
 }
 
 impl fmt::Debug for KeySet {
@@ -187,6 +194,11 @@ impl KeySet {
     /// Whether the set has no usable key (before the first successful fetch).
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
+    }
+
+    /// The key generation of this set (`auth::token_cache::KeyGeneration::key_set`).
+    pub fn version(&self) -> u64 {
+        self.version
     }
 
     /// The `kid`s, in document order (keys without one are left out).
@@ -275,7 +287,10 @@ pub fn parse_key_set(document: &[u8]) -> Result<ParsedKeySet, JwksError> {
     let provider = CryptoProvider::try_get_default().ok_or(JwksError::NoCryptoProvider)?;
     let raw: RawJwks = serde_json::from_slice(document).map_err(|_| JwksError::NotJwks)?;
     let mut parsed = ParsedKeySet {
-        set: KeySet::default(),
+        set: KeySet {
+            fingerprint: sha2::Sha256::digest(document).into(),
+            ..KeySet::default()
+        },
         skipped: 0,
         ignored: 0,
     };
@@ -449,12 +464,20 @@ impl JwksCache {
             .clone()
     }
 
-    /// Replaces the current set (fetcher only).
-    pub fn install(&self, set: KeySet) {
-        *self
+    /// Replaces the current set (fetcher only) and says whether the keys changed: a
+    /// document identical to the current one's keeps the current set (and its version, so
+    /// cached verifications stay valid); another one gets a new version.
+    pub fn install(&self, mut set: KeySet) -> bool {
+        let mut current = self
             .current
             .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(set);
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if current.version != 0 && current.fingerprint == set.fingerprint {
+            return false;
+        }
+        set.version = crate::auth::token_cache::next_key_generation();
+        *current = Arc::new(set);
+        true
     }
 
     /// Records the next planned fetch (fetcher only).

@@ -215,3 +215,36 @@ fn error_texts_lose_every_secret_part_of_the_url() {
     assert!(!scrubbed.contains("password"), "{scrubbed}");
     assert_eq!(redact_url_in("http status: 404", url), "http status: 404");
 }
+
+#[test]
+fn a_refetch_of_the_same_document_keeps_the_key_set_version() {
+    let cache = JwksCache::new("https://issuer.example/jwks");
+    assert_eq!(cache.snapshot().version(), 0);
+    assert!(cache.install(parse_key_set(&document(vec![ec256_jwk("a")])).unwrap().set));
+    let first = cache.snapshot().version();
+    assert_ne!(first, 0);
+    assert!(!cache.install(parse_key_set(&document(vec![ec256_jwk("a")])).unwrap().set));
+    assert_eq!(cache.snapshot().version(), first);
+    assert!(cache.install(parse_key_set(&document(vec![ec256_jwk("b")])).unwrap().set));
+    assert_ne!(cache.snapshot().version(), first);
+}
+
+#[test]
+fn a_cached_jwks_token_is_not_found_after_a_key_change() {
+    use crate::auth::TokenCache;
+    let cache = Arc::new(JwksCache::new("https://issuer.example/jwks"));
+    cache.install(parse_key_set(&document(vec![ec256_jwk("a")])).unwrap().set);
+    let verifier = verifier(cache.clone(), &["ES256"]);
+    let tokens = TokenCache::new(1024);
+    let token = es256_token(Some("a"));
+    assert!(verifier.verify_cached(&tokens, "app", &token, 0).is_ok());
+    assert!(verifier.verify_cached(&tokens, "app", &token, 0).is_ok());
+    assert_eq!((tokens.hits(), tokens.misses()), (1, 1));
+    // The set rotates to a document without key "a": the cached entry is out of reach.
+    cache.install(parse_key_set(&document(vec![ec256_jwk("b")])).unwrap().set);
+    assert_eq!(
+        verifier.verify_cached(&tokens, "app", &token, 0),
+        Err(TokenError::UnknownKey)
+    );
+    assert_eq!(tokens.hits(), 1);
+}

@@ -11,9 +11,12 @@
 //! How: this module parses the JWS itself — size limit, three base64url parts, header,
 //! allow-list, signature, claims — and asks a library only for the signature check
 //! (`auth::key`, shared with the JWKS key sets): jsonwebtoken's crypto provider for every
-//! algorithm but ES512, the RustCrypto `p521` crate for ES512 (jsonwebtoken 12 has no ES512). jsonwebtoken's own `decode`/`Validation`
-//! is not used, so it never reads the clock, and every algorithm goes through the one
-//! claims routine ([`validate_claims`]).
+//! algorithm but ES512 (aws-lc-rs by default, feature `jwt-aws-lc`; RustCrypto with
+//! `jwt-rust-crypto`: docs/decisions/token-verification.md), the RustCrypto `p521` crate
+//! for ES512 (jsonwebtoken 12 has no ES512). jsonwebtoken's own `decode`/`Validation` is
+//! not used, so it never reads the clock, and every algorithm goes through the one claims
+//! routine (`auth::claims`). [`Verifier::verify_cached`] answers a token verified before
+//! from the node's `auth::token_cache`.
 //!
 //! Invariants:
 //! - `alg: none` and any `alg` outside the configured list are refused before any crypto.
@@ -24,7 +27,6 @@
 //! - `kid` picks a key only for a JWKS source; with a raw key it is ignored (never a path,
 //!   URL or key). `jku`/`x5u`/`jwk` headers are never followed.
 
-use std::collections::HashSet;
 use std::fmt;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -36,13 +38,13 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use crate::auth::algorithm::Algorithm;
+use crate::auth::claims::{validate_claims, RawClaims, Verified};
+pub use crate::auth::claims::{Claims, TokenError, LEEWAY_S};
+use crate::auth::jwks::KeySet;
 use crate::auth::jwks::{JwksCache, KeyLookup};
 use crate::auth::key::{SignatureError, VerificationKey};
+use crate::auth::token_cache::{next_key_generation, KeyGeneration, Lookup, TokenCache};
 use std::sync::Arc;
-
-/// Leeway for `exp` and `nbf`, in seconds (PROTOCOL §1, decided): absorbs clock skew
-/// between the token issuer and the broker.
-pub const LEEWAY_S: u64 = 30;
 
 /// The largest token accepted, in bytes. Real tokens are well under 2 KiB; the limit bounds
 /// the base64 and JSON work an unauthenticated peer can cause.
@@ -126,51 +128,9 @@ pub enum KeyError {
     /// The JWKS URL is not an `http://` or `https://` URL.
     #[error("the JWKS URL must start with https:// (or http://)")]
     BadJwksUrl,
-    /// The build has no jsonwebtoken crypto provider (enable exactly `rust_crypto`).
+    /// The build has no jsonwebtoken crypto provider (enable exactly one `jwt-*` feature).
     #[error("no jsonwebtoken crypto provider is available in this build")]
     NoCryptoProvider,
-}
-
-/// Why a token was refused. `Display` is short and safe to log; it never holds the token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum TokenError {
-    /// Not a compact JWS with base64url JSON parts and well-typed claims, or over
-    /// [`MAX_TOKEN_BYTES`], or using `crit` header extensions. Answer 401.
-    #[error("token is malformed")]
-    Malformed,
-    /// `alg` is `none`, unknown, or not in the configured allow-list. Answer 401.
-    #[error("token algorithm is not allowed")]
-    AlgorithmNotAllowed,
-    /// JWKS source: no key of the current set has the token's `kid` (or, without `kid`, no
-    /// single key fits). Answer 401; a refetch of the set has been requested (rate-limited),
-    /// so the client's retry can succeed once the rotated set is in.
-    #[error("token key id is not known")]
-    UnknownKey,
-    /// The signature does not verify with the configured key. Answer 401.
-    #[error("token signature is invalid")]
-    BadSignature,
-    /// `exp` is more than [`LEEWAY_S`] in the past. Answer 401; the client gets a new token.
-    #[error("token has expired")]
-    Expired,
-    /// `nbf` is more than [`LEEWAY_S`] in the future. Answer 401.
-    #[error("token is not yet valid")]
-    NotYetValid,
-    /// Issuers are configured and `iss` is missing or not one of them. Answer 401.
-    #[error("token issuer is not accepted")]
-    WrongIssuer,
-    /// Audiences are configured and no `aud` value is one of them. Answer 401.
-    #[error("token audience is not accepted")]
-    WrongAudience,
-}
-
-/// The claims ringcast uses from a verified token.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Claims {
-    /// `sub`, when present.
-    pub subject: Option<String>,
-    /// The `permissions` array followed by the space-separated `scope` entries,
-    /// deduplicated, first occurrence kept.
-    pub permissions: Vec<String>,
 }
 
 /// Where the keys come from.
@@ -195,6 +155,11 @@ pub struct Verifier {
     issuers: Vec<String>,
     /// Accepted `aud` values; empty skips the check.
     audiences: Vec<String>,
+    /// SHA-256 of the key configuration (source, key, algorithms, issuers, audiences): a
+    /// reload keeps a verifier whose configuration is unchanged ([`Self::same_configuration`]).
+    fingerprint: [u8; 32],
+    /// This compiled configuration's key generation (`auth::token_cache`).
+    key_generation: u64,
 }
 
 impl fmt::Debug for Verifier {
@@ -234,6 +199,8 @@ impl Verifier {
             provider,
             issuers: config.issuer.clone(),
             audiences: config.audience.clone(),
+            fingerprint: fingerprint("raw", config),
+            key_generation: next_key_generation(),
         })
     }
 
@@ -252,6 +219,8 @@ impl Verifier {
             provider,
             issuers: config.issuer.clone(),
             audiences: config.audience.clone(),
+            fingerprint: fingerprint("jwks", config),
+            key_generation: next_key_generation(),
         })
     }
 
@@ -281,6 +250,71 @@ impl Verifier {
     /// [`TokenError::UnknownKey`] at once (the caller never waits) and asks the fetcher for
     /// a refetch, which it rate-limits.
     pub fn verify(&self, token: &str, now_unix_s: u64) -> Result<Claims, TokenError> {
+        let set = self.key_set();
+        self.verify_against(token, now_unix_s, set.as_deref())
+            .map(|verified| verified.claims)
+    }
+
+    /// [`Self::verify`] through `cache`: a token of `app` this node verified before with the
+    /// same keys is answered from the cache (no signature check, no JSON parsing), still
+    /// refused once its `exp` has passed; a token verified now is remembered.
+    pub fn verify_cached(
+        &self,
+        cache: &TokenCache,
+        app: &str,
+        token: &str,
+        now_unix_s: u64,
+    ) -> Result<Claims, TokenError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(TokenError::Malformed);
+        }
+        if cache.is_disabled() {
+            return self.verify(token, now_unix_s);
+        }
+        // The set is read once: the generation in the digest is the one that verifies.
+        let set = self.key_set();
+        let generation = KeyGeneration {
+            configuration: self.key_generation,
+            key_set: set.as_ref().map_or(0, |set| set.version()),
+        };
+        let digest = cache.digest(app, generation, token);
+        match cache.lookup(&digest, now_unix_s) {
+            Lookup::Hit(claims) => Ok(claims),
+            Lookup::Expired => Err(TokenError::Expired),
+            Lookup::Miss => {
+                let verified = self.verify_against(token, now_unix_s, set.as_deref())?;
+                cache.insert(digest, &verified.claims, verified.expires_at, now_unix_s);
+                Ok(verified.claims)
+            }
+        }
+    }
+
+    /// Whether `other` was compiled from the same key configuration (a reload keeps this
+    /// verifier then, and with it its key generation and the cached tokens).
+    pub fn same_configuration(&self, other: &Verifier) -> bool {
+        self.fingerprint == other.fingerprint
+    }
+
+    /// This compiled configuration's key generation.
+    pub fn key_generation(&self) -> u64 {
+        self.key_generation
+    }
+
+    /// The current JWKS key set, for a JWKS source.
+    fn key_set(&self) -> Option<Arc<KeySet>> {
+        match &self.keys {
+            KeySource::Raw(_) => None,
+            KeySource::Jwks(cache) => Some(cache.snapshot()),
+        }
+    }
+
+    /// Verifies `token` with the raw keys or, for a JWKS source, with `set`.
+    fn verify_against(
+        &self,
+        token: &str,
+        now_unix_s: u64,
+        set: Option<&KeySet>,
+    ) -> Result<Verified, TokenError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::Malformed);
         }
@@ -311,7 +345,7 @@ impl Verifier {
                 self.check_signature(algorithm, key, signing_input.as_bytes(), &signature)?;
             }
             KeySource::Jwks(cache) => {
-                let set = cache.snapshot();
+                let set = set.ok_or(TokenError::UnknownKey)?;
                 match set.lookup(header.key_id.as_deref(), algorithm) {
                     KeyLookup::Found(key) => {
                         self.check_signature(algorithm, key, signing_input.as_bytes(), &signature)?
@@ -342,6 +376,25 @@ impl Verifier {
                 SignatureError::Invalid => TokenError::BadSignature,
             })
     }
+}
+
+/// SHA-256 of a key configuration and its source: equal for equal configurations.
+fn fingerprint(source: &str, config: &VerifierConfig) -> [u8; 32] {
+    use sha2::Digest as _;
+    let mut hasher = sha2::Sha256::new();
+    let mut field = |bytes: &[u8]| {
+        hasher.update((bytes.len() as u64).to_le_bytes());
+        hasher.update(bytes);
+    };
+    field(source.as_bytes());
+    field(config.key.as_bytes());
+    for list in [&config.algorithms, &config.issuer, &config.audience] {
+        field(&(list.len() as u64).to_le_bytes());
+        for entry in list {
+            field(entry.as_bytes());
+        }
+    }
+    hasher.finalize().into()
 }
 
 /// The deduplicated allow-list of `config` and the crypto provider.
@@ -415,6 +468,15 @@ fn parse_key(
             decoding_key
         }
         Algorithm::ES256 | Algorithm::ES384 => {
+            // The curve is checked here: the aws-lc backend accepts any EC point until the
+            // first verification, which would then refuse every token.
+            let curve_matches = match algorithm {
+                Algorithm::ES256 => p256::PublicKey::from_public_key_pem(key.trim()).is_ok(),
+                _ => p384::PublicKey::from_public_key_pem(key.trim()).is_ok(),
+            };
+            if !curve_matches {
+                return Err(unusable);
+            }
             DecodingKey::from_ec_pem(pem).map_err(|_| unusable.clone())?
         }
         Algorithm::EdDSA => {
@@ -449,53 +511,6 @@ struct RawHeader {
     key_id: Option<String>,
 }
 
-/// `aud`: one string or an array of strings (RFC 7519 §4.1.3).
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum RawAudience {
-    /// A single audience.
-    One(String),
-    /// Several audiences.
-    Many(Vec<String>),
-}
-
-impl RawAudience {
-    /// Whether any value is in `accepted`.
-    fn intersects(&self, accepted: &[String]) -> bool {
-        match self {
-            RawAudience::One(value) => accepted.contains(value),
-            RawAudience::Many(values) => values.iter().any(|value| accepted.contains(value)),
-        }
-    }
-}
-
-/// The claims this module reads. Duplicate keys make serde fail, so a token cannot carry
-/// two different `exp` values; unknown claims are ignored.
-#[derive(Deserialize)]
-struct RawClaims {
-    /// `sub`.
-    #[serde(rename = "sub", default)]
-    subject: Option<String>,
-    /// `permissions`.
-    #[serde(default)]
-    permissions: Option<Vec<String>>,
-    /// `scope`: space-separated permissions.
-    #[serde(default)]
-    scope: Option<String>,
-    /// `exp`: a NumericDate, which RFC 7519 allows to be fractional.
-    #[serde(rename = "exp", default)]
-    expires_at: Option<f64>,
-    /// `nbf`.
-    #[serde(rename = "nbf", default)]
-    not_before: Option<f64>,
-    /// `iss`.
-    #[serde(rename = "iss", default)]
-    issuer: Option<String>,
-    /// `aud`.
-    #[serde(rename = "aud", default)]
-    audience: Option<RawAudience>,
-}
-
 /// Base64url-decodes one JWS part and parses it as JSON.
 fn decode_json_part<T: DeserializeOwned>(part: &str) -> Result<T, TokenError> {
     let bytes = URL_SAFE_NO_PAD
@@ -505,57 +520,4 @@ fn decode_json_part<T: DeserializeOwned>(part: &str) -> Result<T, TokenError> {
     // invalid bytes without looking, so check the whole part first (found by fuzzing).
     std::str::from_utf8(&bytes).map_err(|_| TokenError::Malformed)?;
     serde_json::from_slice(&bytes).map_err(|_| TokenError::Malformed)
-}
-
-/// The one claims check for every algorithm: time, issuer, audience; then the result.
-fn validate_claims(
-    claims: RawClaims,
-    issuers: &[String],
-    audiences: &[String],
-    now_unix_s: u64,
-) -> Result<Claims, TokenError> {
-    // Timestamps are far below 2^53, so the conversions to f64 are exact.
-    let now = now_unix_s as f64;
-    let leeway = LEEWAY_S as f64;
-    if let Some(expires_at) = claims.expires_at {
-        if now > expires_at + leeway {
-            return Err(TokenError::Expired);
-        }
-    }
-    if let Some(not_before) = claims.not_before {
-        if not_before > now + leeway {
-            return Err(TokenError::NotYetValid);
-        }
-    }
-    if !issuers.is_empty() {
-        match &claims.issuer {
-            Some(issuer) if issuers.contains(issuer) => {}
-            _ => return Err(TokenError::WrongIssuer),
-        }
-    }
-    if !audiences.is_empty() {
-        match &claims.audience {
-            Some(audience) if audience.intersects(audiences) => {}
-            _ => return Err(TokenError::WrongAudience),
-        }
-    }
-    Ok(Claims {
-        subject: claims.subject,
-        permissions: merge_permissions(claims.permissions, claims.scope.as_deref()),
-    })
-}
-
-/// `permissions` then `scope` entries, deduplicated, first occurrence kept.
-fn merge_permissions(permissions: Option<Vec<String>>, scope: Option<&str>) -> Vec<String> {
-    let listed = permissions.unwrap_or_default();
-    let scoped = scope.unwrap_or_default().split_whitespace();
-    let mut seen: HashSet<String> = HashSet::new();
-    let mut merged = Vec::with_capacity(listed.len());
-    for permission in listed.into_iter().chain(scoped.map(str::to_owned)) {
-        if !seen.contains(&permission) {
-            seen.insert(permission.clone());
-            merged.push(permission);
-        }
-    }
-    merged
 }

@@ -14,6 +14,9 @@
 //! # Layout
 //! - [`algorithm`]: the supported JWS algorithms.
 //! - [`jwt`]: [`Verifier`], compiled from an app key configuration, verifies tokens.
+//! - [`claims`]: the claim checks every algorithm shares, and the [`Claims`] kept.
+//! - [`token_cache`]: [`TokenCache`], the node's verified tokens (by keyed digest), so a
+//!   reconnect skips the signature check.
 //! - `key`: a parsed verification key and the signature check with it (shared by
 //!   [`jwt`] and [`jwks`], which import it, not each other's keys).
 //! - [`jwks`]: JWKS documents parsed into bounded key sets, and the shared [`JwksCache`]
@@ -30,6 +33,7 @@
 pub mod address;
 pub mod algorithm;
 pub mod anonymous;
+pub mod claims;
 pub mod forwarded;
 pub mod jwks;
 pub mod jwt;
@@ -37,6 +41,7 @@ mod key;
 pub mod keygen;
 pub mod mint;
 pub mod permissions;
+pub mod token_cache;
 
 #[cfg(test)]
 mod jwt_tests;
@@ -49,3 +54,4 @@ pub use jwt::{Claims, KeyError, TokenError, Verifier, VerifierConfig, LEEWAY_S, 
 pub use keygen::{KeyMaterial, KeygenError};
 pub use mint::{random_hs_secret, sign, sign_with_key_id, MintError};
 pub use permissions::PermissionSet;
+pub use token_cache::TokenCache;

@@ -18,7 +18,8 @@
 
 use super::anonymous::AnonymousEndpoint;
 use super::interest::InterestMap;
-use crate::auth::{AddressKey, ClientAddress, JwksCache, SourceFilter, Verifier, VerifierConfig};
+use crate::auth::{AddressKey, ClientAddress, JwksCache, SourceFilter, TokenCache};
+use crate::auth::{Verifier, VerifierConfig};
 use crate::config::{Config, ConfigError, KeyConfig, LimitsConfig};
 use ipnet::IpNet;
 use std::collections::HashMap;
@@ -124,6 +125,9 @@ pub struct Registry {
     /// fetcher fills them. Empty when no key has `source: "jwks"`. A reload reuses the
     /// caches of URLs the previous generation had (their keys stay loaded).
     pub jwks: Vec<Arc<JwksCache>>,
+    /// The node's verified client tokens (`server.tokenCacheEntries`), shared by every
+    /// worker and passed on by a reload (the control thread clears it when keys change).
+    pub token_cache: Arc<TokenCache>,
 }
 
 /// What a reload changed, by app id.
@@ -253,7 +257,14 @@ impl Registry {
                     next_slot - 1
                 }
             };
-            let client_verifier = compile_key(id, "authKey", &app.auth_key, &mut jwks, reusable)?;
+            let mut client_verifier =
+                compile_key(id, "authKey", &app.auth_key, &mut jwks, reusable)?;
+            // An unchanged key configuration keeps its key generation (and cached tokens).
+            if let Some(e) =
+                earlier.filter(|e| e.client_verifier.same_configuration(&client_verifier))
+            {
+                client_verifier = e.client_verifier.clone();
+            }
             let anonymous = super::anonymous::compile(
                 id,
                 app.anonymous.as_ref(),
@@ -352,6 +363,9 @@ impl Registry {
             monitoring_sources,
             generation: previous.map(|p| p.generation + 1).unwrap_or(1),
             jwks,
+            token_cache: previous
+                .map(|p| p.token_cache.clone())
+                .unwrap_or_else(|| Arc::new(TokenCache::new(server.token_cache_entries))),
         })
     }
 

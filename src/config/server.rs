@@ -102,6 +102,11 @@ pub struct ServerConfig {
     /// WebSocket upgrades accepted per second, server-wide (each worker's listener takes
     /// its share); beyond: 503 before any token is verified. 0 = unlimited.
     pub max_handshakes_per_second: u64,
+    /// Verified client tokens the node remembers, shared by its workers, so that a
+    /// reconnecting client skips the signature check (README "Token cache"). Full: expired
+    /// entries go first, then the one expiring soonest. 0 = off (every connect verifies).
+    /// Restart-only.
+    pub token_cache_entries: u64,
     /// Kernel send buffer per client socket (`SO_SNDBUF`); 0 = the kernel's autotuning.
     /// Smaller values cut slow consumers sooner and bound kernel memory per connection.
     pub socket_send_buffer_bytes: u64,
@@ -204,6 +209,7 @@ impl Default for ServerConfig {
             max_http_connections_per_worker: DEFAULT_MAX_HTTP_CONNECTIONS_PER_WORKER,
             max_handshakes_per_second: 0,
             socket_send_buffer_bytes: 0,
+            token_cache_entries: crate::auth::token_cache::DEFAULT_TOKEN_CACHE_ENTRIES,
             zero_copy_fanout_bytes: DEFAULT_ZERO_COPY_FANOUT_BYTES,
             flush_interval_micros: DEFAULT_FLUSH_INTERVAL_MICROS,
             io_uring_sends: false,

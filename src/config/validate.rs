@@ -28,6 +28,14 @@ impl Config {
                 format!("at most {MAX_FLUSH_INTERVAL_MICROS}"),
             ));
         }
+        let max_token_cache = crate::auth::token_cache::MAX_TOKEN_CACHE_ENTRIES;
+        if self.server.token_cache_entries > max_token_cache {
+            return Err(ConfigError::new(
+                None,
+                "server.tokenCacheEntries",
+                format!("at most {max_token_cache} (0 turns the cache off)"),
+            ));
+        }
         check_limits(None, "server", &self.server.limits())?;
         if self.server.max_http_connections_per_worker == 0 {
             return Err(ConfigError::new(

@@ -10,7 +10,9 @@
 use super::{only_get, Action, ApiRequest, ApiResponse};
 use crate::broker::apps::{App, AppCounters, Registry};
 use crate::broker::worker::Worker;
-use crate::metrics::{self, AnonymousSnapshot, AppSnapshot, AppsSnapshot, JwksSnapshot};
+use crate::metrics::{
+    self, AnonymousSnapshot, AppSnapshot, AppsSnapshot, JwksSnapshot, TokenCacheSnapshot,
+};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The live dashboard page (static, no build step; polls `/stats` every second).
@@ -113,6 +115,11 @@ fn apps_snapshot(registry: &Registry) -> AppsSnapshot {
         generation: registry.generation,
         apps,
         jwks,
+        token_cache: TokenCacheSnapshot {
+            hits: registry.token_cache.hits(),
+            misses: registry.token_cache.misses(),
+            entries: registry.token_cache.len() as u64,
+        },
     }
 }
 

@@ -21,7 +21,9 @@ pub mod snapshot;
 
 pub use refusal::Refusal;
 pub use render::render;
-pub use snapshot::{AnonymousSnapshot, AppSnapshot, AppsSnapshot, JwksSnapshot};
+pub use snapshot::{
+    AnonymousSnapshot, AppSnapshot, AppsSnapshot, JwksSnapshot, TokenCacheSnapshot,
+};
 
 use crate::error::CloseKind;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -36,6 +36,7 @@ pub fn render(
     render_apps(&mut registry, apps);
     render_anonymous_tokens(&mut registry, apps);
     render_jwks(&mut registry, apps);
+    render_token_cache(&mut registry, apps);
     render_handshakes(&mut registry, workers);
     render_traffic(&mut registry, workers);
     render_closes(&mut registry, workers);
@@ -171,6 +172,29 @@ fn render_anonymous_tokens(registry: &mut Registry, apps: &AppsSnapshot) {
         "anonymous_tokens",
         "POST /token/anonymous answers, per app: issued or rate_limited (429)",
         anonymous,
+    );
+}
+
+/// `token_cache_hits`, `token_cache_misses`, `token_cache_entries`.
+fn render_token_cache(registry: &mut Registry, apps: &AppsSnapshot) {
+    let cache = apps.token_cache;
+    counter(
+        registry,
+        "token_cache_hits",
+        "Handshakes whose token this node had verified before with the same keys (no signature check)",
+        cache.hits,
+    );
+    counter(
+        registry,
+        "token_cache_misses",
+        "Handshakes whose token was verified (not cached, expired, or the cache is off)",
+        cache.misses,
+    );
+    gauge(
+        registry,
+        "token_cache_entries",
+        "Verified tokens the node holds (at most server.tokenCacheEntries)",
+        cache.entries,
     );
 }
 

@@ -2,7 +2,7 @@
 //! bus counters, without a broker.
 
 use super::*;
-use crate::metrics::{AnonymousSnapshot, AppSnapshot, JwksSnapshot};
+use crate::metrics::{AnonymousSnapshot, AppSnapshot, JwksSnapshot, TokenCacheSnapshot};
 
 /// Two apps (one with anonymous tokens), one JWKS URL, counters on two workers.
 fn state() -> ([WorkerMetrics; 2], AppsSnapshot) {
@@ -41,6 +41,11 @@ fn state() -> ([WorkerMetrics; 2], AppsSnapshot) {
             fetches_failed: 1,
             keys: 3,
         }],
+        token_cache: TokenCacheSnapshot {
+            hits: 8,
+            misses: 9,
+            entries: 4,
+        },
     };
     (workers, apps)
 }
@@ -62,6 +67,9 @@ fn renders_a_filled_in_snapshot() {
         "ringcast_jwks_fetches_total{url=\"https://***@idp.example/jwks\",result=\"ok\"} 2",
         "ringcast_jwks_fetches_total{url=\"https://***@idp.example/jwks\",result=\"failed\"} 1",
         "ringcast_jwks_keys{url=\"https://***@idp.example/jwks\"} 3",
+        "ringcast_token_cache_hits_total 8",
+        "ringcast_token_cache_misses_total 9",
+        "ringcast_token_cache_entries 4",
         "ringcast_handshakes_refused_total{reason=\"invalid_token\"} 1",
         "ringcast_deliveries_total 7",
         "ringcast_slow_consumers_total 1",
@@ -108,6 +116,7 @@ fn families_keep_their_order_and_the_bus_comes_last() {
         "app_connections",
         "anonymous_tokens",
         "jwks_fetches",
+        "token_cache_hits",
         "handshakes_accepted",
         "messages_in",
         "frames_dropped",

@@ -15,6 +15,19 @@ pub struct AppsSnapshot {
     pub apps: Vec<AppSnapshot>,
     /// Every JWKS URL the configuration uses, in registry order.
     pub jwks: Vec<JwksSnapshot>,
+    /// The node's verified-token cache.
+    pub token_cache: TokenCacheSnapshot,
+}
+
+/// The verified-token cache's lookups and size.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TokenCacheSnapshot {
+    /// Handshakes whose token was found (no signature check).
+    pub hits: u64,
+    /// Handshakes whose token was verified (not cached, expired, or the cache is off).
+    pub misses: u64,
+    /// Entries held now.
+    pub entries: u64,
 }
 
 /// One app's numbers, summed over the workers.

@@ -411,7 +411,12 @@ async fn upgrade(
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let claims = match app.client_verifier.verify(token, now) {
+    // A token this node verified before with the same keys skips the signature check;
+    // everything above (rate limit, source address) and below (limits) runs every time.
+    let claims = match app
+        .client_verifier
+        .verify_cached(&registry.token_cache, &app.id, token, now)
+    {
         Ok(claims) => claims,
         Err(error) => {
             tracing::debug!(app = %app.id, reason = %error, "token refused");

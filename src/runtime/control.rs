@@ -17,7 +17,7 @@ use crate::broker::apps::Registry;
 use crate::broker::bus_link::BusCommand;
 use crate::broker::mesh::{MeshMessage, MeshSender};
 use crate::config::Config;
-use crate::control::{next_generation, ControlRequest, ReloadOutcome};
+use crate::control::{client_keys_changed, next_generation, ControlRequest, ReloadOutcome};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -115,7 +115,7 @@ impl Controller {
         // fetcher covers the new set (waiting a bounded time for new URLs' first fetch)
         // before any worker can verify against them. The old fetcher stops when replaced.
         if !registry.jwks.is_empty() || self.jwks.is_some() {
-            self.jwks = jwks::start(&registry.jwks)
+            self.jwks = jwks::start(&registry.jwks, &registry.token_cache)
                 .map_err(|error| format!("cannot start the JWKS fetcher thread: {error}"))?;
         }
         // The bus first: it must know an added app's slot before any worker can announce
@@ -140,6 +140,11 @@ impl Controller {
                 );
                 break;
             }
+        }
+        // After the workers switched: tokens verified with keys this reload changed could
+        // no longer be found; free their entries.
+        if client_keys_changed(&registry, &self.current) {
+            registry.token_cache.clear();
         }
         self.current = registry;
         self.running = next.config;

@@ -17,6 +17,7 @@
 //! before any ring that came after it; a failed or oversized fetch keeps the previous set.
 
 use crate::auth::jwks::{parse_key_set, redact_url_in, JwksCache, MAX_JWKS_DOCUMENT_BYTES};
+use crate::auth::TokenCache;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -64,6 +65,8 @@ impl Drop for JwksFetcher {
 /// Per-URL schedule, owned by the fetcher thread.
 struct Entry {
     cache: Arc<JwksCache>,
+    /// The node's verified tokens: cleared when this URL's keys change.
+    token_cache: Arc<TokenCache>,
     /// When the next scheduled fetch is due.
     due: Instant,
     /// When the last unknown-`kid` refetch happened.
@@ -73,8 +76,12 @@ struct Entry {
 }
 
 /// Starts the fetcher for `caches` (`None` when there are none) and waits up to
-/// [`STARTUP_WAIT`] for its first round.
-pub fn start(caches: &[Arc<JwksCache>]) -> std::io::Result<Option<JwksFetcher>> {
+/// [`STARTUP_WAIT`] for its first round. A fetch that changes a URL's keys clears
+/// `token_cache` (tokens verified with the old keys could no longer be found anyway).
+pub fn start(
+    caches: &[Arc<JwksCache>],
+    token_cache: &Arc<TokenCache>,
+) -> std::io::Result<Option<JwksFetcher>> {
     if caches.is_empty() {
         return Ok(None);
     }
@@ -87,6 +94,7 @@ pub fn start(caches: &[Arc<JwksCache>]) -> std::io::Result<Option<JwksFetcher>> 
         .iter()
         .map(|cache| Entry {
             cache: cache.clone(),
+            token_cache: token_cache.clone(),
             // A cache kept by a configuration reload keeps its schedule (no refetch).
             due: cache.remembered_refresh().unwrap_or(now),
             last_unknown_kid_fetch: None,
@@ -177,7 +185,9 @@ fn fetch(agent: &ureq::Agent, entry: &mut Entry) {
                     refresh_s = max_age.as_secs(),
                     "JWKS fetched"
                 );
-                entry.cache.install(parsed.set);
+                if entry.cache.install(parsed.set) {
+                    entry.token_cache.clear();
+                }
                 entry
                     .cache
                     .fetches_ok

@@ -56,8 +56,11 @@ pub use worker::WorkerRuntime;
 /// Bytes read per `recv` into the worker's pooled buffer: one default max message plus
 /// headroom, so a maximal frame usually arrives in one read.
 pub const READ_BUFFER_BYTES: usize = 80 * 1024;
-/// Pending connections the kernel queues per listener before refusing.
-pub const LISTEN_BACKLOG: i32 = 4096;
+/// Pending connections per listener when the host's `net.core.somaxconn` cannot be read
+/// (the kernel's own default since Linux 5.4).
+pub const FALLBACK_LISTEN_BACKLOG: i32 = 4096;
+/// Where the host's cap on a listen backlog is read.
+const SOMAXCONN_PATH: &str = "/proc/sys/net/core/somaxconn";
 /// Seconds a closing connection may take to finish the close handshake before its socket
 /// is shut down hard.
 pub const CLOSE_GRACE_SECONDS: u64 = 5;
@@ -85,11 +88,26 @@ pub enum StartError {
     Worker { index: usize, message: String },
 }
 
+/// The listen backlog: the host's `net.core.somaxconn` (the kernel caps any backlog there,
+/// so asking for it takes all the host allows for a reconnect burst), or
+/// [`FALLBACK_LISTEN_BACKLOG`] when it cannot be read (tuning/README.md).
+pub fn listen_backlog() -> i32 {
+    backlog_from_somaxconn(std::fs::read_to_string(SOMAXCONN_PATH).ok().as_deref())
+}
+
+/// [`listen_backlog`] from the file's text (`None`: unreadable).
+fn backlog_from_somaxconn(text: Option<&str>) -> i32 {
+    text.and_then(|text| text.trim().parse::<i32>().ok())
+        .filter(|value| *value > 0)
+        .unwrap_or(FALLBACK_LISTEN_BACKLOG)
+}
+
 /// Binds the listeners: refuses a port another process serves, then one `SO_REUSEPORT`
-/// socket per worker (port 0 resolves to one free port shared by all).
+/// socket per worker (port 0 resolves to one free port shared by all), each with `backlog`.
 fn bind_listeners(
     address: SocketAddr,
     count: usize,
+    backlog: i32,
 ) -> Result<Vec<std::net::TcpListener>, StartError> {
     use socket2::{Domain, Protocol, Socket, Type};
     if address.port() != 0 {
@@ -114,7 +132,7 @@ fn bind_listeners(
             socket.set_reuse_address(true)?;
             socket.set_reuse_port(true)?;
             socket.bind(&bound.into())?;
-            socket.listen(LISTEN_BACKLOG)?;
+            socket.listen(backlog)?;
             socket.set_nonblocking(true)?;
             Ok(socket.into())
         };
@@ -153,18 +171,21 @@ pub fn start(config: &Config) -> Result<ServerHandle, StartError> {
     let address = config.listen_address()?;
     // Before the listeners open, so the first clients find the keys (bounded wait). The
     // control thread owns it from here (a reload starts one for the new set of URLs).
-    let jwks = jwks::start(&registry.jwks).map_err(|error| StartError::Worker {
-        index: 0,
-        message: format!("cannot start the JWKS fetcher thread: {error}"),
-    })?;
-    let listeners = bind_listeners(address, workers)?;
+    let jwks =
+        jwks::start(&registry.jwks, &registry.token_cache).map_err(|error| StartError::Worker {
+            index: 0,
+            message: format!("cannot start the JWKS fetcher thread: {error}"),
+        })?;
+    let backlog = listen_backlog();
+    tracing::info!(backlog, "listen backlog per listener (net.core.somaxconn)");
+    let listeners = bind_listeners(address, workers, backlog)?;
     let local_address = listeners[0]
         .local_addr()
         .map_err(|source| StartError::Listen { address, source })?;
     let mut plain_listeners: Vec<Option<std::net::TcpListener>> = Vec::new();
     let mut plain_address = None;
     if let Some(plain) = config.plain_listen_address()? {
-        let bound = bind_listeners(plain, workers)?;
+        let bound = bind_listeners(plain, workers, backlog)?;
         plain_address = Some(bound[0].local_addr().map_err(|source| StartError::Listen {
             address: plain,
             source,
@@ -323,4 +344,38 @@ struct Cluster {
     channel: (Mailbox<BusCommand>, MeshSender<BusCommand>),
     metrics: Arc<BusMetrics>,
     resync: Arc<AtomicBool>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_backlog_is_the_hosts_somaxconn() {
+        assert_eq!(backlog_from_somaxconn(Some("65535\n")), 65535);
+        assert_eq!(backlog_from_somaxconn(Some("128")), 128);
+    }
+
+    #[test]
+    fn an_unreadable_or_odd_somaxconn_falls_back() {
+        for text in [
+            None,
+            Some(""),
+            Some("many"),
+            Some("0"),
+            Some("-1"),
+            Some("99999999999"),
+        ] {
+            assert_eq!(
+                backlog_from_somaxconn(text),
+                FALLBACK_LISTEN_BACKLOG,
+                "{text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn this_host_gives_a_positive_backlog() {
+        assert!(listen_backlog() > 0);
+    }
 }
