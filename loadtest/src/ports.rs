@@ -268,8 +268,9 @@ mod tests {
             error.contains(&format!("pid {}", std::process::id())),
             "the holder (this test) is named: {error}"
         );
-        drop(held);
-        ensure_free(address, "ringcast").expect("free once the holder closed it");
+        // No "free once closed" check here: the moment `held` closes, the ephemeral port may
+        // be taken again by any socket of this machine (another test's client connection
+        // got it in a CI run: bind then fails with AddrInUse and no listener to name).
     }
 
     #[test]
