@@ -454,8 +454,9 @@ fn decode_histogram(text: &str) -> anyhow::Result<Histogram<u64>> {
         .map_err(|error| anyhow::anyhow!("deserialize histogram: {error:?}"))
 }
 
-fn emit(report: &Report) -> anyhow::Result<()> {
-    let mut line = serde_json::to_vec(report)?;
+/// Writes one JSON line to stdout (a client process's message to the parent).
+pub(crate) fn emit<T: serde::Serialize>(message: &T) -> anyhow::Result<()> {
+    let mut line = serde_json::to_vec(message)?;
     line.push(b'\n');
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(&line)?;

@@ -20,7 +20,7 @@ use crate::wire::{self, Connection};
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -319,12 +319,7 @@ fn account(shared: &Shared, slot: usize, frame: &[u8]) {
 }
 
 fn emit(progress: &Progress) -> anyhow::Result<()> {
-    let mut line = serde_json::to_vec(progress)?;
-    line.push(b'\n');
-    let mut stdout = std::io::stdout().lock();
-    stdout.write_all(&line)?;
-    stdout.flush()?;
-    Ok(())
+    crate::fleet::emit(progress)
 }
 
 /// `ringcast-loadtest scale-worker`: see the module documentation.

@@ -11,6 +11,7 @@
 
 #[path = "../../tests/common/skip.rs"]
 mod skip;
+mod support;
 
 use serde_json::{json, Value};
 use skip::{current_test, skip};
@@ -19,32 +20,11 @@ use std::path::PathBuf;
 use std::process::Command;
 
 fn nats_server() -> Option<PathBuf> {
-    for variable in ["RINGCAST_NATS_SERVER", "NATS_SERVER_BIN"] {
-        if let Some(path) = std::env::var_os(variable) {
-            return Some(PathBuf::from(path));
-        }
-    }
-    for local in [
-        ".build/nats/bin/nats-server",
-        ".build/nats-venv/bin/nats-server",
-    ] {
-        let local = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("..")
-            .join(local);
-        if local.exists() {
-            return Some(local);
-        }
-    }
-    let on_path = Command::new("nats-server")
-        .arg("--version")
-        .output()
-        .ok()
-        .filter(|output| output.status.success())
-        .map(|_| PathBuf::from("nats-server"));
-    if on_path.is_none() && std::env::var("CI").as_deref() == Ok("true") {
+    let found = support::nats_server();
+    if found.is_none() && std::env::var("CI").as_deref() == Ok("true") {
         panic!("no nats-server under CI: scripts/test.sh installs it (scripts/install-nats.sh)");
     }
-    on_path
+    found
 }
 
 /// A port P with P and P+1 free (the harness gives nats-server WebSocket P, client P+1).

@@ -9,36 +9,14 @@
 
 #[path = "../../tests/common/skip.rs"]
 mod skip;
+mod support;
 
 use serde_json::{json, Value};
 use skip::{current_test, skip};
 use std::path::PathBuf;
 use std::process::Command;
 
-fn nats_server() -> Option<PathBuf> {
-    for variable in ["RINGCAST_NATS_SERVER", "NATS_SERVER_BIN"] {
-        if let Some(path) = std::env::var_os(variable) {
-            return Some(PathBuf::from(path));
-        }
-    }
-    for local in [
-        ".build/nats/bin/nats-server",
-        ".build/nats-venv/bin/nats-server",
-    ] {
-        let local = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("..")
-            .join(local);
-        if local.exists() {
-            return Some(local);
-        }
-    }
-    Command::new("nats-server")
-        .arg("--version")
-        .output()
-        .ok()
-        .filter(|output| output.status.success())
-        .map(|_| PathBuf::from("nats-server"))
-}
+use support::nats_server;
 
 /// Skips (or, under CI, fails) with `reason`.
 fn missing(reason: &str) {
