@@ -316,18 +316,7 @@ fn run_sweep(
             result.provenance.started_unix_seconds
         ))
     });
-    if let Some(parent) = output.parent() {
-        std::fs::create_dir_all(parent).ok();
-    }
-    std::fs::write(&output, serde_json::to_vec_pretty(&result)?)
-        .with_context(|| format!("write {}", output.display()))?;
-    println!("result: {}", output.display());
-    let chart = cli
-        .chart
-        .clone()
-        .unwrap_or_else(|| output.with_extension("svg"));
-    sweep::chart(&result, &chart).with_context(|| format!("draw {}", chart.display()))?;
-    println!("chart: {}", chart.display());
+    write_result_and_chart(&output, cli.chart.clone(), &result, sweep::chart)?;
     Ok(())
 }
 
@@ -376,18 +365,7 @@ fn run_scale(
             record.provenance.started_unix_seconds
         ))
     });
-    if let Some(parent) = output.parent() {
-        std::fs::create_dir_all(parent).ok();
-    }
-    std::fs::write(&output, serde_json::to_vec_pretty(&record)?)
-        .with_context(|| format!("write {}", output.display()))?;
-    println!("result: {}", output.display());
-    let chart = cli
-        .chart
-        .clone()
-        .unwrap_or_else(|| output.with_extension("svg"));
-    scale_report::chart(&record, &chart).with_context(|| format!("draw {}", chart.display()))?;
-    println!("chart: {}", chart.display());
+    write_result_and_chart(&output, cli.chart.clone(), &record, scale_report::chart)?;
     Ok(())
 }
 
@@ -672,5 +650,25 @@ fn pin_process(list: &str) -> anyhow::Result<()> {
             std::io::Error::last_os_error()
         );
     }
+    Ok(())
+}
+
+/// Writes `record` as JSON to `output` and its chart to `chart` (default: `output` with
+/// `.svg`), printing both paths.
+fn write_result_and_chart<T: serde::Serialize>(
+    output: &std::path::Path,
+    chart: Option<PathBuf>,
+    record: &T,
+    draw: impl FnOnce(&T, &std::path::Path) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    if let Some(parent) = output.parent() {
+        std::fs::create_dir_all(parent).ok();
+    }
+    std::fs::write(output, serde_json::to_vec_pretty(record)?)
+        .with_context(|| format!("write {}", output.display()))?;
+    println!("result: {}", output.display());
+    let chart = chart.unwrap_or_else(|| output.with_extension("svg"));
+    draw(record, &chart).with_context(|| format!("draw {}", chart.display()))?;
+    println!("chart: {}", chart.display());
     Ok(())
 }
