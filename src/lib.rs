@@ -38,10 +38,11 @@
 //!   mesh         channels between workers (bounded, batched wakes, room wakes)
 //!   outbox       a worker's not-yet-handed mesh messages; reader backpressure
 //!   bus_link     BusCommand and a worker's sending end to the bus thread
-//!   interest     which workers hold subscribers of (app, topic)
+//!   interest     which workers hold subscribers of (app, topic), and which buckets
+//!                this node holds topics of
 //!   apps         compiled app registry (keys, filters, limits), one generation per reload
 //!   anonymous    anonymous-token endpoint state: issuer + per-address rate limiter
-//! cluster/       the bus's sans-IO parts: wire format, remote interest bookkeeping,
+//! cluster/       the bus's sans-IO parts: NATS subjects (`subjects`), wire format,
 //!                validation of bus input (`validate`)
 //! control        the control requests and the pure part of a reload (next generation)
 //! auth/          JWT verification (`key` shared by `jwt` and `jwks`; `claims`), JWKS key

@@ -1,9 +1,8 @@
 //! Bus input (`cluster::wire` decoding and `cluster::validate`): what any NATS publisher
 //! on the cluster's subjects can send a node.
 //!
-//! Input: byte 0 picks the kind — 0: a publication in the binary layout; 1: a delta;
-//! 2: a snapshot part; 3: presence; 4: an admin call; 5: a terminate request — the rest is
-//! the message. Checks: no panic; a publication that passes validation is one complete,
+//! Input: byte 0 picks the kind — 0: a publication in the binary layout; 1: a hello;
+//! 2: an admin call; 3: a terminate request — the rest is the message. Checks: no panic; a publication that passes validation is one complete,
 //! final, unmasked text/binary frame within the bound whose payload is JSON nested at most
 //! 128 deep, and its deflated twin (if any) inflates to exactly that payload.
 #![no_main]
@@ -13,10 +12,9 @@ use std::cell::RefCell;
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use ringcast::cluster::validate::{
-    check_admin, check_delta, check_presence, check_publication, check_snapshot_part,
-    check_terminate, parse_control,
+    check_admin, check_hello, check_publication, check_terminate, parse_control,
 };
-use ringcast::cluster::wire::{decode_publication, Admin, Delta, Presence, SnapshotPart, TerminateRequest};
+use ringcast::cluster::wire::{decode_publication, Admin, Hello, TerminateRequest};
 use ringcast::protocol::deflate::Inflater;
 use ringcast::protocol::nesting::{nesting_exceeds, MAX_JSON_NESTING};
 
@@ -41,7 +39,7 @@ fuzz_target!(|data: &[u8]| {
     let [selector, message @ ..] = data else {
         return;
     };
-    match selector % 6 {
+    match selector % 4 {
         0 => {
             let bytes = Bytes::copy_from_slice(message);
             let Some(publication) = decode_publication(&bytes) else {
@@ -76,21 +74,11 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         1 => {
-            if let Ok(delta) = parse_control::<Delta>(message) {
-                let _ = check_delta(&delta);
+            if let Ok(hello) = parse_control::<Hello>(message) {
+                let _ = check_hello(&hello);
             }
         }
         2 => {
-            if let Ok(part) = parse_control::<SnapshotPart>(message) {
-                let _ = check_snapshot_part(&part);
-            }
-        }
-        3 => {
-            if let Ok(presence) = parse_control::<Presence>(message) {
-                let _ = check_presence(&presence);
-            }
-        }
-        4 => {
             if let Ok(admin) = parse_control::<Admin>(message) {
                 let _ = check_admin(&admin);
             }

@@ -454,19 +454,22 @@ fn run_cluster(
         node_options.cluster = Some(json!({
             "nats": [format!("nats://127.0.0.1:{bus_port}")],
             "name": format!("node-{node}"),
+            "nodeNumber": node,
             "subjectPrefix": "loadtest",
         }));
         nodes.push(server::start(&node_options, credentials, work_dir)?);
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     for node in &nodes {
-        let expected = format!("ringcast_bus_remote_nodes {}", CLUSTER_NODES - 1);
+        // Connected to NATS; each node's subscriptions take effect as its clients
+        // subscribe (NATS propagates them before the measured phase starts).
+        let expected = "ringcast_bus_connected 1";
         while !server::http_get(node.address, "/metrics")
-            .map(|body| body.contains(&expected))
+            .map(|body| body.contains(expected))
             .unwrap_or(false)
         {
             if std::time::Instant::now() > deadline {
-                bail!("the cluster nodes did not find each other");
+                bail!("the cluster nodes did not connect to NATS");
             }
             std::thread::sleep(std::time::Duration::from_millis(100));
         }

@@ -240,6 +240,7 @@ pub fn run(
         node_options.cluster = Some(json!({
             "nats": [bus],
             "name": format!("scale-{node}"),
+            "nodeNumber": node,
             "subjectPrefix": "loadtest-scale",
         }));
         // server::start refuses a port someone holds and checks that the started node is

@@ -17,15 +17,16 @@ use std::sync::Arc;
 
 /// What workers hand the bus thread.
 pub enum BusCommand {
-    /// A publication some other node has interest in (sent to NATS once).
+    /// A publication, sent to NATS once (NATS hands it to the nodes subscribed to its
+    /// subject, if any).
     Publish {
         app: usize,
         topic: Arc<str>,
         frame: Frame,
     },
-    /// This node's subscribers of `(app, topic)` may have gone 0↔1: the bus re-reads the
-    /// interest map and announces a delta if its announced state differs.
-    InterestChanged { app: usize, topic: Box<str> },
+    /// Whether this node holds a topic of `(app, bucket)` may have changed: the bus
+    /// re-reads the interest map and subscribes or unsubscribes on NATS to match.
+    BucketChanged { app: usize, bucket: u16 },
     /// Close connection `id` on the node holding it; `reply` learns whether it existed
     /// (dropped unanswered when the node does not answer in time).
     Terminate {
@@ -54,6 +55,8 @@ pub struct BusLink {
     metrics: Arc<BusMetrics>,
     /// Set when an interest hint could not be queued: the bus rescans every interest map.
     resync: Arc<AtomicBool>,
+    /// This node's `server.cluster.nodeNumber` (carried by its connection ids).
+    node: u16,
     /// Commands queued since the last wake.
     wake_pending: Cell<bool>,
 }
@@ -63,13 +66,20 @@ impl BusLink {
         sender: MeshSender<BusCommand>,
         metrics: Arc<BusMetrics>,
         resync: Arc<AtomicBool>,
+        node: u16,
     ) -> BusLink {
         BusLink {
             sender,
             metrics,
             resync,
+            node,
             wake_pending: Cell::new(false),
         }
+    }
+
+    /// This node's number.
+    pub fn node(&self) -> u16 {
+        self.node
     }
 
     pub fn metrics(&self) -> &BusMetrics {
@@ -90,7 +100,7 @@ impl BusLink {
             Err(crossbeam_channel::TrySendError::Full(command)) => command,
         };
         match command {
-            BusCommand::InterestChanged { .. } => {
+            BusCommand::BucketChanged { .. } => {
                 self.resync.store(true, Ordering::Release);
                 self.wake_pending.set(true);
             }

@@ -10,29 +10,27 @@
 //! one sharded `RwLock` read (uncontended atomic) + one hash per publish.
 //!
 //! Invariant: bit `w` is set iff worker `w`'s local table has ≥ 1 subscriber of the topic
-//! (each worker only flips its own bit). Sharding bounds writer contention; entries vanish
-//! when the mask reaches zero, so size is bounded by live topics.
+//! (each worker only flips its own bit). Entries vanish when the mask reaches zero, so size
+//! is bounded by live topics.
 //!
-//! Cluster mode: [`BUS_BIT`] (bit 63) is set iff another node has announced interest in the
-//! topic; only the bus thread flips it. A publish reads local and remote interest in the
-//! same single lookup. In cluster mode each open connection also has a `priv/<id>` entry
-//! (its worker's bit), so the node holding a connection id is found the same way.
+//! Buckets (cluster mode): every topic falls in one of [`BUCKETS`] buckets
+//! ([`bucket_of`], a stable hash: every node computes the same bucket). The map counts, per
+//! bucket, the topics this node holds subscribers of, under the same shard lock as the
+//! topics (a shard owns whole buckets), so a bucket's 0↔1 transitions are exact. The bus
+//! holds one NATS subscription per bucket in use; that keeps its cost bounded by
+//! [`BUCKETS`] per app whatever the number of topics (docs/decisions/bus-interest.md).
 
-use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 use std::sync::RwLock;
 
-/// The bit standing for "some other node has subscribers" (cluster mode).
-pub const BUS_BIT: u64 = 1 << 63;
-/// The bits of this node's workers.
-pub const LOCAL_WORKERS: u64 = !BUS_BIT;
+/// The bits of this node's workers (bit 63 names none: [`worker_bit`]).
+pub const LOCAL_WORKERS: u64 = !(1 << 63);
 
-/// The mask bit of worker `index`, or 0 when `index` names no possible worker (≥ 63, the
-/// [`BUS_BIT`] and beyond). Every `1 << worker` goes through here: a worker index taken
-/// from outside (a connection id in `priv/<id>`, a bus message) can be anything, and a bare
-/// shift would panic in a debug build and wrap onto another worker's bit (or the bus bit)
-/// in release. A 0 bit names no worker, so whatever was addressed is simply not delivered.
+/// The mask bit of worker `index`, or 0 when `index` names no possible worker (≥ 63).
+/// Every `1 << worker` goes through here: a worker index taken from outside (a connection
+/// id in `priv/<id>`, a bus message) can be anything, and a bare shift would panic in a
+/// debug build and wrap onto another worker's bit in release. A 0 bit names no worker, so
+/// whatever was addressed is simply not delivered.
 pub fn worker_bit(index: usize) -> u64 {
     if index < crate::config::MAX_WORKERS {
         1 << index
@@ -41,11 +39,54 @@ pub fn worker_bit(index: usize) -> u64 {
     }
 }
 
-/// Shards per app: enough that 64 workers subscribing at once rarely share a lock.
-const SHARDS: usize = 32;
+/// Buckets of ordinary topics per app.
+pub const TOPIC_BUCKETS: u16 = 1024;
+/// Buckets of `priv/…` topics per app: usually one per user, so every node soon holds
+/// them all; a separate, smaller set keeps them from filling the ordinary topics' buckets.
+pub const PRIVATE_BUCKETS: u16 = 256;
+/// All buckets of an app: ordinary topics in `0..TOPIC_BUCKETS`, `priv/…` above.
+pub const BUCKETS: u16 = TOPIC_BUCKETS + PRIVATE_BUCKETS;
 
-/// One shard: topic → bitmask of workers.
-type Shard = RwLock<HashMap<Box<str>, u64>>;
+/// FNV-1a (64 bit) of `bytes`: stable across processes, versions and platforms — part of
+/// the bus's wire contract through [`bucket_of`].
+fn stable_hash(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The bucket of `topic` (the same on every node).
+pub fn bucket_of(topic: &str) -> u16 {
+    let hash = stable_hash(topic.as_bytes());
+    if topic.starts_with("priv/") {
+        TOPIC_BUCKETS + (hash % u64::from(PRIVATE_BUCKETS)) as u16
+    } else {
+        (hash % u64::from(TOPIC_BUCKETS)) as u16
+    }
+}
+
+/// Shards per app: enough that 64 workers subscribing at once rarely share a lock. Shard
+/// `s` owns buckets `s`, `s + SHARDS`, …
+const SHARDS: usize = 32;
+const BUCKETS_PER_SHARD: usize = (BUCKETS as usize).div_ceil(SHARDS);
+
+struct ShardState {
+    /// Topic → bitmask of workers.
+    topics: HashMap<Box<str>, u64>,
+    /// Topics held per bucket of this shard (index `bucket / SHARDS`).
+    buckets: [u32; BUCKETS_PER_SHARD],
+}
+
+impl Default for ShardState {
+    fn default() -> Self {
+        ShardState {
+            topics: HashMap::new(),
+            buckets: [0; BUCKETS_PER_SHARD],
+        }
+    }
+}
+
+type Shard = RwLock<ShardState>;
 
 /// Topic → worker bitmask for one app.
 pub struct InterestMap {
@@ -55,88 +96,80 @@ pub struct InterestMap {
 impl Default for InterestMap {
     fn default() -> Self {
         InterestMap {
-            shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
+            shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
         }
     }
 }
 
 impl InterestMap {
-    fn shard(&self, topic: &str) -> &Shard {
-        let mut hasher = DefaultHasher::new();
-        topic.hash(&mut hasher);
-        &self.shards[hasher.finish() as usize % SHARDS]
+    fn shard(&self, bucket: u16) -> &Shard {
+        &self.shards[bucket as usize % SHARDS]
     }
 
     /// Workers (bitmask) holding subscribers of `topic`.
     pub fn workers(&self, topic: &str) -> u64 {
         // A poisoned lock means a worker panicked mid-update; the map itself is still a
         // valid HashMap, so keep serving from it.
-        let shard = self.shard(topic).read().unwrap_or_else(|e| e.into_inner());
-        shard.get(topic).copied().unwrap_or(0)
+        let shard = self
+            .shard(bucket_of(topic))
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        shard.topics.get(topic).copied().unwrap_or(0)
     }
 
-    /// Marks `worker` as holding subscribers of `topic`; whether this node had none before
-    /// (the node-level 0→1 transition the bus announces).
-    pub fn add(&self, topic: &str, worker: usize) -> bool {
-        let bit = worker_bit(worker);
-        bit != 0 && self.set_bits(topic, bit, true) & LOCAL_WORKERS == 0
+    /// Marks `worker` as holding subscribers of `topic`. Returns the topic's bucket when
+    /// this made it go from no topic of this node to one (the bus subscribes to it).
+    pub fn add(&self, topic: &str, worker: usize) -> Option<u16> {
+        self.update(topic, worker_bit(worker), true)
     }
 
-    /// Marks `worker` as holding no subscribers of `topic`; whether this node now has none
-    /// (the node-level 1→0 transition the bus announces).
-    pub fn remove(&self, topic: &str, worker: usize) -> bool {
-        let bit = worker_bit(worker);
+    /// Marks `worker` as holding no subscribers of `topic`. Returns the topic's bucket when
+    /// this node now holds no topic of it (the bus unsubscribes).
+    pub fn remove(&self, topic: &str, worker: usize) -> Option<u16> {
+        self.update(topic, worker_bit(worker), false)
+    }
+
+    /// Whether this node holds subscribers of some topic of `bucket`.
+    pub fn bucket_in_use(&self, bucket: u16) -> bool {
+        let shard = self.shard(bucket).read().unwrap_or_else(|e| e.into_inner());
+        shard
+            .buckets
+            .get(bucket as usize / SHARDS)
+            .is_some_and(|count| *count > 0)
+    }
+
+    fn update(&self, topic: &str, bit: u64, on: bool) -> Option<u16> {
         if bit == 0 {
-            return false;
+            return None;
         }
-        let before = self.set_bits(topic, bit, false);
-        before & LOCAL_WORKERS == bit
-    }
-
-    /// Sets or clears [`BUS_BIT`] (the bus thread only).
-    pub fn set_remote(&self, topic: &str, interested: bool) {
-        self.set_bits(topic, BUS_BIT, interested);
-    }
-
-    /// Sets or clears `bits`; returns the mask before.
-    fn set_bits(&self, topic: &str, bits: u64, on: bool) -> u64 {
-        let mut shard = self.shard(topic).write().unwrap_or_else(|e| e.into_inner());
-        match shard.get_mut(topic) {
+        let bucket = bucket_of(topic);
+        let mut shard = self
+            .shard(bucket)
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        let shard = &mut *shard;
+        let count = &mut shard.buckets[bucket as usize / SHARDS];
+        match shard.topics.get_mut(topic) {
+            Some(mask) if on => {
+                *mask |= bit;
+                None
+            }
             Some(mask) => {
-                let before = *mask;
-                if on {
-                    *mask |= bits;
-                } else {
-                    *mask &= !bits;
-                    if *mask == 0 {
-                        shard.remove(topic);
-                    }
+                *mask &= !bit;
+                if *mask != 0 {
+                    return None;
                 }
-                before
+                shard.topics.remove(topic);
+                *count = count.saturating_sub(1);
+                (*count == 0).then_some(bucket)
             }
-            None => {
-                if on {
-                    shard.insert(topic.into(), bits);
-                }
-                0
+            None if on => {
+                shard.topics.insert(topic.into(), bit);
+                *count += 1;
+                (*count == 1).then_some(bucket)
             }
+            None => None,
         }
-    }
-
-    /// Every topic some worker of this node has subscribers of (the bus's resync and
-    /// snapshot; O(topics), never on the publish path).
-    pub fn local_topics(&self) -> Vec<Box<str>> {
-        let mut topics = Vec::new();
-        for shard in self.shards.iter() {
-            let shard = shard.read().unwrap_or_else(|e| e.into_inner());
-            topics.extend(
-                shard
-                    .iter()
-                    .filter(|(_, mask)| **mask & LOCAL_WORKERS != 0)
-                    .map(|(topic, _)| topic.clone()),
-            );
-        }
-        topics
     }
 }
 
@@ -170,21 +203,59 @@ mod tests {
     }
 
     #[test]
-    fn node_level_transitions_and_the_bus_bit() {
+    fn a_bucket_is_in_use_while_any_of_its_topics_is() {
         let map = InterestMap::default();
-        assert!(map.add("t", 1), "first worker: node gains interest");
-        assert!(!map.add("t", 2));
-        map.set_remote("t", true);
-        assert_eq!(map.workers("t"), BUS_BIT | 0b110);
-        assert!(!map.remove("t", 1));
-        assert!(map.remove("t", 2), "last worker: node loses interest");
-        assert_eq!(map.workers("t"), BUS_BIT, "remote interest stays");
-        assert!(map.local_topics().is_empty());
-        assert!(map.add("t", 0), "remote interest does not count as local");
-        assert_eq!(map.local_topics(), vec![Box::from("t")]);
-        map.remove("t", 0);
-        map.set_remote("t", false);
-        assert_eq!(map.workers("t"), 0);
+        // Two topics of one bucket.
+        let first = "t0".to_string();
+        let bucket = bucket_of(&first);
+        let second = (1..)
+            .map(|n| format!("t{n}"))
+            .find(|t| bucket_of(t) == bucket)
+            .unwrap();
+        assert_eq!(
+            map.add(&first, 1),
+            Some(bucket),
+            "first topic: bucket gained"
+        );
+        assert_eq!(map.add(&first, 2), None, "same topic, another worker");
+        assert_eq!(map.add(&second, 0), None, "bucket already in use");
+        assert!(map.bucket_in_use(bucket));
+        assert_eq!(map.remove(&first, 1), None);
+        assert_eq!(
+            map.remove(&first, 2),
+            None,
+            "the second topic still holds it"
+        );
+        assert_eq!(
+            map.remove(&second, 0),
+            Some(bucket),
+            "last topic: bucket lost"
+        );
+        assert!(!map.bucket_in_use(bucket));
+        assert_eq!(
+            map.remove(&second, 0),
+            None,
+            "removing twice changes nothing"
+        );
+        assert_eq!(map.workers(&first), 0);
+    }
+
+    #[test]
+    fn buckets_are_stable_and_keep_private_topics_apart() {
+        // Part of the wire contract: these values must never change within wire v1.
+        assert_eq!(stable_hash(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(stable_hash(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(bucket_of("chat"), (stable_hash(b"chat") % 1024) as u16);
+        for n in 0..2000 {
+            let ordinary = bucket_of(&format!("room/{n}"));
+            assert!(ordinary < TOPIC_BUCKETS);
+            let private = bucket_of(&format!("priv/user-{n}"));
+            assert!((TOPIC_BUCKETS..BUCKETS).contains(&private));
+        }
+        assert!(
+            !InterestMap::default().bucket_in_use(BUCKETS + 7),
+            "out of range: unused"
+        );
     }
 
     #[test]
@@ -195,9 +266,9 @@ mod tests {
             assert_eq!(worker_bit(index), 0, "index {index} names no worker");
         }
         let map = InterestMap::default();
-        assert!(!map.add("t", 64), "no bit, no transition");
-        assert!(!map.add("t", 63), "never the bus bit");
+        assert_eq!(map.add("t", 64), None, "no bit, no transition");
+        assert_eq!(map.add("t", 63), None);
         assert_eq!(map.workers("t"), 0);
-        assert!(!map.remove("t", 255));
+        assert_eq!(map.remove("t", 255), None);
     }
 }

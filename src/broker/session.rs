@@ -172,6 +172,27 @@ pub fn worker_of(id: u64) -> usize {
     (id & 0xff) as usize
 }
 
+/// Bits of a connection id that carry the node number (cluster mode): the top 12 of the
+/// 48, so ids stay 12 hex characters. Layout: `node (12) | random (28) | worker (8)`.
+pub const NODE_NUMBER_BITS: u32 = 12;
+use crate::config::MAX_NODE_NUMBER;
+const _: () = assert!(MAX_NODE_NUMBER as u64 == (1 << NODE_NUMBER_BITS) - 1);
+const NODE_SHIFT: u32 = 48 - NODE_NUMBER_BITS;
+const RANDOM_MASK: u64 = (1 << (NODE_SHIFT - 8)) - 1;
+
+/// The node number carried by connection `id` (meaningful in cluster mode, where every
+/// node writes its own number there; a single node fills those bits at random).
+pub fn node_of(id: u64) -> u16 {
+    ((id >> NODE_SHIFT) & u64::from(MAX_NODE_NUMBER)) as u16
+}
+
+/// A connection id of `node`'s `worker` (`random`'s low 28 bits are used).
+pub fn compose_connection_id(node: u16, random: u64, worker: usize) -> u64 {
+    (u64::from(node & MAX_NODE_NUMBER) << NODE_SHIFT)
+        | ((random & RANDOM_MASK) << 8)
+        | (worker as u64 & 0xff)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,6 +217,12 @@ mod tests {
         assert!(!text.contains('.'));
         assert_eq!(parse_connection_id(&text), Some(id));
         assert_eq!(worker_of(id), 3);
+        let clustered = compose_connection_id(4095, u64::MAX, 62);
+        assert_eq!((node_of(clustered), worker_of(clustered)), (4095, 62));
+        assert_eq!(clustered, 0xffff_ffff_ff3e, "48 bits: 12 hex characters");
+        let id = compose_connection_id(7, 0x123_4567, 2);
+        assert_eq!(format_connection_id(id), "007123456702");
+        assert_eq!((node_of(id), worker_of(id)), (7, 2));
         assert_eq!(parse_connection_id("ABCDEF123456"), None);
         assert_eq!(parse_connection_id("abc"), None);
         for id in [0, 1, 0xff, 0xffff_ffff_ffff, u64::MAX, id] {

@@ -1,25 +1,26 @@
 //! The cluster: several ringcast nodes acting as one broker over NATS (sans-IO parts).
 //!
-//! Responsibility: the bus wire format ([`wire`]), the interest bookkeeping ([`remote`]),
-//! the validation of what other nodes send ([`validate`]) and the bus's limits. It must not
+//! Responsibility: the bus's subjects ([`subjects`]), its wire format ([`wire`]), the
+//! validation of what other nodes send ([`validate`]) and the bus's limits. It must not
 //! do I/O or name tokio: the bus thread itself (`runtime::bus`) owns the NATS client. What
 //! workers hand the bus thread ([`BusCommand`] through a [`BusLink`]) is the workers' side
 //! of the link and lives with the mesh (`broker::mesh`); it is re-exported here. Arrows
 //! point one way: the cluster may name broker types, `broker` never names `cluster`.
 //!
-//! Design (ARCHITECTURE.md "Beyond one machine"): a node sends a publication to NATS once,
-//! and only for `(app, topic)` pairs another node has announced interest in (the
-//! interest map's `BUS_BIT`); every node delivers what arrives from NATS locally, exactly
-//! like a message from another worker. Interest travels as deltas on
-//! `<prefix>.interest.<node>`, snapshots answer late joiners and reconnects, heartbeats
-//! expire a dead node's interest after [`NODE_EXPIRY_MS`].
+//! Design (ARCHITECTURE.md "Beyond one machine", docs/decisions/bus-interest.md): a node
+//! sends every publication to NATS once, on a subject naming its app and its topic's
+//! bucket (or, for `priv/<id>`, the node the id names); a node subscribes on NATS to the
+//! buckets it holds topics of and to its own connections, so NATS — not home-made
+//! gossip — decides which nodes receive a publication. Per-node state is bounded by what
+//! the node serves: no node keeps anything per connection or per topic of another node.
 //!
 //! Invariants: one bus thread and one NATS connection per node, and one FIFO channel from
 //! each worker to it, so publications of one publisher on one topic leave — and arrive on
-//! every other node — in order. Delivery across nodes is at most once: NATS core does not
-//! redeliver, and every bounded queue on the way drops with a counter when full.
+//! every other node — in order (one topic, one subject). Delivery across nodes is at most
+//! once: NATS core does not redeliver, every bounded queue on the way drops with a counter
+//! when full, and a node receiving a publication on two of its subscriptions skips one.
 
-pub mod remote;
+pub mod subjects;
 pub mod validate;
 pub mod wire;
 
@@ -35,17 +36,6 @@ pub const BUS_DRAIN_BATCH: usize = 1024;
 /// Messages NATS may queue per subscription inside the client before it reports a slow
 /// consumer and drops (async-nats's own bound).
 pub const BUS_SUBSCRIPTION_CAPACITY: usize = 64 * 1024;
-/// Heartbeat period of every node.
-pub const HEARTBEAT_INTERVAL_MS: u64 = 1000;
-/// A node not heard from for this long is dropped with all its interest: three missed
-/// heartbeats, so a killed node's interest disappears within 3–4 seconds.
-pub const NODE_EXPIRY_MS: u64 = 3000;
-/// A snapshot is requested from one node at most this often (gaps seen on every delta
-/// during an outage would otherwise ask for one per message).
-pub const SNAPSHOT_RETRY_MS: u64 = 1000;
-/// `(app, topic)` entries per snapshot message: ~100 KiB, far below NATS's 1 MiB default
-/// `max_payload`.
-pub const SNAPSHOT_CHUNK_ENTRIES: usize = 1000;
 /// How long the bus waits for another node to answer a connection-addressed admin call
 /// (below the HTTP handler's own 5 s wait, which then answers 504).
 pub const ADMIN_REPLY_TIMEOUT_MS: u64 = 4000;

@@ -14,10 +14,9 @@
 //!
 //! Must not: do I/O, log, or panic on any input (this is a fuzz target's core).
 
-use super::wire::{Admin, BusPublication, Delta, Entry, Presence, SnapshotPart, TerminateRequest};
-use super::SNAPSHOT_CHUNK_ENTRIES;
+use super::wire::{Admin, BusPublication, Hello, TerminateRequest};
 use crate::broker::session::parse_connection_id;
-use crate::config::is_subject_token;
+use crate::config::{is_subject_token, MAX_NODE_NUMBER};
 use crate::protocol::command::validate_topic;
 use crate::protocol::deflate::Inflater;
 use crate::protocol::nesting::{nesting_exceeds, MAX_JSON_NESTING};
@@ -27,14 +26,10 @@ use crate::protocol::nesting::{nesting_exceeds, MAX_JSON_NESTING};
 /// most 16 KiB), the generated id, the field names and the frame header — 32 KiB bounds it
 /// with room to spare.
 pub const MAX_ENVELOPE_OVERHEAD_BYTES: usize = 32 * 1024;
-/// A control message (delta, snapshot part, presence, admin call, terminate request) above
-/// this is dropped: a snapshot part holds at most [`SNAPSHOT_CHUNK_ENTRIES`] entries of a
-/// 256-byte topic and an app id (~0.5 MiB at worst); 4 MiB is 8× that and above NATS's
-/// default 1 MiB `max_payload`.
-pub const MAX_CONTROL_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
-/// Entries one delta or snapshot part may carry (a node sends at most
-/// [`SNAPSHOT_CHUNK_ENTRIES`] added plus as many removed).
-pub const MAX_ENTRIES_PER_MESSAGE: usize = 2 * SNAPSHOT_CHUNK_ENTRIES;
+/// A control message (hello, admin call, terminate request) above this is dropped: the
+/// largest a node sends is an unsubscribe call (≤ 50 patterns of 1 KiB and a 16 KiB
+/// subject, ~70 KiB escaped); 1 MiB is NATS's default `max_payload`.
+pub const MAX_CONTROL_MESSAGE_BYTES: usize = 1024 * 1024;
 /// App ids on the bus, like in the configuration (the wire format's length byte).
 pub const MAX_APP_ID_BYTES: usize = 255;
 /// Patterns one cluster-wide unsubscribe may carry (the HTTP API's own bound).
@@ -50,7 +45,7 @@ pub const MAX_SUBJECT_BYTES: usize = 16 * 1024;
 pub enum BusInputError {
     /// Not the binary publication layout, or not JSON of the expected shape.
     Malformed,
-    /// Above [`max_bus_frame_bytes`] or [`MAX_CONTROL_MESSAGE_BYTES`], or too many entries.
+    /// Above [`max_bus_frame_bytes`] or [`MAX_CONTROL_MESSAGE_BYTES`], or too many patterns.
     TooLarge,
     /// Not one complete unmasked final text/binary frame (or a deflated twin that is not
     /// one compressed frame of the same kind inflating to the plain payload).
@@ -220,37 +215,8 @@ fn valid_app_id(app: &str) -> bool {
     !app.is_empty() && app.len() <= MAX_APP_ID_BYTES
 }
 
-fn check_entries<'a>(entries: impl IntoIterator<Item = &'a Entry>) -> Result<(), BusInputError> {
-    for (app, topic) in entries {
-        if !valid_app_id(app) || validate_topic(topic).is_err() {
-            return Err(BusInputError::BadField);
-        }
-    }
-    Ok(())
-}
-
-pub fn check_delta(delta: &Delta) -> Result<(), BusInputError> {
-    if delta.add.len() + delta.remove.len() > MAX_ENTRIES_PER_MESSAGE {
-        return Err(BusInputError::TooLarge);
-    }
-    if !valid_node_name(&delta.node) {
-        return Err(BusInputError::BadField);
-    }
-    check_entries(delta.add.iter().chain(&delta.remove))
-}
-
-pub fn check_snapshot_part(part: &SnapshotPart) -> Result<(), BusInputError> {
-    if part.entries.len() > MAX_ENTRIES_PER_MESSAGE {
-        return Err(BusInputError::TooLarge);
-    }
-    if !valid_node_name(&part.node) {
-        return Err(BusInputError::BadField);
-    }
-    check_entries(&part.entries)
-}
-
-pub fn check_presence(presence: &Presence) -> Result<(), BusInputError> {
-    if valid_node_name(&presence.node) {
+pub fn check_hello(hello: &Hello) -> Result<(), BusInputError> {
+    if valid_node_name(&hello.node) && hello.number <= MAX_NODE_NUMBER {
         Ok(())
     } else {
         Err(BusInputError::BadField)

@@ -171,23 +171,12 @@ fn publication_fields_are_checked() {
 
 #[test]
 fn control_messages_are_bounded_and_checked() {
-    let delta: Delta =
-        parse_control(br#"{"node":"b","instance":1,"seq":1,"add":[["app","chat"]],"remove":[]}"#)
-            .unwrap();
-    assert_eq!(check_delta(&delta), Ok(()));
-    let bad_topic: Delta =
-        parse_control(br#"{"node":"b","instance":1,"seq":1,"add":[["app",""]]}"#).unwrap();
-    assert_eq!(check_delta(&bad_topic), Err(BusInputError::BadField));
-    let many = Delta {
-        node: "b".into(),
-        instance: 1,
-        seq: 1,
-        add: vec![("app".into(), "t".into()); MAX_ENTRIES_PER_MESSAGE + 1],
-        remove: vec![],
-    };
-    assert_eq!(check_delta(&many), Err(BusInputError::TooLarge));
+    let hello: Hello = parse_control(br#"{"node":"b","number":4095,"instance":1}"#).unwrap();
+    assert_eq!(check_hello(&hello), Ok(()));
+    let too_big: Hello = parse_control(br#"{"node":"b","number":4096,"instance":1}"#).unwrap();
+    assert_eq!(check_hello(&too_big), Err(BusInputError::BadField));
     assert_eq!(
-        parse_control::<Delta>(&vec![b' '; MAX_CONTROL_MESSAGE_BYTES + 1]).err(),
+        parse_control::<Hello>(&vec![b' '; MAX_CONTROL_MESSAGE_BYTES + 1]).err(),
         Some(BusInputError::TooLarge)
     );
     let deep = format!(
@@ -196,15 +185,15 @@ fn control_messages_are_bounded_and_checked() {
         "]".repeat(200)
     );
     assert_eq!(
-        parse_control::<Presence>(deep.as_bytes()).err(),
+        parse_control::<Hello>(deep.as_bytes()).err(),
         Some(BusInputError::BadPayload)
     );
     assert_eq!(
-        parse_control::<Presence>(b"{").err(),
+        parse_control::<Hello>(b"{").err(),
         Some(BusInputError::Malformed)
     );
-    let presence: Presence = parse_control(br#"{"node":"a b","instance":1,"seq":0}"#).unwrap();
-    assert_eq!(check_presence(&presence), Err(BusInputError::BadField));
+    let hello: Hello = parse_control(br#"{"node":"a b","number":1,"instance":1}"#).unwrap();
+    assert_eq!(check_hello(&hello), Err(BusInputError::BadField));
 
     let terminate = TerminateRequest {
         app: "app".into(),

@@ -1,16 +1,7 @@
-//! The bus wire format: NATS subjects, the binary publication message, the JSON control
-//! messages. Sans-IO; decoding never panics on any input (another node, or anyone able to
-//! publish on the prefix, may send garbage: it is counted and ignored).
-//!
-//! Subjects under `<prefix>`:
-//! - `pub` — publications, binary ([`encode_publication`]); every node subscribes.
-//! - `interest.<node>` — [`Delta`]s of one node's interest.
-//! - `all.heartbeat` / `all.hello` / `all.bye` — [`Presence`] of nodes (hello carries a
-//!   reply subject: every node answers with its snapshot and asks for the sender's).
-//! - `all.admin` — [`Admin`] calls every node acts on (terminate an app, unsubscribe).
-//! - `node.<node>.snapshot` — request; the answer is [`SnapshotPart`]s sent to the reply
-//!   subject (`node.<requester>.inbox`).
-//! - `node.<node>.terminate` — request [`TerminateRequest`]; reply `true` / `false`.
+//! The bus wire format: the binary publication message and the JSON control messages
+//! (subjects: [`crate::cluster::subjects`]). Sans-IO; decoding never panics on any input
+//! (another node, or anyone able to publish on the prefix, may send garbage: it is
+//! counted and ignored).
 //!
 //! A publication carries the plain WebSocket frame as built by the publishing worker (and
 //! its deflated twin): the receiving node queues the very same bytes to its subscribers.
@@ -21,31 +12,6 @@ use serde::{Deserialize, Serialize};
 /// Format version of publication messages; others are ignored.
 const PUBLICATION_VERSION: u8 = 1;
 const FLAG_DEFLATED: u8 = 1;
-
-/// Subject names for one prefix and node.
-#[derive(Debug, Clone)]
-pub struct Subjects {
-    pub prefix: String,
-    pub node: String,
-}
-
-impl Subjects {
-    pub fn publications(&self) -> String {
-        format!("{}.pub", self.prefix)
-    }
-    pub fn interest(&self, node: &str) -> String {
-        format!("{}.interest.{node}", self.prefix)
-    }
-    pub fn all(&self, kind: &str) -> String {
-        format!("{}.all.{kind}", self.prefix)
-    }
-    pub fn node(&self, node: &str, kind: &str) -> String {
-        format!("{}.node.{node}.{kind}", self.prefix)
-    }
-    pub fn own_inbox(&self) -> String {
-        self.node(&self.node, "inbox")
-    }
-}
 
 /// A publication as it crosses the bus.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,37 +120,19 @@ impl Reader<'_> {
     }
 }
 
-/// One `(app id, topic)` interest entry.
-pub type Entry = (String, String);
-
-/// A change in one node's interest (`seq` increases by one per delta of an instance).
+/// A node's arrival (`hello`), or an answer to one (`here`) from a node with the same
+/// number: how two nodes configured with one `nodeNumber` find out.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Delta {
+pub struct Hello {
+    /// `server.cluster.name`.
     pub node: String,
+    /// `server.cluster.nodeNumber`.
+    pub number: u16,
+    /// This process (a restarted node is a new instance).
     pub instance: u64,
-    pub seq: u64,
+    /// `false` for a hello, `true` for the answer (never answered again).
     #[serde(default)]
-    pub add: Vec<Entry>,
-    #[serde(default)]
-    pub remove: Vec<Entry>,
-}
-
-/// Heartbeat, hello and bye: who, which process (`instance`), and its last delta `seq`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Presence {
-    pub node: String,
-    pub instance: u64,
-    pub seq: u64,
-}
-
-/// One message of a node's full interest, as of delta `seq`; `last` ends the snapshot.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SnapshotPart {
-    pub node: String,
-    pub instance: u64,
-    pub seq: u64,
-    pub last: bool,
-    pub entries: Vec<Entry>,
+    pub answer: bool,
 }
 
 /// Close one connection on the node holding it.
@@ -243,15 +191,14 @@ mod tests {
 
     #[test]
     fn control_messages_are_json() {
-        let delta = Delta {
+        let hello = Hello {
             node: "a".into(),
+            number: 3,
             instance: 7,
-            seq: 1,
-            add: vec![("app".into(), "chat".into())],
-            remove: vec![],
+            answer: false,
         };
-        let text = serde_json::to_string(&delta).unwrap();
-        assert_eq!(serde_json::from_str::<Delta>(&text).unwrap(), delta);
+        let text = serde_json::to_string(&hello).unwrap();
+        assert_eq!(serde_json::from_str::<Hello>(&text).unwrap(), hello);
         let admin: Admin =
             serde_json::from_str(r#"{"op":"terminate_app","origin":"a","app":"x"}"#).unwrap();
         assert_eq!(

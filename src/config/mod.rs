@@ -34,7 +34,7 @@ pub use server::{
     DEFAULT_MAX_HTTP_BODY_BYTES, DEFAULT_MAX_HTTP_CONNECTIONS_PER_WORKER,
     DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_PENDING_BYTES, DEFAULT_MAX_SUBSCRIPTIONS_PER_CONNECTION,
     DEFAULT_PING_INTERVAL_SECONDS, DEFAULT_SHUTDOWN_DEADLINE_SECONDS,
-    DEFAULT_ZERO_COPY_FANOUT_BYTES, MAX_FLUSH_INTERVAL_MICROS, MAX_WORKERS,
+    DEFAULT_ZERO_COPY_FANOUT_BYTES, MAX_FLUSH_INTERVAL_MICROS, MAX_NODE_NUMBER, MAX_WORKERS,
 };
 
 use serde::Deserialize;
@@ -264,25 +264,42 @@ mod tests {
     #[test]
     fn cluster_section_is_validated() {
         let ok = Config::from_json(
-            r#"{"server":{"cluster":{"nats":["nats://127.0.0.1:4222"],"name":"node-a"}}}"#,
+            r#"{"server":{"cluster":{"nats":["nats://127.0.0.1:4222"],"name":"node-a","nodeNumber":4095}}}"#,
         )
         .unwrap();
         let cluster = ok.server.cluster.unwrap();
         assert_eq!(cluster.subject_prefix, "ringcast");
+        assert_eq!(cluster.node_number, 4095);
+        let long_prefix = format!(
+            r#"{{"nats":["nats://x"],"name":"a","nodeNumber":1,"subjectPrefix":"{}"}}"#,
+            ["abcdefgh"; 30].join(".")
+        );
         for (bad, field) in [
-            (r#"{"nats":[],"name":"a"}"#, "server.cluster.nats"),
             (
-                r#"{"nats":["nats://x"],"name":"a.b"}"#,
+                r#"{"nats":[],"name":"a","nodeNumber":1}"#,
+                "server.cluster.nats",
+            ),
+            (
+                r#"{"nats":["nats://x"],"name":"a.b","nodeNumber":1}"#,
                 "server.cluster.name",
             ),
             (
-                r#"{"nats":["nats://x"],"name":"a","subjectPrefix":"r.*"}"#,
+                r#"{"nats":["nats://x"],"name":"a","nodeNumber":1,"subjectPrefix":"r.*"}"#,
                 "server.cluster.subjectPrefix",
+            ),
+            (long_prefix.as_str(), "server.cluster.subjectPrefix"),
+            (
+                r#"{"nats":["nats://x"],"name":"a","nodeNumber":4096}"#,
+                "server.cluster.nodeNumber",
             ),
         ] {
             let text = format!(r#"{{"server":{{"cluster":{bad}}}}}"#);
             assert_eq!(Config::from_json(&text).unwrap_err().field, field);
         }
+        let missing =
+            Config::from_json(r#"{"server":{"cluster":{"nats":["nats://x"],"name":"a"}}}"#)
+                .unwrap_err();
+        assert!(missing.message.contains("nodeNumber"), "{missing}");
     }
 
     #[test]

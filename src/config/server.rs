@@ -170,7 +170,7 @@ pub struct TlsConfig {
     pub plain_listen: Option<String>,
 }
 
-/// `server.cluster`: `{"nats": ["nats://127.0.0.1:4222"], "name": "node-a", "subjectPrefix": "ringcast"}`.
+/// `server.cluster`: `{"nats": ["nats://127.0.0.1:4222"], "name": "node-a", "nodeNumber": 1, "subjectPrefix": "ringcast"}`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ClusterConfig {
@@ -178,8 +178,11 @@ pub struct ClusterConfig {
     pub nats: Vec<String>,
     /// This node's name, unique in the cluster: 1-64 characters of [A-Za-z0-9_-].
     pub name: String,
+    /// This node's number, unique in the cluster: 0-4095. Connection ids carry it, so
+    /// `priv/<id>` and admin calls reach the node holding a connection by the id alone.
+    pub node_number: u16,
     /// Prefix of every NATS subject the nodes use; nodes with the same prefix form one
-    /// cluster. Dot-separated tokens of [A-Za-z0-9_-].
+    /// cluster. Dot-separated tokens of [A-Za-z0-9_-], at most [`MAX_SUBJECT_PREFIX_BYTES`].
     #[serde(default = "default_subject_prefix")]
     pub subject_prefix: String,
 }
@@ -187,6 +190,13 @@ pub struct ClusterConfig {
 fn default_subject_prefix() -> String {
     "ringcast".to_string()
 }
+
+/// The largest `server.cluster.nodeNumber`: connection ids give it 12 bits.
+pub const MAX_NODE_NUMBER: u16 = 4095;
+
+/// Longest `subjectPrefix`: with an app id (≤ 128) and the bus's own tokens a subject stays
+/// far below NATS's 4 KiB control line.
+pub const MAX_SUBJECT_PREFIX_BYTES: usize = 256;
 
 /// Whether `text` is a NATS subject token we accept (no wildcards, dots or spaces).
 pub fn is_subject_token(text: &str) -> bool {

@@ -6,7 +6,10 @@
 //! for the first problem found. Must not: change the configuration or read files.
 
 use super::app::{LimitsConfig, MAX_SOURCE_ENTRIES};
-use super::server::{is_subject_token, ClusterConfig, MAX_FLUSH_INTERVAL_MICROS, MAX_WORKERS};
+use super::server::{
+    is_subject_token, ClusterConfig, MAX_FLUSH_INTERVAL_MICROS, MAX_NODE_NUMBER,
+    MAX_SUBJECT_PREFIX_BYTES, MAX_WORKERS,
+};
 use super::{Config, ConfigError};
 
 impl Config {
@@ -104,11 +107,20 @@ impl ClusterConfig {
                 "must be 1-64 characters of [A-Za-z0-9_-]",
             ));
         }
-        if !self.subject_prefix.split('.').all(is_subject_token) {
+        if self.subject_prefix.len() > MAX_SUBJECT_PREFIX_BYTES
+            || !self.subject_prefix.split('.').all(is_subject_token)
+        {
             return Err(ConfigError::new(
                 None,
                 "server.cluster.subjectPrefix",
-                "must be dot-separated tokens of [A-Za-z0-9_-]",
+                "must be dot-separated tokens of [A-Za-z0-9_-], at most 256 characters",
+            ));
+        }
+        if self.node_number > MAX_NODE_NUMBER {
+            return Err(ConfigError::new(
+                None,
+                "server.cluster.nodeNumber",
+                "must be 0-4095 (unique in the cluster)",
             ));
         }
         Ok(())

@@ -140,16 +140,16 @@ pub struct BusMetrics {
     pub dropped_disconnected: AtomicU64,
     /// Dropped: a worker's mailbox was full when a bus publication arrived for it.
     pub dropped_mailbox_full: AtomicU64,
-    /// Interest delta messages sent.
-    pub interest_deltas_sent: AtomicU64,
-    /// Snapshot requests sent (joins, reconnects, detected gaps).
-    pub snapshot_requests: AtomicU64,
-    /// Other nodes currently heard from.
-    pub remote_nodes: AtomicU64,
-    /// (app, topic) pairs some other node has announced interest in.
-    pub remote_topics: AtomicU64,
-    /// Nodes dropped because their heartbeats stopped.
-    pub nodes_expired: AtomicU64,
+    /// Dropped: larger than the NATS server's `max_payload` (its INFO; 1 MiB by default).
+    pub dropped_too_large: AtomicU64,
+    /// Publications received on a bucket subscription with no local subscriber of their
+    /// topic (the cost of sharing a bucket: an extra message, never a misdelivery).
+    pub publications_unwanted: AtomicU64,
+    /// NATS subscriptions this node holds for interest (buckets in use + its own
+    /// connections' subject).
+    pub subscriptions: AtomicU64,
+    /// Another process announced this node's `nodeNumber` (each one logged as an error).
+    pub node_number_conflicts: AtomicU64,
     /// Messages from the bus dropped by validation, by [`BUS_INVALID_REASONS`] index
     /// (`cluster::validate::BusInputError`).
     pub invalid_received: [AtomicU64; BUS_INVALID_REASONS.len()],

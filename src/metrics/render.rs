@@ -401,6 +401,7 @@ fn render_bus(registry: &mut Registry, bus: &BusMetrics) {
         ("queue_full", &bus.dropped_queue_full),
         ("disconnected", &bus.dropped_disconnected),
         ("mailbox_full", &bus.dropped_mailbox_full),
+        ("too_large", &bus.dropped_too_large),
     ] {
         dropped
             .get_or_create(&label("reason", reason))
@@ -414,38 +415,27 @@ fn render_bus(registry: &mut Registry, bus: &BusMetrics) {
     render_bus_interest(registry, bus);
 }
 
-/// The bus's interest bookkeeping and the messages its validation dropped.
+/// The bus's interest subscriptions, node number conflicts and the messages its
+/// validation dropped.
 fn render_bus_interest(registry: &mut Registry, bus: &BusMetrics) {
     let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
     counter(
         registry,
-        "bus_interest_deltas_sent",
-        "Interest delta messages sent",
-        load(&bus.interest_deltas_sent),
-    );
-    counter(
-        registry,
-        "bus_snapshot_requests",
-        "Interest snapshot requests sent",
-        load(&bus.snapshot_requests),
+        "bus_publications_unwanted",
+        "Publications received for a bucket with no local subscriber of their topic",
+        load(&bus.publications_unwanted),
     );
     gauge(
         registry,
-        "bus_remote_nodes",
-        "Other nodes heard from",
-        load(&bus.remote_nodes),
-    );
-    gauge(
-        registry,
-        "bus_remote_topics",
-        "(app, topic) pairs other nodes are interested in",
-        load(&bus.remote_topics),
+        "bus_subscriptions",
+        "NATS subscriptions held for interest (buckets in use + this node's connections)",
+        load(&bus.subscriptions),
     );
     counter(
         registry,
-        "bus_nodes_expired",
-        "Nodes dropped after their heartbeats stopped",
-        load(&bus.nodes_expired),
+        "bus_node_number_conflicts",
+        "Other processes seen announcing this node's nodeNumber",
+        load(&bus.node_number_conflicts),
     );
     let invalid: Family<Labels, Counter> = Family::default();
     for (reason, value) in BUS_INVALID_REASONS.iter().zip(&bus.invalid_received) {

@@ -221,6 +221,7 @@ pub fn start(config: &Config) -> Result<ServerHandle, StartError> {
                 cluster.channel.1.clone(),
                 cluster.metrics.clone(),
                 cluster.resync.clone(),
+                cluster.config.node_number,
             ));
         }
         let ready = ready_sender.clone();

@@ -4,6 +4,7 @@
 //! whole suite runs under both drivers.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod jwks_server;
 pub mod process;
 mod raw_client;

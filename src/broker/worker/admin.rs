@@ -5,12 +5,11 @@
 //! every other worker (and to the bus in cluster mode); [`Worker::on_mesh`] applies what
 //! other workers relay. Sessions of an app removed by a reload close with 4000.
 
-use super::{private_topic, Found, Worker};
+use super::{Found, Worker};
 use crate::broker::apps::Registry;
 use crate::broker::bus_link::BusCommand;
-use crate::broker::interest::BUS_BIT;
 use crate::broker::mesh::MeshMessage;
-use crate::broker::session::{worker_of, Session};
+use crate::broker::session::{node_of, worker_of, Session};
 use crate::error::CloseKind;
 use crate::metrics::WorkerMetrics;
 use crate::topic::pattern::Pattern;
@@ -93,17 +92,8 @@ impl Worker {
     pub fn terminate_connection(&self, app: usize, id: u64) -> Found {
         let owner = worker_of(id);
         if let Some(bus) = self.outbox.bus() {
-            // The owner's bit is set when the connection is on this node (another local
-            // bit can only be an explicit subscriber of its private topic).
-            let holders = match self.registry().at_slot(app) {
-                Some(app) => app.interest.workers(&private_topic(id)),
-                None => 0,
-            };
-            // (`checked_shl`: an id from an admin call may carry any low byte.)
-            if holders & 1u64.checked_shl(owner as u32).unwrap_or(0) == 0 {
-                if holders & BUS_BIT == 0 {
-                    return Found::No;
-                }
+            // The id names the node holding the connection.
+            if node_of(id) != bus.node() {
                 let (reply, answer) = flume::bounded(1);
                 bus.send(BusCommand::Terminate { app, id, reply });
                 return Found::Later(answer);

@@ -6,12 +6,12 @@
 //! `pending_closes` until `run_pending_closes`. The tick pings, closes silent connections
 //! and gives drained queues' buffers back.
 
-use super::{private_topic, Worker, GRANTS_CACHE_ENTRIES, INBOUND_TOPIC};
+use super::{Worker, GRANTS_CACHE_ENTRIES, INBOUND_TOPIC};
 use crate::auth::{Claims, PermissionSet};
 use crate::broker::apps::{Admission, App, AppCounters};
 use crate::broker::mesh::Frame;
 use crate::broker::outbound::{OutboundQueue, QueuedFrame};
-use crate::broker::session::{format_connection_id, Grants, Session};
+use crate::broker::session::{compose_connection_id, format_connection_id, Grants, Session};
 use crate::error::CloseKind;
 use crate::metrics::WorkerMetrics;
 use crate::protocol::deflate::Negotiated;
@@ -23,22 +23,21 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 impl Worker {
-    /// A fresh id: unique on this worker and, in cluster mode, not held on any node this
-    /// one knows of (every connection has a `priv/<id>` interest entry there).
-    fn new_connection_id(&self, app: &App) -> u64 {
+    /// A fresh id, unique among this worker's connections. In cluster mode it carries
+    /// this node's number (`server.cluster.nodeNumber`), so it is unique cluster-wide and
+    /// any node routes `priv/<id>` and admin calls to the node holding it by the id alone.
+    fn new_connection_id(&self) -> u64 {
         let sessions = self.sessions.borrow();
-        let clustered = self.outbox.bus().is_some();
         let mut rng = rand::thread_rng();
         loop {
-            let random: u64 = rng.gen::<u64>() & 0xff_ffff_ffff;
-            let id = (random << 8) | self.index as u64;
-            if sessions.contains_key(&id) {
-                continue;
+            let node = match self.outbox.bus() {
+                Some(bus) => bus.node(),
+                None => rng.gen(),
+            };
+            let id = compose_connection_id(node, rng.gen(), self.index);
+            if !sessions.contains_key(&id) {
+                return id;
             }
-            if clustered && app.interest.workers(&private_topic(id)) != 0 {
-                continue;
-            }
-            return id;
         }
     }
 
@@ -69,7 +68,7 @@ impl Worker {
         deflate: Option<Negotiated>,
         admission: Admission,
     ) -> Rc<Session> {
-        let id = self.new_connection_id(app);
+        let id = self.new_connection_id();
         let id_text = format_connection_id(id);
         let subject = claims.subject.unwrap_or_else(|| id_text.clone());
         let session = Rc::new(Session {
@@ -98,10 +97,6 @@ impl Worker {
             session.frames.borrow_mut().enable_deflate();
         }
         self.sessions.borrow_mut().insert(id, session.clone());
-        if self.outbox.bus().is_some() {
-            // Cluster mode: other nodes find the node holding this id through interest.
-            self.interest_add(app, &private_topic(id));
-        }
         WorkerMetrics::add(&self.metrics().connections_open, 1);
         WorkerMetrics::add(&self.metrics().handshakes_accepted, 1);
         if let Some(counters) = app.counters.get(self.index) {
@@ -157,9 +152,6 @@ impl Worker {
             app.release(&session.subject, session.admission);
             if let Some(counters) = app.counters.get(self.index) {
                 AppCounters::add(&counters.connections, u64::MAX);
-            }
-            if self.outbox.bus().is_some() {
-                self.interest_remove(&app, &private_topic(session.id));
             }
         }
         if kind == CloseKind::SlowConsumer {

@@ -24,7 +24,7 @@
 use super::apps::{AppCounters, Registry};
 use super::frame_store::FrameStore;
 use super::outbox::Outbox;
-use super::session::{format_connection_id, Grants, Session};
+use super::session::{Grants, Session};
 use crate::error::CloseKind;
 use crate::metrics::WorkerMetrics;
 use crate::protocol::deflate::{Deflater, Inflater};
@@ -179,9 +179,4 @@ impl Worker {
     pub fn sessions(&self) -> Vec<Rc<Session>> {
         self.sessions.borrow().values().cloned().collect()
     }
-}
-
-/// `priv/<id>` of a numeric connection id.
-fn private_topic(id: u64) -> String {
-    format!("priv/{}", format_connection_id(id))
 }

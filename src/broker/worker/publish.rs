@@ -11,9 +11,9 @@ use super::Worker;
 use crate::broker::apps::{App, AppCounters};
 use crate::broker::bus_link::BusCommand;
 use crate::broker::frame_store::{NotStored, ZERO_COPY_MIN_SUBSCRIBERS};
-use crate::broker::interest::{worker_bit, workers_in, BUS_BIT, LOCAL_WORKERS};
+use crate::broker::interest::{worker_bit, workers_in, LOCAL_WORKERS};
 use crate::broker::mesh::{Frame, MeshMessage};
-use crate::broker::session::{private_connection_id, worker_of, QueuedFrame, Session};
+use crate::broker::session::{node_of, private_connection_id, worker_of, QueuedFrame, Session};
 use crate::error::CloseKind;
 use crate::metrics::WorkerMetrics;
 use crate::protocol::envelope;
@@ -43,24 +43,23 @@ impl Worker {
         }
         self.deliver_local(app.index, topic, &frame);
         let mut targets = app.interest.workers(topic);
-        match self.outbox.bus() {
-            // Cluster mode: `priv/<id>` has an interest entry on the node holding `id`.
-            Some(bus) => {
-                if targets & BUS_BIT != 0 {
-                    bus.send(BusCommand::Publish {
-                        app: app.index,
-                        topic: topic.into(),
-                        frame: frame.clone(),
-                    });
-                }
+        let bus = self.outbox.bus();
+        if let Some(id) = private_connection_id(topic) {
+            // `priv/<id>` is routed by the id: to its worker when the connection is on this
+            // node (in cluster mode the id names the node); an id naming no worker of this
+            // node (low byte ≥ 63 or beyond `workers`) is delivered to no one here.
+            if bus.is_none_or(|bus| node_of(id) == bus.node()) {
+                targets |= worker_bit(worker_of(id));
             }
-            None => {
-                if let Some(id) = private_connection_id(topic) {
-                    // An id naming no worker of this node (low byte ≥ 63 or a worker index
-                    // beyond `workers`) is delivered to no one.
-                    targets |= worker_bit(worker_of(id));
-                }
-            }
+        }
+        if let Some(bus) = bus {
+            // Cluster mode: once to NATS, which hands it to the nodes subscribed to its
+            // subject (the id's node for `priv/<id>`, the topic's bucket otherwise).
+            bus.send(BusCommand::Publish {
+                app: app.index,
+                topic: topic.into(),
+                frame: frame.clone(),
+            });
         }
         let others = targets & LOCAL_WORKERS & !worker_bit(self.index);
         if others != 0 {

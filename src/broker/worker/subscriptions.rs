@@ -76,26 +76,26 @@ impl Worker {
     }
 
     /// Records that this worker has subscribers of `topic`; tells the bus when the node
-    /// as a whole gained interest.
+    /// as a whole started holding a topic of its bucket.
     pub(super) fn interest_add(&self, app: &App, topic: &str) {
-        if app.interest.add(topic, self.index) {
-            self.interest_changed(app, topic);
+        if let Some(bucket) = app.interest.add(topic, self.index) {
+            self.bucket_changed(app, bucket);
         }
     }
 
     /// Records that this worker has no subscribers of `topic` left; tells the bus when
-    /// the node as a whole lost interest.
+    /// the node as a whole holds no topic of its bucket any more.
     pub(super) fn interest_remove(&self, app: &App, topic: &str) {
-        if app.interest.remove(topic, self.index) {
-            self.interest_changed(app, topic);
+        if let Some(bucket) = app.interest.remove(topic, self.index) {
+            self.bucket_changed(app, bucket);
         }
     }
 
-    fn interest_changed(&self, app: &App, topic: &str) {
+    fn bucket_changed(&self, app: &App, bucket: u16) {
         if let Some(bus) = self.outbox.bus() {
-            bus.send(BusCommand::InterestChanged {
+            bus.send(BusCommand::BucketChanged {
                 app: app.index,
-                topic: topic.into(),
+                bucket,
             });
         }
     }

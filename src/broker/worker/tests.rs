@@ -10,6 +10,7 @@ use crate::broker::frame_store::{FileSpan, NotStored, SpanLedger, ZERO_COPY_MIN_
 use crate::broker::mesh::{mesh, Mailbox, MeshMessage};
 use crate::broker::outbound::OutboundQueue;
 use crate::broker::outbox::Outbox;
+use crate::broker::session::format_connection_id;
 use crate::config::Config;
 use std::cell::Cell;
 use std::sync::atomic::Ordering;

@@ -6,11 +6,11 @@
 //! not: wait on a worker or another node past `ADMIN_REPLY_TIMEOUT_MS` (an unanswered call
 //! becomes the HTTP caller's 504), or wait by polling: a worker's answer wakes the task.
 
-use super::{json, private_topic, Bus};
+use super::{json, Bus};
 use crate::broker::apps::App;
-use crate::broker::interest::{worker_bit, LOCAL_WORKERS};
+use crate::broker::interest::worker_bit;
 use crate::broker::mesh::MeshMessage;
-use crate::broker::session::parse_connection_id;
+use crate::broker::session::{node_of, parse_connection_id, worker_of};
 use crate::cluster::validate::check_terminate;
 use crate::cluster::wire::{Admin, TerminateRequest};
 use crate::cluster::ADMIN_REPLY_TIMEOUT_MS;
@@ -24,45 +24,31 @@ use std::time::Duration;
 const MAX_PATTERNS: usize = 50;
 
 impl Bus {
-    /// Asks the node(s) holding connection `id` to close it; `reply` learns whether it
-    /// existed (dropped unanswered when no node answers in time).
+    /// Asks the node holding connection `id` (the node its id names) to close it; `reply`
+    /// learns whether it existed (dropped unanswered when that node does not answer in
+    /// time; "no responders", a node that is not running, answers `false`).
     pub(super) fn forward_terminate(&self, app: usize, id: u64, reply: flume::Sender<bool>) {
-        let key = (app, private_topic(id).into());
-        let nodes = self.remote.holders_of(&key);
-        if nodes.is_empty() {
-            let _ = reply.send(false);
-            return;
-        }
         let request = json(&TerminateRequest {
             app: self.app_id(app),
             connection: crate::broker::session::format_connection_id(id),
         });
-        let subjects: Vec<String> = nodes
-            .iter()
-            .map(|node| self.subjects.node(node, "terminate"))
-            .collect();
+        let subject = self.subjects.terminate(node_of(id));
         let client = self.client.clone();
         tokio::spawn(async move {
-            // Usually one node; more when someone elsewhere subscribed to the
-            // connection's private topic. The holder answers true.
-            let mut answered = false;
-            for subject in subjects {
-                let answer = tokio::time::timeout(
-                    Duration::from_millis(ADMIN_REPLY_TIMEOUT_MS),
-                    client.request(subject, request.clone()),
-                )
-                .await;
-                if let Ok(Ok(message)) = answer {
-                    answered = true;
-                    if &message.payload[..] == b"true" {
-                        let _ = reply.send(true);
-                        return;
-                    }
+            let answer = tokio::time::timeout(
+                Duration::from_millis(ADMIN_REPLY_TIMEOUT_MS),
+                client.request(subject, request),
+            )
+            .await;
+            match answer {
+                Ok(Ok(message)) => {
+                    let _ = reply.send(&message.payload[..] == b"true");
                 }
-            }
-            // No answer at all in time: `reply` is dropped and the caller gets 504.
-            if answered {
-                let _ = reply.send(false);
+                Ok(Err(error)) if error.kind() == async_nats::RequestErrorKind::NoResponders => {
+                    let _ = reply.send(false);
+                }
+                // No answer in time: `reply` is dropped and the caller gets 504.
+                _ => {}
             }
         });
     }
@@ -70,7 +56,7 @@ impl Bus {
     /// Publishes an app-wide admin call (terminate the app, unsubscribe a subject) to
     /// every other node.
     pub(super) async fn broadcast_admin(&self, admin: Admin) {
-        self.publish(self.subjects.all("admin"), json(&admin)).await;
+        self.publish(self.subjects.admin(), json(&admin)).await;
     }
 
     /// Sends `message` to every worker (admin calls from other nodes).
@@ -126,7 +112,7 @@ impl Bus {
 
     /// The index of `app` for an admin call from another node.
     pub(super) fn app(&self, origin: &str, app: &str) -> Option<usize> {
-        if origin == self.subjects.node {
+        if origin == self.name {
             return None;
         }
         self.registry.get(app).map(|app| app.index)
@@ -162,12 +148,11 @@ impl Bus {
     ) -> Option<flume::Receiver<bool>> {
         let app: &Arc<App> = self.registry.get(&request.app)?;
         let id = parse_connection_id(&request.connection)?;
-        let owner = crate::broker::session::worker_of(id);
-        let holders = app.interest.workers(&private_topic(id)) & LOCAL_WORKERS;
-        if holders & worker_bit(owner) == 0 {
+        if node_of(id) != self.subjects.node {
             return None;
         }
-        let worker = owner;
+        // The worker answers whether it holds the connection.
+        let worker = worker_of(id);
         let (reply, answer) = flume::bounded(1);
         let message = MeshMessage::Terminate {
             app: app.index,

@@ -1,19 +1,19 @@
-//! What the bus reads from NATS: publications from other nodes, presence, admin calls.
+//! What the bus reads from NATS: publications from other nodes, hellos, admin calls.
 //!
 //! Responsibility: validate every message from another node like input from a client
 //! (`cluster::validate`; what fails is counted by reason and dropped), hand publications
 //! to the local workers that have subscribers (once per worker, woken once per batch), and
-//! route presence, snapshot and admin messages to their handlers. Must not: block on a
-//! full worker mailbox (a publication that does not fit is dropped and counted).
+//! route hellos and admin calls to their handlers. Must not: block on a full worker
+//! mailbox (a publication that does not fit is dropped and counted).
 
 use super::Bus;
 use crate::broker::interest::{worker_bit, workers_in, LOCAL_WORKERS};
 use crate::broker::mesh::{Frame, MeshMessage};
+use crate::broker::session::{node_of, private_connection_id, worker_of};
 use crate::cluster::validate::{
-    check_admin, check_presence, check_publication, max_bus_frame_bytes, parse_control,
-    BusInputError,
+    check_admin, check_hello, check_publication, max_bus_frame_bytes, parse_control, BusInputError,
 };
-use crate::cluster::wire::{decode_publication, Admin, Presence};
+use crate::cluster::wire::{decode_publication, Admin, Hello};
 use crate::metrics::WorkerMetrics;
 use async_nats::Message;
 use std::sync::Arc;
@@ -40,12 +40,19 @@ impl Bus {
         }
     }
 
-    pub(super) fn on_publication(&mut self, message: &Message) {
+    /// A publication from NATS; `via_bucket` when a bucket subscription delivered it.
+    pub(super) fn on_publication(&mut self, message: &Message, via_bucket: bool) {
+        // One addressed to this node's connections also matches a bucket this node holds
+        // (when it has subscribers of that `priv/<id>` too): the own-connections
+        // subscription delivers it, this copy is skipped.
+        if via_bucket && self.subjects.addresses_this_node(&message.subject) {
+            return;
+        }
         let Some(publication) = decode_publication(&message.payload) else {
             self.invalid(&message.subject, BusInputError::Malformed);
             return;
         };
-        if publication.origin == self.subjects.node {
+        if publication.origin == self.name {
             return;
         }
         let Some(app) = self.registry.get(&publication.app) else {
@@ -61,8 +68,14 @@ impl Bus {
             return;
         }
         WorkerMetrics::add(&self.metrics.publications_received, 1);
-        let mask = app.interest.workers(&publication.topic) & LOCAL_WORKERS;
+        let mut mask = app.interest.workers(&publication.topic) & LOCAL_WORKERS;
+        if let Some(id) = private_connection_id(&publication.topic) {
+            if node_of(id) == self.subjects.node && worker_of(id) < self.workers.len() {
+                mask |= worker_bit(worker_of(id));
+            }
+        }
         if mask == 0 {
+            WorkerMetrics::add(&self.metrics.publications_unwanted, 1);
             return;
         }
         let topic: Arc<str> = publication.topic.into();
@@ -92,59 +105,38 @@ impl Bus {
         }
     }
 
-    pub(super) async fn on_all(&mut self, message: &Message) {
-        let kind = message.subject.rsplit('.').next().unwrap_or("");
-        match kind {
-            "heartbeat" | "hello" | "bye" => {
-                let Some(presence) = self.parse::<Presence>(message, check_presence) else {
-                    return;
-                };
-                if presence.node == self.subjects.node {
-                    if presence.instance != self.instance {
-                        tracing::warn!(node = %presence.node, "another process uses this node name");
-                    }
-                    return;
-                }
-                if kind == "bye" {
-                    tracing::info!(node = %presence.node, "node left the cluster");
-                    let outcome = self.remote.on_bye(&presence.node, presence.instance);
-                    self.apply(outcome).await;
-                    return;
-                }
-                if kind == "hello" {
-                    tracing::info!(node = %presence.node, "node (re)joined the cluster");
-                    if let Some(reply) = &message.reply {
-                        self.send_snapshot(reply.to_string()).await;
-                    }
-                }
-                let now = self.now_ms();
-                let outcome =
-                    self.remote
-                        .on_presence(&presence.node, presence.instance, presence.seq, now);
-                self.apply(outcome).await;
-            }
-            "admin" => {
-                let Some(admin) = self.parse::<Admin>(message, check_admin) else {
-                    return;
-                };
-                self.on_admin(admin);
-            }
-            _ => {}
+    /// Admin calls every node acts on.
+    pub(super) fn on_admin_message(&mut self, message: &Message) {
+        if let Some(admin) = self.parse::<Admin>(message, check_admin) {
+            self.on_admin(admin);
         }
     }
 
-    pub(super) async fn on_mine(&mut self, message: &Message) {
-        match message.subject.rsplit('.').next().unwrap_or("") {
-            "snapshot" => {
-                if let Some(reply) = &message.reply {
-                    self.send_snapshot(reply.to_string()).await;
-                }
+    /// Another node's hello (or an answer to this node's): a process announcing this
+    /// node's number is a misconfiguration that misroutes `priv/<id>` and admin calls, so
+    /// it is logged as an error on both sides and counted.
+    pub(super) async fn on_hello(&mut self, message: &Message) {
+        let Some(hello) = self.parse::<Hello>(message, check_hello) else {
+            return;
+        };
+        if hello.number != self.subjects.node {
+            if !hello.answer {
+                tracing::info!(node = %hello.node, number = hello.number, "node joined the cluster");
             }
-            // A NATS status message (e.g. "no responders" to this node's hello when it is
-            // alone) is not input from another node.
-            "inbox" if message.status.is_none() => self.on_snapshot_part(message).await,
-            "terminate" => self.on_terminate_request(message),
-            _ => {}
+            return;
+        }
+        if hello.instance == self.instance {
+            return;
+        }
+        WorkerMetrics::add(&self.metrics.node_number_conflicts, 1);
+        tracing::error!(
+            node = %self.name,
+            other = %hello.node,
+            number = hello.number,
+            "another node uses this nodeNumber: connection ids, priv/<id> delivery and admin calls are ambiguous between them; give every node its own server.cluster.nodeNumber"
+        );
+        if !hello.answer {
+            self.publish(self.subjects.hello(), self.hello(true)).await;
         }
     }
 }

@@ -1,164 +1,97 @@
-//! The bus's interest traffic: this node's deltas and snapshots out, other nodes' in.
+//! The bus's NATS subscriptions for interest: one per `(app, bucket)` this node holds
+//! topics of.
 //!
-//! Responsibility: announce which `(app, topic)` pairs this node's workers subscribe to
-//! (deltas on `<prefix>.interest.<node>`, snapshots for late joiners), and apply what other
-//! nodes announce to the interest maps' `BUS_BIT` through the sans-IO bookkeeping
-//! (`cluster::remote`). Must not: trust a message it did not validate (`cluster::validate`).
+//! Responsibility: keep the bucket subscriptions equal to what the interest maps say
+//! (`InterestMap::bucket_in_use`), on each hint from a worker, after a lost hint (a full
+//! queue sets `resync`), at start and on reload. Reading the map rather than counting
+//! hints makes every step idempotent: hints may arrive in any order or twice.
+//!
+//! Why buckets, not one subscription per topic: an async-nats subscription costs ~5 KB of
+//! the node's memory (its own channel), and every connection has a `priv/<subject>`
+//! topic, usually unique; per topic that alone is 2.5× the 2 KiB per connection budget.
+//! A bucket's subscription costs the same whatever number of topics it holds
+//! (docs/decisions/bus-interest.md).
 
-use super::{json, Bus, PUBLISH_STALL};
-use crate::cluster::remote::{Key, Outcome};
-use crate::cluster::validate::{check_delta, check_snapshot_part};
-use crate::cluster::wire::{Delta, Entry, SnapshotPart};
-use crate::cluster::SNAPSHOT_CHUNK_ENTRIES;
-use crate::metrics::WorkerMetrics;
-use async_nats::Message;
-use bytes::Bytes;
-use std::collections::HashSet;
+use super::Bus;
+use crate::broker::interest::BUCKETS;
+use async_nats::{Message, Subscriber};
+use futures_util::Stream;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+
+/// One bucket's NATS subscription as a stream of its messages.
+pub(super) struct BucketSubscription {
+    key: (usize, u16),
+    /// `false` once unsubscribed (its last messages may still be drained).
+    live: bool,
+    subscriber: Subscriber,
+}
+
+impl Stream for BucketSubscription {
+    type Item = Message;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Message>> {
+        Pin::new(&mut self.subscriber).poll_next(cx)
+    }
+}
 
 impl Bus {
-    /// Wire entries → local keys (apps this node does not serve are skipped).
-    pub(super) fn keys(&self, entries: Vec<Entry>) -> Vec<Key> {
-        entries
-            .into_iter()
-            .filter_map(|(app, topic)| Some((self.registry.get(&app)?.index, topic.into())))
-            .collect()
-    }
-
-    pub(super) fn entries<'a>(&self, keys: impl IntoIterator<Item = &'a Key>) -> Vec<Entry> {
-        keys.into_iter()
-            .map(|(app, topic)| (self.app_id(*app), topic.to_string()))
-            .collect()
-    }
-
-    /// Sends the pending interest delta (in chunks of `SNAPSHOT_CHUNK_ENTRIES`).
-    pub(super) async fn send_deltas(&mut self) {
-        if self.resync.swap(false, Ordering::AcqRel) {
-            let mut current = HashSet::new();
-            for app in &self.registry.apps {
-                current.extend(
-                    app.interest
-                        .local_topics()
-                        .into_iter()
-                        .map(|topic| (app.index, topic)),
-                );
+    /// Subscribes to or unsubscribes from one bucket of the app in `slot` to match its
+    /// interest map (an app a reload removed has none).
+    pub(super) async fn reconcile(&mut self, slot: usize, bucket: u16) {
+        let key = (slot, bucket);
+        let wanted = self
+            .registry
+            .at_slot(slot)
+            .is_some_and(|app| app.interest.bucket_in_use(bucket));
+        let held = self.held.contains(&key);
+        if wanted && !held {
+            let subject = self.subjects.bucket(&self.app_id(slot), bucket);
+            match self.client.subscribe(subject).await {
+                Ok(subscriber) => {
+                    self.buckets.push(BucketSubscription {
+                        key,
+                        live: true,
+                        subscriber,
+                    });
+                    self.held.insert(key);
+                }
+                Err(error) => {
+                    // Only when the client is gone (the process is ending); try again on
+                    // the next wake.
+                    tracing::warn!(%error, "cannot subscribe on NATS");
+                    self.resync.store(true, Ordering::Release);
+                }
             }
-            self.announced.resync(current);
-        }
-        while let Some((seq, add, remove)) = self.announced.take_delta(SNAPSHOT_CHUNK_ENTRIES) {
-            let delta = Delta {
-                node: self.subjects.node.clone(),
-                instance: self.instance,
-                seq,
-                add: self.entries(&add),
-                remove: self.entries(&remove),
-            };
-            // A lost delta is noticed by the others through the heartbeat's `seq`.
-            if self.connected() {
-                let subject = self.subjects.interest(&self.subjects.node);
-                self.publish(subject, json(&delta)).await;
-                WorkerMetrics::add(&self.metrics.interest_deltas_sent, 1);
+        } else if !wanted && held {
+            self.held.remove(&key);
+            for subscription in self.buckets.iter_mut() {
+                if subscription.live && subscription.key == key {
+                    subscription.live = false;
+                    // The stream ends once NATS confirmed; its last messages are dropped
+                    // as unwanted.
+                    let _ = subscription.subscriber.unsubscribe().await;
+                }
             }
         }
-    }
-
-    /// Sends this node's whole interest to `to`, as of the current delta `seq`.
-    pub(super) async fn send_snapshot(&mut self, to: String) {
-        self.send_deltas().await;
-        let entries: Vec<&Key> = self.announced.entries().collect();
-        let chunks: Vec<&[&Key]> = if entries.is_empty() {
-            vec![&[]]
-        } else {
-            entries.chunks(SNAPSHOT_CHUNK_ENTRIES).collect()
-        };
-        let count = chunks.len();
-        let mut parts = Vec::with_capacity(count);
-        for (index, chunk) in chunks.into_iter().enumerate() {
-            parts.push(json(&SnapshotPart {
-                node: self.subjects.node.clone(),
-                instance: self.instance,
-                seq: self.announced.seq,
-                last: index + 1 == count,
-                entries: self.entries(chunk.iter().copied()),
-            }));
-        }
-        for part in parts {
-            self.publish(to.clone(), part).await;
-        }
-    }
-
-    pub(super) async fn ask_snapshot(&self, node: &str) {
-        WorkerMetrics::add(&self.metrics.snapshot_requests, 1);
-        let request = self.client.publish_with_reply(
-            self.subjects.node(node, "snapshot"),
-            self.subjects.own_inbox(),
-            Bytes::new(),
-        );
-        let _ = tokio::time::timeout(PUBLISH_STALL, request).await;
-    }
-
-    /// Says hello to every node: each answers with its interest snapshot (and asks for
-    /// ours).
-    pub(super) async fn request_snapshots(&self) {
-        let hello = self.client.publish_with_reply(
-            self.subjects.all("hello"),
-            self.subjects.own_inbox(),
-            self.presence(),
-        );
-        let _ = tokio::time::timeout(PUBLISH_STALL, hello).await;
-    }
-
-    /// Applies an interest outcome: flips `BUS_BIT`s, asks for a snapshot if needed.
-    pub(super) async fn apply(&mut self, outcome: Outcome) {
-        for ((app, topic), interested) in &outcome.changes {
-            if let Some(app) = self.registry.at_slot(*app) {
-                app.interest.set_remote(topic, *interested);
-            }
-        }
+        // The buckets and this node's own connections' subscription.
         self.metrics
-            .remote_nodes
-            .store(self.remote.node_count() as u64, Ordering::Relaxed);
-        self.metrics
-            .remote_topics
-            .store(self.remote.key_count() as u64, Ordering::Relaxed);
-        if let Some(node) = outcome.ask_snapshot {
-            self.ask_snapshot(&node).await;
-        }
+            .subscriptions
+            .store(self.held.len() as u64 + 1, Ordering::Relaxed);
     }
 
-    pub(super) async fn on_delta(&mut self, message: &Message) {
-        let Some(delta) = self.parse::<Delta>(message, check_delta) else {
-            return;
-        };
-        if delta.node == self.subjects.node {
-            return;
+    /// Reconciles every bucket of every app this node serves or held subscriptions for
+    /// (O(apps × buckets) map reads: at start, after a lost hint, on reload).
+    pub(super) async fn reconcile_all(&mut self) {
+        let mut slots: Vec<usize> = self.registry.apps.iter().map(|app| app.index).collect();
+        slots.extend(self.held.iter().map(|(slot, _)| *slot));
+        slots.sort_unstable();
+        slots.dedup();
+        for slot in slots {
+            for bucket in 0..BUCKETS {
+                self.reconcile(slot, bucket).await;
+            }
         }
-        let (add, remove) = (self.keys(delta.add), self.keys(delta.remove));
-        let now = self.now_ms();
-        let outcome =
-            self.remote
-                .on_delta(&delta.node, delta.instance, delta.seq, add, remove, now);
-        self.apply(outcome).await;
-    }
-
-    /// One part of another node's snapshot (an answer to this node's hello or request).
-    pub(super) async fn on_snapshot_part(&mut self, message: &Message) {
-        let Some(part) = self.parse::<SnapshotPart>(message, check_snapshot_part) else {
-            return;
-        };
-        if part.node == self.subjects.node {
-            return;
-        }
-        let entries = self.keys(part.entries);
-        let now = self.now_ms();
-        let outcome = self.remote.on_snapshot_part(
-            &part.node,
-            part.instance,
-            part.seq,
-            part.last,
-            entries,
-            now,
-        );
-        self.apply(outcome).await;
     }
 }

@@ -1,22 +1,22 @@
 //! The bus thread (cluster mode): one async-nats client on a current-thread tokio runtime,
 //! bridged to the workers through the same bounded channels as the mesh.
 //!
-//! Responsibility: send publications other nodes are interested in to NATS (once each),
-//! deliver publications from other nodes into the workers' mailboxes (once per worker that
-//! has subscribers, like another worker would), announce this node's interest, keep every
-//! other node's interest (deltas, snapshots, heartbeats, expiry), and carry
-//! connection-addressed admin calls to the node holding the connection.
+//! Responsibility: send every publication to NATS (once, on its subject: `cluster::subjects`),
+//! subscribe on NATS to the buckets this node holds topics of and to its own connections,
+//! deliver what NATS hands it into the workers' mailboxes (once per worker that has
+//! subscribers, like another worker would), and carry admin calls between nodes. NATS's own
+//! interest propagation decides which nodes receive a publication: nothing here keeps
+//! state about other nodes.
 //!
 //! Must not: block a worker (workers only `try_send` to it) or stop local delivery when
-//! NATS is away: while disconnected, publications for other nodes are dropped and counted,
-//! and async-nats reconnects forever (backoff capped at 1 s); on reconnect the node says
-//! hello, every node answers with its snapshot, and cross-node delivery resumes.
+//! NATS is away: while disconnected, publications are dropped and counted, and async-nats
+//! reconnects forever (backoff capped at 1 s), subscriptions included.
 //!
 //! The only place besides `loadtest/` that names tokio.
 //!
 //! Layout: this file is the thread, the NATS connection and the loop that serves both
-//! sides; `inbound` reads and validates what NATS delivers, `interest` announces and
-//! learns interest, `admin` carries admin calls between nodes.
+//! sides; `inbound` reads and validates what NATS delivers, `interest` keeps the bucket
+//! subscriptions in step with the interest maps, `admin` carries admin calls between nodes.
 
 mod admin;
 mod inbound;
@@ -24,17 +24,19 @@ mod interest;
 
 use crate::broker::apps::Registry;
 use crate::broker::bus_link::BusCommand;
-use crate::broker::interest::LOCAL_WORKERS;
 use crate::broker::mesh::{Mailbox, MeshSender};
-use crate::cluster::remote::{Announced, Remote};
-use crate::cluster::wire::{encode_publication, Admin, Presence, Subjects};
-use crate::cluster::{BUS_DRAIN_BATCH, BUS_SUBSCRIPTION_CAPACITY, HEARTBEAT_INTERVAL_MS};
+use crate::cluster::subjects::Subjects;
+use crate::cluster::wire::{encode_publication, Admin, Hello};
+use crate::cluster::{BUS_DRAIN_BATCH, BUS_SUBSCRIPTION_CAPACITY};
 use crate::config::{ClusterConfig, ConfigError};
 use crate::metrics::{BusMetrics, WorkerMetrics};
 use crate::protocol::deflate::Inflater;
 use async_nats::{Client, ConnectOptions, Event, ServerAddr};
 use bytes::Bytes;
+use futures_util::stream::SelectAll;
 use futures_util::{FutureExt, StreamExt};
+use interest::BucketSubscription;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -47,6 +49,9 @@ const RECEIVE_BATCH: usize = 1024;
 const PUBLISH_STALL: Duration = Duration::from_millis(250);
 /// Connection events queued between async-nats's callback and the bus loop (rare events).
 const EVENT_QUEUE: usize = 64;
+/// A publication above the server's `max_payload` is logged at most this often (each one
+/// is counted).
+const TOO_LARGE_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// What the bus thread is given at start-up.
 pub struct BusParts {
@@ -96,6 +101,10 @@ pub fn spawn(parts: BusParts, addresses: Vec<ServerAddr>) -> std::io::Result<Joi
 
 async fn run(parts: BusParts, addresses: Vec<ServerAddr>) {
     let (events_sender, mut events) = tokio::sync::mpsc::channel(EVENT_QUEUE);
+    let subjects = Subjects {
+        prefix: parts.config.subject_prefix.clone(),
+        node: parts.config.node_number,
+    };
     let options = ConnectOptions::new()
         .name(format!("ringcast-{}", parts.config.name))
         .no_echo()
@@ -105,6 +114,7 @@ async fn run(parts: BusParts, addresses: Vec<ServerAddr>) {
             Duration::from_millis((attempts as u64 * 100).clamp(100, 1000))
         })
         .subscription_capacity(BUS_SUBSCRIPTION_CAPACITY)
+        .custom_inbox_prefix(subjects.inbox_prefix())
         .event_callback(move |event| {
             let sender = events_sender.clone();
             async move {
@@ -118,23 +128,19 @@ async fn run(parts: BusParts, addresses: Vec<ServerAddr>) {
             return;
         }
     };
-    let subjects = Subjects {
-        prefix: parts.config.subject_prefix.clone(),
-        node: parts.config.name.clone(),
-    };
     let subscribe = |subject: String| {
         let client = client.clone();
         async move { client.subscribe(subject).await }
     };
     let subscriptions = async {
         Ok::<_, async_nats::SubscribeError>((
-            subscribe(subjects.publications()).await?,
-            subscribe(format!("{}.interest.*", subjects.prefix)).await?,
-            subscribe(format!("{}.all.*", subjects.prefix)).await?,
-            subscribe(format!("{}.node.{}.*", subjects.prefix, subjects.node)).await?,
+            subscribe(subjects.own_connections()).await?,
+            subscribe(subjects.admin()).await?,
+            subscribe(subjects.hello()).await?,
+            subscribe(subjects.terminate(subjects.node)).await?,
         ))
     };
-    let (mut publications, mut deltas, mut all, mut mine) = match subscriptions.await {
+    let (mut own, mut admin, mut hello, mut terminate) = match subscriptions.await {
         Ok(subscriptions) => subscriptions,
         Err(error) => {
             tracing::error!(%error, "cannot subscribe on NATS; running as a single node");
@@ -144,26 +150,30 @@ async fn run(parts: BusParts, addresses: Vec<ServerAddr>) {
     let mut bus = Bus {
         client,
         subjects,
+        name: parts.config.name.clone(),
         instance: rand::random(),
         registry: parts.registry,
         app_ids: std::collections::HashMap::new(),
         workers: parts.workers,
         metrics: parts.metrics,
         resync: parts.resync,
-        announced: Announced::default(),
-        remote: Remote::default(),
-        epoch: Instant::now(),
+        buckets: SelectAll::new(),
+        held: HashSet::new(),
         touched: 0,
         disconnected_since: None,
-        last_heartbeat_ms: 0,
+        too_large_logged: None,
         inflater: Inflater::default(),
     };
     bus.learn_app_ids();
-    tracing::info!(node = %bus.subjects.node, prefix = %bus.subjects.prefix, "cluster bus started");
+    bus.reconcile_all().await;
+    tracing::info!(
+        node = %bus.name,
+        number = bus.subjects.node,
+        prefix = %bus.subjects.prefix,
+        "cluster bus started"
+    );
     let inbox = parts.inbox;
     let mut commands = Vec::with_capacity(BUS_DRAIN_BATCH);
-    let mut ticker = tokio::time::interval(Duration::from_millis(HEARTBEAT_INTERVAL_MS / 4));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             biased;
@@ -173,35 +183,49 @@ async fn run(parts: BusParts, addresses: Vec<ServerAddr>) {
                 for command in commands.drain(..) {
                     running &= bus.on_command(command).await;
                 }
-                bus.send_deltas().await;
+                if bus.resync.swap(false, Ordering::AcqRel) {
+                    bus.reconcile_all().await;
+                }
                 if !running {
                     break;
                 }
             }
-            Some(message) = publications.next() => {
-                bus.on_publication(&message);
+            Some(message) = own.next() => {
+                bus.on_publication(&message, false);
                 for _ in 1..RECEIVE_BATCH {
-                    match publications.next().now_or_never() {
-                        Some(Some(message)) => bus.on_publication(&message),
+                    match own.next().now_or_never() {
+                        Some(Some(message)) => bus.on_publication(&message, false),
                         _ => break,
                     }
                 }
                 bus.wake_workers();
             }
-            Some(message) = deltas.next() => bus.on_delta(&message).await,
-            Some(message) = all.next() => bus.on_all(&message).await,
-            Some(message) = mine.next() => bus.on_mine(&message).await,
+            Some(message) = bus.buckets.next() => {
+                bus.on_publication(&message, true);
+                for _ in 1..RECEIVE_BATCH {
+                    match bus.buckets.next().now_or_never() {
+                        Some(Some(message)) => bus.on_publication(&message, true),
+                        _ => break,
+                    }
+                }
+                bus.wake_workers();
+            }
+            Some(message) = admin.next() => bus.on_admin_message(&message),
+            Some(message) = hello.next() => bus.on_hello(&message).await,
+            Some(message) = terminate.next() => bus.on_terminate_request(&message),
             Some(event) = events.recv() => bus.on_event(event).await,
-            _ = ticker.tick() => bus.on_tick().await,
         }
     }
-    tracing::info!(node = %bus.subjects.node, "cluster bus stopped");
+    tracing::info!(node = %bus.name, "cluster bus stopped");
 }
 
 struct Bus {
     client: Client,
     subjects: Subjects,
-    /// This process's identity next to the node name (a restarted node is a new instance).
+    /// `server.cluster.name` (logs, the publication's origin, admin calls).
+    name: String,
+    /// This process's identity next to the node number (a restarted node is a new
+    /// instance; another instance with this number is a misconfiguration).
     instance: u64,
     registry: Arc<Registry>,
     /// Slot → app id for every app this process has served (see [`Bus::app_id`]).
@@ -209,22 +233,19 @@ struct Bus {
     workers: Vec<MeshSender>,
     metrics: Arc<BusMetrics>,
     resync: Arc<AtomicBool>,
-    announced: Announced,
-    remote: Remote,
-    epoch: Instant,
+    /// One NATS subscription per `(app slot, bucket)` this node holds topics of.
+    buckets: SelectAll<BucketSubscription>,
+    /// The keys of the live subscriptions in `buckets`.
+    held: HashSet<(usize, u16)>,
     /// Workers given messages since the last wake (bitmask).
     touched: u64,
     disconnected_since: Option<Instant>,
-    last_heartbeat_ms: u64,
+    too_large_logged: Option<Instant>,
     /// Checks the deflated twin of compressed publications from other nodes.
     inflater: Inflater,
 }
 
 impl Bus {
-    fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
-    }
-
     fn connected(&self) -> bool {
         self.client.connection_state() == async_nats::connection::State::Connected
     }
@@ -255,48 +276,69 @@ impl Bus {
         }
     }
 
-    fn presence(&self) -> Bytes {
-        json(&Presence {
-            node: self.subjects.node.clone(),
+    fn hello(&self, answer: bool) -> Bytes {
+        json(&Hello {
+            node: self.name.clone(),
+            number: self.subjects.node,
             instance: self.instance,
-            seq: self.announced.seq,
+            answer,
         })
+    }
+
+    async fn send_publication(
+        &mut self,
+        app: usize,
+        topic: &str,
+        frame: &crate::broker::mesh::Frame,
+    ) {
+        if !self.connected() {
+            WorkerMetrics::add(&self.metrics.dropped_disconnected, 1);
+            return;
+        }
+        let Some(app) = self.registry.at_slot(app) else {
+            return;
+        };
+        let payload = encode_publication(
+            &self.name,
+            &app.id,
+            topic,
+            &frame.plain,
+            frame.deflated.as_deref(),
+        );
+        let max_payload = self.client.max_payload();
+        if payload.len() > max_payload {
+            WorkerMetrics::add(&self.metrics.dropped_too_large, 1);
+            if self
+                .too_large_logged
+                .is_none_or(|at| at.elapsed() >= TOO_LARGE_LOG_INTERVAL)
+            {
+                self.too_large_logged = Some(Instant::now());
+                tracing::warn!(
+                    bytes = payload.len(),
+                    max_payload,
+                    "publication larger than the NATS server's max_payload: delivered on this node only (counted in ringcast_bus_publications_dropped_total{{reason=\"too_large\"}})"
+                );
+            }
+            return;
+        }
+        let subject = self.subjects.publication(&app.id, topic);
+        if self.publish(subject, payload).await {
+            WorkerMetrics::add(&self.metrics.publications_sent, 1);
+        } else {
+            WorkerMetrics::add(&self.metrics.dropped_disconnected, 1);
+        }
     }
 
     async fn on_command(&mut self, command: BusCommand) -> bool {
         match command {
             BusCommand::Publish { app, topic, frame } => {
-                if !self.connected() {
-                    WorkerMetrics::add(&self.metrics.dropped_disconnected, 1);
-                    return true;
-                }
-                let Some(app) = self.registry.at_slot(app) else {
-                    return true;
-                };
-                let payload = encode_publication(
-                    &self.subjects.node,
-                    &app.id,
-                    &topic,
-                    &frame.plain,
-                    frame.deflated.as_deref(),
-                );
-                if self.publish(self.subjects.publications(), payload).await {
-                    WorkerMetrics::add(&self.metrics.publications_sent, 1);
-                } else {
-                    WorkerMetrics::add(&self.metrics.dropped_disconnected, 1);
-                }
+                self.send_publication(app, &topic, &frame).await;
             }
-            BusCommand::InterestChanged { app, topic } => {
-                let present = self
-                    .registry
-                    .at_slot(app)
-                    .is_some_and(|a| a.interest.workers(&topic) & LOCAL_WORKERS != 0);
-                self.announced.observe((app, topic), present);
-            }
+            BusCommand::BucketChanged { app, bucket } => self.reconcile(app, bucket).await,
             BusCommand::Terminate { app, id, reply } => self.forward_terminate(app, id, reply),
             BusCommand::TerminateApp { app } => {
                 let admin = Admin::TerminateApp {
-                    origin: self.subjects.node.clone(),
+                    origin: self.name.clone(),
                     app: self.app_id(app),
                 };
                 self.broadcast_admin(admin).await;
@@ -307,7 +349,7 @@ impl Bus {
                 patterns,
             } => {
                 let admin = Admin::Unsubscribe {
-                    origin: self.subjects.node.clone(),
+                    origin: self.name.clone(),
                     app: self.app_id(app),
                     subject: subject.to_string(),
                     patterns: patterns.iter().map(|p| p.as_str().to_string()).collect(),
@@ -317,14 +359,11 @@ impl Bus {
             BusCommand::Reload(next) => {
                 self.registry = next;
                 self.learn_app_ids();
-                // Remote interest in apps this node just added was skipped while they were
-                // unknown here: ask every node for its full interest again.
-                self.request_snapshots().await;
+                // Added apps' buckets are subscribed as their topics come; a removed
+                // app's are dropped.
+                self.reconcile_all().await;
             }
             BusCommand::Shutdown => {
-                self.send_deltas().await;
-                self.publish(self.subjects.all("bye"), self.presence())
-                    .await;
                 let _ = tokio::time::timeout(Duration::from_secs(1), self.client.flush()).await;
                 return false;
             }
@@ -347,9 +386,9 @@ impl Bus {
                 } else {
                     tracing::info!("connected to NATS");
                 }
-                // Everyone answers with a snapshot and asks for ours: state lost during
-                // the outage is rebuilt.
-                self.request_snapshots().await;
+                // async-nats renews every subscription itself; the hello only finds a
+                // node configured with this node's number.
+                self.publish(self.subjects.hello(), self.hello(false)).await;
             }
             Event::Disconnected => {
                 self.metrics.connected.store(0, Ordering::Relaxed);
@@ -362,30 +401,6 @@ impl Bus {
             other => tracing::warn!(event = %other, "NATS event"),
         }
     }
-
-    async fn on_tick(&mut self) {
-        self.send_deltas().await;
-        let now = self.now_ms();
-        if now.saturating_sub(self.last_heartbeat_ms) >= HEARTBEAT_INTERVAL_MS {
-            self.last_heartbeat_ms = now;
-            if self.connected() {
-                self.publish(self.subjects.all("heartbeat"), self.presence())
-                    .await;
-            }
-        }
-        let (outcome, dead) = self.remote.expire(now);
-        for node in &dead {
-            WorkerMetrics::add(&self.metrics.nodes_expired, 1);
-            tracing::warn!(node = %node, "node silent too long; its interest is dropped");
-        }
-        if !dead.is_empty() || !outcome.changes.is_empty() {
-            self.apply(outcome).await;
-        }
-    }
-}
-
-fn private_topic(id: u64) -> String {
-    format!("priv/{}", crate::broker::session::format_connection_id(id))
 }
 
 fn json<T: serde::Serialize>(value: &T) -> Bytes {
