@@ -212,3 +212,46 @@ fn nodes_on_two_servers_of_a_nats_cluster_deliver_to_each_other() {
     assert_eq!(http(&a.server, "DELETE", &path, Some(&admin), "").0, 200);
     assert_eq!(on_b.expect_close().0, 4000);
 }
+
+#[test]
+fn a_connection_topic_reaches_its_owner_and_explicit_subscribers_once_each() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(binary) = nats_binary() else { return };
+    let nats = Nats::start(binary);
+    let a = Node::start("node-a", &nats);
+    let b = Node::start("node-b", &nats);
+    for node in [&a, &b] {
+        until("connected", || node.metric("ringcast_bus_connected") == 1);
+    }
+    // The owner on B; one client on B and one on A subscribed to its private topic (a
+    // permission allows it): B gets the publication on its own-connections subscription
+    // and on the bucket its explicit subscriber holds, and must deliver it once.
+    let mut owner = connect(&b.server, APP, &token("owner", &[]));
+    let private = format!("priv/{}", owner.id());
+    let mut watcher_b = subscriber(&b, APP, "watcher-b", &private);
+    let mut watcher_a = subscriber(&a, APP, "watcher-a", &private);
+    let mut publisher = connect(&a.server, APP, &token("pub", &[PUBLISH_ALL]));
+    await_interest(
+        &mut publisher,
+        &private,
+        &mut [&mut owner, &mut watcher_b, &mut watcher_a],
+    );
+    for index in 0..20 {
+        publisher.publish(&private, "text", json!(index), &format!("p{index}"));
+    }
+    publisher.publish(&private, "end", json!("end"), "end");
+    for client in [&mut owner, &mut watcher_b, &mut watcher_a] {
+        for index in 0..20 {
+            assert_eq!(
+                next_on(client, &private)["data"]["payload"],
+                json!(index),
+                "in order, once"
+            );
+        }
+        assert_eq!(
+            next_on(client, &private)["messageType"],
+            "end",
+            "no duplicate"
+        );
+    }
+}
