@@ -111,7 +111,7 @@ impl ClusterConfig {
                 "must be dot-separated tokens of [A-Za-z0-9_-]",
             ));
         }
-        Ok(())
+        self.security().validate()
     }
 }
 

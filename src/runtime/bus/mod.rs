@@ -21,6 +21,7 @@
 mod admin;
 mod inbound;
 mod interest;
+pub mod security;
 
 use crate::broker::apps::Registry;
 use crate::broker::bus_link::BusCommand;
