@@ -138,7 +138,10 @@ fn abort_on_panic() {
     }));
 }
 
-/// Logs go to stderr, filtered by `RUST_LOG` (default `info`); `json` writes one JSON
+/// Logs go to stderr, filtered by `RUST_LOG` (default `info,async_nats=off`: the bus logs
+/// what its NATS client reports — connected, lost, refused once per attempt series —,
+/// whereas async-nats itself logs an error line per failed attempt, and at `debug` the
+/// server URLs with any `user:password@` in them); `json` writes one JSON
 /// object per line (timestamp, level, target, message and fields). Nothing logged carries
 /// a token, a key or a query string.
 ///
@@ -148,7 +151,7 @@ fn abort_on_panic() {
 /// flushes the queue when dropped.
 fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(true)
         .buffered_lines_limit(LOG_QUEUE_LINES)
@@ -170,6 +173,9 @@ fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuar
     }
     guard
 }
+
+/// The log filter without `RUST_LOG` (see [`init_logging`]).
+const DEFAULT_LOG_FILTER: &str = "info,async_nats=off";
 
 /// Log lines queued for the log writer thread before further lines are dropped.
 const LOG_QUEUE_LINES: usize = 64 * 1024;

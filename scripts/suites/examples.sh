@@ -4,6 +4,8 @@
 #   - init output passes check-config;
 #   - the JS subscriber receives what the JS publisher, curl and Python (urllib) publish;
 #   - the RPC requester (JS SDK) gets the replies of the replier (Python SDK);
+#   - the secured 2-node cluster delivers across nodes (nats-server and openssl needed,
+#     otherwise reported skipped);
 #   - the browser page shows a published message, in headless Chromium when
 #     /usr/bin/chromium exists (otherwise reported skipped: scripts/skip.sh), watched over
 #     DevTools.
@@ -213,6 +215,18 @@ else
   skip "examples.sh: browser page shows a published message" \
     "$chromium not found (install chromium to run this check)"
 fi
+
+# The secured 2-node cluster (nats-server with TLS + user/password): needs nats-server
+# (scripts/test.sh exports RINGCAST_NATS_SERVER) and openssl; run.sh exits 3 without them.
+secured_status=0
+timeout 120 env NATS_PORT="$(free_port)" NODE_A_PORT="$(free_port)" NODE_B_PORT="$(free_port)" \
+  examples/secured-cluster/run.sh > "$work/secured-cluster.out" 2>&1 || secured_status=$?
+case "$secured_status" in
+  0) pass "secured cluster: a message crosses two nodes through a TLS + password NATS" ;;
+  3) skip "examples.sh: secured cluster" "$(tail -n 1 "$work/secured-cluster.out")" ;;
+  *) fail "secured cluster: a message crosses two nodes through a TLS + password NATS" \
+       "$work/secured-cluster.out" ;;
+esac
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -20,7 +20,8 @@ use anyhow::Context as _;
 use ringcast::config::Config;
 use std::path::Path;
 
-/// Reads, parses and fully checks (keys compiled, TLS files read) the configuration file.
+/// Reads, parses and fully checks (keys compiled, TLS files read, the cluster's credential
+/// and certificate files parsed — never connecting) the configuration file.
 /// A file that cannot be read says so ("cannot read FILE: …"); anything else is an
 /// "invalid configuration FILE: …" naming the app and field.
 pub fn load_config(path: &str) -> anyhow::Result<Config> {
@@ -31,6 +32,9 @@ pub fn load_config(path: &str) -> anyhow::Result<Config> {
     ringcast::broker::apps::Registry::compile(&config).with_context(invalid)?;
     if let Some(tls) = &config.server.tls {
         ringcast::tls::server_config(tls).with_context(invalid)?;
+    }
+    if let Some(cluster) = &config.server.cluster {
+        cluster.security().check_files().with_context(invalid)?;
     }
     Ok(config)
 }

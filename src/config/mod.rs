@@ -13,6 +13,8 @@
 //! - this file: the whole tree ([`Config`]), its entry points ([`Config::load`],
 //!   [`Config::from_json`]), the listen addresses, and [`ConfigError`].
 //! - [`server`]: the `server` section ([`ServerConfig`], `tls`, `cluster`) and its defaults.
+//! - [`cluster_security`]: `server.cluster.auth` and `server.cluster.tls` ([`ClusterAuth`],
+//!   [`ClusterTls`]), their checks and the check of the files they name.
 //! - [`app`]: one app ([`AppConfig`]), its keys ([`KeyConfig`]), anonymous tokens and the
 //!   resolved [`LimitsConfig`].
 //! - `validate`: the checks [`Config::from_json`] runs once the tree is parsed.
@@ -21,12 +23,16 @@
 //! paths to use.
 
 pub mod app;
+pub mod cluster_security;
 pub mod server;
 mod validate;
 
 pub use app::{
     AnonymousConfig, AppConfig, Audience, KeyConfig, LimitsConfig,
     DEFAULT_ANONYMOUS_TOKENS_PER_MINUTE, DEFAULT_ANONYMOUS_TTL_SECONDS, MAX_SOURCE_ENTRIES,
+};
+pub use cluster_security::{
+    redacted_url, url_credentials, ClusterAuth, ClusterSecurity, ClusterTls,
 };
 pub use server::{
     is_subject_token, ClusterConfig, IoDriverChoice, LogFormat, ServerConfig, TlsConfig,

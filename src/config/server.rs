@@ -5,7 +5,9 @@
 //! (`config::validate` does) or read files.
 
 use super::app::{KeyConfig, LimitsConfig};
+use super::cluster_security::{redacted_url, ClusterAuth, ClusterSecurity, ClusterTls};
 use serde::Deserialize;
+use std::fmt;
 
 /// Default listen address: loopback, so a bare `ringcast` is never exposed by accident.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -171,7 +173,8 @@ pub struct TlsConfig {
 }
 
 /// `server.cluster`: `{"nats": ["nats://127.0.0.1:4222"], "name": "node-a", "nodeNumber": 1, "subjectPrefix": "ringcast"}`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// `Debug` shows the URLs without their userinfo and no secret.
+#[derive(Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ClusterConfig {
     /// NATS server URLs (any one of a NATS cluster is enough); at least one.
@@ -185,6 +188,39 @@ pub struct ClusterConfig {
     /// cluster. Dot-separated tokens of [A-Za-z0-9_-], at most [`MAX_SUBJECT_PREFIX_BYTES`].
     #[serde(default = "default_subject_prefix")]
     pub subject_prefix: String,
+    /// How the node authenticates to NATS (README "Cluster on a secured NATS"). Absent:
+    /// no credentials, or those in a URL's `user:password@`.
+    #[serde(default)]
+    pub auth: Option<ClusterAuth>,
+    /// TLS to NATS with a private CA and an optional client certificate. Absent: plain,
+    /// unless a URL is `tls://` or the server requires TLS (then the system's CAs).
+    #[serde(default)]
+    pub tls: Option<ClusterTls>,
+}
+
+impl ClusterConfig {
+    /// The URLs, `auth` and `tls`, as `cluster_security` checks them.
+    pub fn security(&self) -> ClusterSecurity<'_> {
+        ClusterSecurity {
+            nats: &self.nats,
+            auth: self.auth.as_ref(),
+            tls: self.tls.as_ref(),
+        }
+    }
+}
+
+impl fmt::Debug for ClusterConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let nats: Vec<String> = self.nats.iter().map(|url| redacted_url(url)).collect();
+        f.debug_struct("ClusterConfig")
+            .field("nats", &nats)
+            .field("name", &self.name)
+            .field("node_number", &self.node_number)
+            .field("subject_prefix", &self.subject_prefix)
+            .field("auth", &self.auth)
+            .field("tls", &self.tls)
+            .finish()
+    }
 }
 
 fn default_subject_prefix() -> String {

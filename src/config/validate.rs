@@ -123,7 +123,7 @@ impl ClusterConfig {
                 "must be 0-4095 (unique in the cluster)",
             ));
         }
-        Ok(())
+        self.security().validate()
     }
 }
 

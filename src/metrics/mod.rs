@@ -150,6 +150,9 @@ pub struct BusMetrics {
     pub subscriptions: AtomicU64,
     /// Another process announced this node's `nodeNumber` (each one logged as an error).
     pub node_number_conflicts: AtomicU64,
+    /// Connection attempts NATS refused for this node's credentials or missing TLS
+    /// (`runtime::bus::security::Refusal`), as opposed to NATS being away.
+    pub auth_refusals: AtomicU64,
     /// Messages from the bus dropped by validation, by [`BUS_INVALID_REASONS`] index
     /// (`cluster::validate::BusInputError`).
     pub invalid_received: [AtomicU64; BUS_INVALID_REASONS.len()],

@@ -374,6 +374,11 @@ fn render_bus(registry: &mut Registry, bus: &BusMetrics) {
             &bus.disconnects,
         ),
         (
+            "bus_auth_refusals",
+            "NATS connection attempts refused for this node's credentials or missing TLS",
+            &bus.auth_refusals,
+        ),
+        (
             "bus_reconnects",
             "NATS reconnections after a loss",
             &bus.reconnects,

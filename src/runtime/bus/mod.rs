@@ -21,6 +21,7 @@
 mod admin;
 mod inbound;
 mod interest;
+mod security;
 
 use crate::broker::apps::Registry;
 use crate::broker::bus_link::BusCommand;
@@ -73,7 +74,10 @@ pub fn server_addresses(config: &ClusterConfig) -> Result<Vec<ServerAddr>, Confi
                 ConfigError::new(
                     None,
                     "server.cluster.nats",
-                    format!("`{url}` is not a NATS URL: {error}"),
+                    format!(
+                        "`{}` is not a NATS URL: {error}",
+                        crate::config::redacted_url(url)
+                    ),
                 )
             })
         })
@@ -121,6 +125,13 @@ async fn run(parts: BusParts, addresses: Vec<ServerAddr>) {
                 let _ = sender.try_send(event);
             }
         });
+    let options = match security::secure(options, &parts.config).await {
+        Ok(options) => options,
+        Err(error) => {
+            tracing::error!(%error, "cannot use the NATS credentials; running as a single node");
+            return;
+        }
+    };
     let client = match options.connect(addresses).await {
         Ok(client) => client,
         Err(error) => {
@@ -155,7 +166,7 @@ async fn run(parts: BusParts, addresses: Vec<ServerAddr>) {
         registry: parts.registry,
         app_ids: std::collections::HashMap::new(),
         workers: parts.workers,
-        metrics: parts.metrics,
+        metrics: parts.metrics.clone(),
         resync: parts.resync,
         buckets: SelectAll::new(),
         held: HashSet::new(),
@@ -163,6 +174,7 @@ async fn run(parts: BusParts, addresses: Vec<ServerAddr>) {
         disconnected_since: None,
         too_large_logged: None,
         inflater: Inflater::default(),
+        refusals: security::RefusalWatch::new(parts.config.clone(), parts.metrics.clone()),
     };
     bus.learn_app_ids();
     bus.reconcile_all().await;
@@ -243,6 +255,8 @@ struct Bus {
     too_large_logged: Option<Instant>,
     /// Checks the deflated twin of compressed publications from other nodes.
     inflater: Inflater,
+    /// Says why NATS refuses this node, once per attempt series, and counts refusals.
+    refusals: security::RefusalWatch,
 }
 
 impl Bus {
@@ -372,6 +386,9 @@ impl Bus {
     }
 
     async fn on_event(&mut self, event: Event) {
+        if self.refusals.observe(&event) {
+            return;
+        }
         match event {
             Event::Connected => {
                 self.metrics.connected.store(1, Ordering::Relaxed);
