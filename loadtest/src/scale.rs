@@ -57,6 +57,8 @@ pub struct ScaleArgs {
 
 /// How often the parent looks at its workers' figures.
 const POLL: Duration = Duration::from_millis(20);
+/// Wait between "every connection ready" and reading the nodes' RSS.
+const RSS_SETTLE: Duration = Duration::from_secs(2);
 /// Pause between two warm-up rounds.
 const WARMUP_PAUSE: Duration = Duration::from_millis(250);
 
@@ -365,6 +367,9 @@ pub fn run(
         &workers, &addresses, &alive, &admin, topics, total, slots, timeout,
     )?
     .map(|_| started.elapsed());
+    // As the idle scenario does: RSS once the nodes have handed back what the handshake
+    // storm freed (each worker and the bus release freed memory once a second).
+    std::thread::sleep(RSS_SETTLE);
     for (result, node) in node_results.iter_mut().zip(nodes.iter().flatten()) {
         result.rss_after_bytes = stats::status_bytes(node.pid, "VmRSS");
         if let (Some(before), Some(after)) = (result.rss_before_bytes, result.rss_after_bytes) {

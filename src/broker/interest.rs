@@ -41,9 +41,10 @@ pub fn worker_bit(index: usize) -> u64 {
 
 /// Buckets of ordinary topics per app.
 pub const TOPIC_BUCKETS: u16 = 1024;
-/// Buckets of `priv/…` topics per app: usually one per user, so every node soon holds
-/// them all; a separate, smaller set keeps them from filling the ordinary topics' buckets.
-pub const PRIVATE_BUCKETS: u16 = 256;
+/// Buckets of `priv/…` topics per app: usually one per user, so a node holding a few
+/// hundred users holds them all whatever their number; a separate, small set keeps them
+/// from filling the ordinary topics' buckets and costs little (64 × 5 KB).
+pub const PRIVATE_BUCKETS: u16 = 64;
 /// All buckets of an app: ordinary topics in `0..TOPIC_BUCKETS`, `priv/…` above.
 pub const BUCKETS: u16 = TOPIC_BUCKETS + PRIVATE_BUCKETS;
 

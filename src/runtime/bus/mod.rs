@@ -186,6 +186,8 @@ async fn run(parts: BusParts, addresses: Vec<ServerAddr>) {
     );
     let inbox = parts.inbox;
     let mut commands = Vec::with_capacity(BUS_DRAIN_BATCH);
+    let mut collect = tokio::time::interval(Duration::from_secs(1));
+    collect.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             biased;
@@ -226,6 +228,9 @@ async fn run(parts: BusParts, addresses: Vec<ServerAddr>) {
             Some(message) = hello.next() => bus.on_hello(&message).await,
             Some(message) = terminate.next() => bus.on_terminate_request(&message),
             Some(event) = events.recv() => bus.on_event(event).await,
+            // Like the workers: hand back what this thread freed (NATS messages of a
+            // burst), which mimalloc would otherwise keep until the thread allocates again.
+            _ = collect.tick() => crate::runtime::sys::release_freed_memory(),
         }
     }
     tracing::info!(node = %bus.name, "cluster bus stopped");
