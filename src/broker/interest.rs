@@ -21,7 +21,7 @@
 //! [`BUCKETS`] per app whatever the number of topics (docs/decisions/bus-interest.md).
 
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 /// The bits of this node's workers (bit 63 names none: [`worker_bit`]).
 pub const LOCAL_WORKERS: u64 = !(1 << 63);
@@ -72,8 +72,8 @@ const SHARDS: usize = 32;
 const BUCKETS_PER_SHARD: usize = (BUCKETS as usize).div_ceil(SHARDS);
 
 struct ShardState {
-    /// Topic → bitmask of workers.
-    topics: HashMap<Box<str>, u64>,
+    /// Topic → bitmask of workers (the name shared with the workers' topic tables).
+    topics: HashMap<Arc<str>, u64>,
     /// Topics held per bucket of this shard (index `bucket / SHARDS`).
     buckets: [u32; BUCKETS_PER_SHARD],
 }
@@ -121,13 +121,18 @@ impl InterestMap {
     /// Marks `worker` as holding subscribers of `topic`. Returns the topic's bucket when
     /// this made it go from no topic of this node to one (the bus subscribes to it).
     pub fn add(&self, topic: &str, worker: usize) -> Option<u16> {
-        self.update(topic, worker_bit(worker), true)
+        self.update(topic, || topic.into(), worker_bit(worker), true)
+    }
+
+    /// [`InterestMap::add`] keeping `topic`'s shared name (no copy of it).
+    pub fn add_shared(&self, topic: &Arc<str>, worker: usize) -> Option<u16> {
+        self.update(topic, || topic.clone(), worker_bit(worker), true)
     }
 
     /// Marks `worker` as holding no subscribers of `topic`. Returns the topic's bucket when
     /// this node now holds no topic of it (the bus unsubscribes).
     pub fn remove(&self, topic: &str, worker: usize) -> Option<u16> {
-        self.update(topic, worker_bit(worker), false)
+        self.update(topic, || topic.into(), worker_bit(worker), false)
     }
 
     /// Whether this node holds subscribers of some topic of `bucket`.
@@ -139,7 +144,13 @@ impl InterestMap {
             .is_some_and(|count| *count > 0)
     }
 
-    fn update(&self, topic: &str, bit: u64, on: bool) -> Option<u16> {
+    fn update(
+        &self,
+        topic: &str,
+        name: impl FnOnce() -> Arc<str>,
+        bit: u64,
+        on: bool,
+    ) -> Option<u16> {
         if bit == 0 {
             return None;
         }
@@ -165,7 +176,7 @@ impl InterestMap {
                 (*count == 0).then_some(bucket)
             }
             None if on => {
-                shard.topics.insert(topic.into(), bit);
+                shard.topics.insert(name(), bit);
                 *count += 1;
                 (*count == 1).then_some(bucket)
             }

@@ -44,7 +44,7 @@ pub struct Session {
     /// permessage-deflate was negotiated: compressed frames are sent in their deflated form.
     pub deflate: bool,
     /// Topics subscribed, except `priv/<own id>`, which is routed by id (no table entry).
-    pub subscriptions: RefCell<Vec<Box<str>>>,
+    pub subscriptions: RefCell<Vec<Arc<str>>>,
     /// The session unsubscribed from its own `priv/<id>` topic.
     pub own_topic_muted: Cell<bool>,
     /// Frames waiting to be written, with their unwritten byte count (bounded by

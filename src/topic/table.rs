@@ -12,10 +12,13 @@
 
 use super::subscribers::Subscribers;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Topic → subscribers. `T` is the subscriber handle (an `Rc<Session>` in the broker).
 pub struct TopicTable<T> {
-    topics: HashMap<Box<str>, Subscribers<T>>,
+    /// Keyed by the topic's shared name: the subscribing sessions' lists and the node's
+    /// interest map hold the same allocation.
+    topics: HashMap<Arc<str>, Subscribers<T>>,
 }
 
 impl<T> Default for TopicTable<T> {
@@ -31,13 +34,23 @@ impl<T> TopicTable<T> {
     /// on this table. Adding a key twice is a no-op returning `false`. O(1): see
     /// [`Subscribers`].
     pub fn subscribe(&mut self, topic: &str, key: u64, subscriber: T) -> bool {
-        let Some(subscribers) = self.topics.get_mut(topic) else {
-            self.topics
-                .insert(topic.into(), Subscribers::one(key, subscriber));
-            return true;
-        };
-        subscribers.insert(key, subscriber);
-        false
+        self.subscribe_shared(topic, key, subscriber).1
+    }
+
+    /// [`TopicTable::subscribe`], also returning the table's shared copy of the topic's
+    /// name (one allocation per topic for whoever else keeps the name).
+    pub fn subscribe_shared(&mut self, topic: &str, key: u64, subscriber: T) -> (Arc<str>, bool) {
+        if let Some((name, _)) = self.topics.get_key_value(topic) {
+            let name = name.clone();
+            if let Some(subscribers) = self.topics.get_mut(topic) {
+                subscribers.insert(key, subscriber);
+            }
+            return (name, false);
+        }
+        let name: Arc<str> = topic.into();
+        self.topics
+            .insert(name.clone(), Subscribers::one(key, subscriber));
+        (name, true)
     }
 
     /// Removes `key` from `topic`. Returns `true` when the topic's last subscriber left.

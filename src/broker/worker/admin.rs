@@ -166,7 +166,7 @@ impl Worker {
                 continue;
             }
             let own = format!("priv/{}", session.id_text());
-            let mut topics: Vec<Box<str>> = session
+            let mut topics: Vec<std::sync::Arc<str>> = session
                 .subscriptions
                 .borrow()
                 .iter()

@@ -142,7 +142,7 @@ impl Worker {
         session.closing.set(Some(kind));
         session.closing_since_tick.set(self.tick.get());
         self.metrics().closed(kind);
-        let topics: Vec<Box<str>> = session.subscriptions.borrow().clone();
+        let topics: Vec<Arc<str>> = session.subscriptions.borrow().clone();
         for topic in topics {
             self.remove_subscription(session, &topic);
         }

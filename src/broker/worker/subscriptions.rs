@@ -12,6 +12,7 @@ use crate::broker::bus_link::BusCommand;
 use crate::broker::session::Session;
 use crate::error::CloseKind;
 use std::rc::Rc;
+use std::sync::Arc;
 
 impl Worker {
     /// Subscribes with the `secure/` and `priv/` rules and the subscription limit.
@@ -46,14 +47,15 @@ impl Worker {
         if session.is_subscribed(topic) {
             return;
         }
-        session.subscriptions.borrow_mut().push(topic.into());
-        let first = self.tables.borrow_mut()[session.app().index].subscribe(
+        // One allocation of the name for the table, this list and the interest map.
+        let (name, first) = self.tables.borrow_mut()[session.app().index].subscribe_shared(
             topic,
             session.id,
             session.clone(),
         );
+        session.subscriptions.borrow_mut().push(name.clone());
         if first {
-            self.interest_add(&session.app(), topic);
+            self.interest_add(&session.app(), &name);
         }
     }
 
@@ -75,10 +77,10 @@ impl Worker {
         }
     }
 
-    /// Records that this worker has subscribers of `topic`; tells the bus when the node
-    /// as a whole started holding a topic of its bucket.
-    pub(super) fn interest_add(&self, app: &App, topic: &str) {
-        if let Some(bucket) = app.interest.add(topic, self.index) {
+    /// Records that this worker has subscribers of `topic` (its table's shared name);
+    /// tells the bus when the node as a whole started holding a topic of its bucket.
+    fn interest_add(&self, app: &App, topic: &Arc<str>) {
+        if let Some(bucket) = app.interest.add_shared(topic, self.index) {
             self.bucket_changed(app, bucket);
         }
     }
