@@ -35,8 +35,8 @@ use std::sync::{Arc, Mutex};
 
 /// Default of `server.tokenCacheEntries`: one entry per connection of a node holding
 /// 65,536 distinct tokens, so a reconnect storm of that many clients verifies each token
-/// once. An entry is a 32-byte digest, the `sub` and a permission list shared with the
-/// other entries carrying it: ~180 bytes with its table slot and `sub` (measured: README "Scale").
+/// once. An entry is a 16-byte digest, the `sub` and a permission list shared with the
+/// other entries carrying it: ~180 bytes with its table slot (measured: README "Scale").
 pub const DEFAULT_TOKEN_CACHE_ENTRIES: u64 = 65_536;
 
 /// The largest `server.tokenCacheEntries` accepted: about a gigabyte of claims at a few
@@ -81,7 +81,7 @@ pub fn next_key_generation() -> u64 {
 }
 
 /// A cached verification: what the handshake needs of the claims, compactly (an entry is
-/// per token, so per connection on a node of distinct users: ~180 bytes measured with the slot).
+/// per token, so per connection on a node of distinct users: ~180 bytes with its slot).
 struct Entry {
     /// `sub`.
     subject: Option<Box<str>>,
