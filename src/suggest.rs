@@ -51,8 +51,37 @@ fn edits(from: &str, to: &str) -> usize {
 pub fn json_error_message(error: &serde_json::Error) -> String {
     let text = error.to_string();
     let suffix = format!(" at line {} column {}", error.line(), error.column());
-    let message = text.strip_suffix(&suffix).unwrap_or(&text);
-    suggest_in(message).unwrap_or_else(|| message.to_string())
+    let message = hide_string_values(text.strip_suffix(&suffix).unwrap_or(&text));
+    suggest_in(&message).unwrap_or(message)
+}
+
+/// serde quotes a string it could not use (`invalid type: string "…", expected …`); in a
+/// configuration that string may be a secret in the wrong place (a NATS token written
+/// where `auth`'s object belongs, a URL with its password where a list belongs). The value
+/// is left out of the message; its line and column say where it is.
+fn hide_string_values(message: &str) -> String {
+    const QUOTED: &str = "string \"";
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find(QUOTED) {
+        out.push_str(&rest[..at]);
+        out.push_str("a string (value not shown)");
+        let value = &rest[at + QUOTED.len()..];
+        let mut escaped = false;
+        let end = value.char_indices().find_map(|(index, c)| {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                return Some(index + 1);
+            }
+            None
+        });
+        rest = &value[end.unwrap_or(value.len())..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// `unknown field `x`, expected one of `a`, `b`` (or `unknown variant …`, or `expected
@@ -72,6 +101,19 @@ fn suggest_in(message: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn string_values_never_reach_the_message() {
+        let error = serde_json::from_str::<Vec<String>>(r#""nats://u:s3cret@host""#).unwrap_err();
+        let message = json_error_message(&error);
+        assert!(!message.contains("s3cret"), "{message}");
+        assert!(message.contains("a string (value not shown)"), "{message}");
+        assert_eq!(
+            hide_string_values(r#"invalid type: string "a\"b\\", expected x; string "c""#),
+            "invalid type: a string (value not shown), expected x; a string (value not shown)"
+        );
+        assert_eq!(hide_string_values("unknown field `x`"), "unknown field `x`");
+    }
 
     #[test]
     fn near_misses_are_suggested_and_far_words_are_not() {

@@ -244,3 +244,14 @@ fn tls_files_are_parsed() {
     let body = key_text.lines().nth(1).unwrap();
     assert!(!error.to_string().contains(body), "{error}");
 }
+
+#[test]
+fn a_secret_in_the_wrong_place_is_not_quoted_in_the_error() {
+    // A token where `auth`'s object belongs, a URL with its password where a list belongs.
+    let error = cluster("nats://h:4222", r#","auth":"s3cret-token""#).unwrap_err();
+    assert!(!error.to_string().contains("s3cret"), "{error}");
+    let text =
+        r#"{"server":{"cluster":{"nats":"nats://u:s3cret@h:4222","name":"a","nodeNumber":1}}}"#;
+    let error = Config::from_json(text).unwrap_err();
+    assert!(!error.to_string().contains("s3cret"), "{error}");
+}
