@@ -16,6 +16,7 @@
 mod common;
 
 use base64::Engine as _;
+use common::cluster::nats_binary;
 use common::process::{listening_address_in, wait_for_log_line, ANY_PORT, BIN};
 use common::*;
 use serde_json::{json, Value};
@@ -39,24 +40,6 @@ const TOKEN: &str = "tok-Secret-3a9e44d1";
 /// inbox (`<prefix>.inbox`).
 fn permissions() -> String {
     format!(r#"permissions: {{ publish: "{PREFIX}.>", subscribe: "{PREFIX}.>" }}"#)
-}
-
-fn nats_binary() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("RINGCAST_NATS_SERVER") {
-        return Some(PathBuf::from(path));
-    }
-    let local = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".build/nats/bin/nats-server");
-    if local.exists() {
-        return Some(local);
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("RINGCAST_NATS_SERVER is not set and no .build/nats: run scripts/install-nats.sh");
-    }
-    skip(
-        &format!("bus_security::{}", current_test()),
-        "no nats-server (run scripts/install-nats.sh, or set RINGCAST_NATS_SERVER)",
-    );
-    None
 }
 
 /// A directory of generated files (configs, certificates, keys, logs), removed on drop.

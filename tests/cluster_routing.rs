@@ -14,51 +14,60 @@ use std::sync::Mutex;
 /// The tests share the machine's two cores: one cluster at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-#[test]
-fn connections_on_one_node_leave_no_state_and_no_traffic_on_the_others() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let Some(binary) = nats_binary() else { return };
-    let nats = Nats::start(binary);
+/// A nats-server and nodes A and B on it, both connected; `None` when skipped.
+fn two_nodes() -> Option<(Nats, Node, Node)> {
+    let nats = Nats::start(nats_binary()?);
     let a = Node::start("node-a", &nats);
     let b = Node::start("node-b", &nats);
     for node in [&a, &b] {
         until("connected", || node.metric("ringcast_bus_connected") == 1);
     }
+    Some((nats, a, b))
+}
+
+#[test]
+fn connections_on_one_node_leave_no_state_and_no_traffic_on_the_others() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some((_nats, a, b)) = two_nodes() else {
+        return;
+    };
     let mut watcher = subscriber(&b, APP, "watcher", "chat");
+    let mut publisher = connect(&a.server, APP, &token("pub", &[PUBLISH_ALL]));
+    // Once a probe reached the watcher, B's bus has made every subscription its clients
+    // asked for (hints are handled in order): its state is settled.
+    await_interest(&mut publisher, "chat", &mut [&mut watcher]);
     let b_subscriptions = b.metric("ringcast_bus_subscriptions");
-    let b_received = b.metric("ringcast_bus_publications_received_total")
-        + b.metric("ringcast_bus_publications_unwanted_total");
+    let b_traffic = || {
+        b.metric("ringcast_bus_publications_received_total")
+            + b.metric("ringcast_bus_publications_unwanted_total")
+    };
+    let b_before = b_traffic();
     // 150 connections with subjects of their own on A: each has `priv/<id>` and
     // `priv/<subject>`, and nothing of it reaches B.
+    let a_before = a.metric("ringcast_bus_subscriptions");
     let clients: Vec<Client> = (0..150)
         .map(|n| connect(&a.server, APP, &token(&format!("user-{n}"), &[READ_ALL])))
         .collect();
     until("A holds the buckets of its connections' topics", || {
-        a.metric("ringcast_bus_subscriptions") > 1
+        a.metric("ringcast_bus_subscriptions") > a_before
     });
-    let held = a.metric("ringcast_bus_subscriptions");
-    assert!(
-        held <= 1 + u64::from(BUCKETS),
-        "bounded by the buckets, not the connections: {held}"
-    );
-    assert_eq!(b.metric("ringcast_bus_subscriptions"), b_subscriptions);
-    // A publication on B's side proves B has processed everything NATS sent it so far.
-    let mut publisher = connect(&a.server, APP, &token("pub", &[PUBLISH_ALL]));
-    await_interest(&mut publisher, "chat", &mut [&mut watcher]);
-    let probes = b.metric("ringcast_bus_publications_received_total")
-        + b.metric("ringcast_bus_publications_unwanted_total")
-        - b_received;
+    // A fence from A: A's bus sends in order, so whatever it would have sent B about
+    // those connections arrives before it.
     publisher.publish("chat", "text", json!("fence"), "fence");
     assert_eq!(
         next_on(&mut watcher, "chat")["data"]["payload"],
         json!("fence")
     );
     assert_eq!(
-        b.metric("ringcast_bus_publications_received_total")
-            + b.metric("ringcast_bus_publications_unwanted_total")
-            - b_received,
-        probes + 1,
-        "B got the probes and the fence, nothing about A's connections"
+        b_traffic() - b_before,
+        1,
+        "B got the fence, nothing about A's connections"
+    );
+    assert_eq!(b.metric("ringcast_bus_subscriptions"), b_subscriptions);
+    let held = a.metric("ringcast_bus_subscriptions");
+    assert!(
+        held <= 1 + u64::from(BUCKETS),
+        "bounded by the buckets, not the connections: {held}"
     );
     // priv/<id> of a connection on A, published on B: routed by the node number in the id.
     let mut target = clients.into_iter().last().unwrap();
@@ -76,13 +85,9 @@ fn connections_on_one_node_leave_no_state_and_no_traffic_on_the_others() {
 #[test]
 fn a_shared_bucket_costs_a_message_never_a_misdelivery() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let Some(binary) = nats_binary() else { return };
-    let nats = Nats::start(binary);
-    let a = Node::start("node-a", &nats);
-    let b = Node::start("node-b", &nats);
-    for node in [&a, &b] {
-        until("connected", || node.metric("ringcast_bus_connected") == 1);
-    }
+    let Some((_nats, a, b)) = two_nodes() else {
+        return;
+    };
     // Two topics of one bucket: B holds subscribers of the first only.
     let wanted = "room-0".to_string();
     let other = (1..)
@@ -216,13 +221,9 @@ fn nodes_on_two_servers_of_a_nats_cluster_deliver_to_each_other() {
 #[test]
 fn a_connection_topic_reaches_its_owner_and_explicit_subscribers_once_each() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let Some(binary) = nats_binary() else { return };
-    let nats = Nats::start(binary);
-    let a = Node::start("node-a", &nats);
-    let b = Node::start("node-b", &nats);
-    for node in [&a, &b] {
-        until("connected", || node.metric("ringcast_bus_connected") == 1);
-    }
+    let Some((_nats, a, b)) = two_nodes() else {
+        return;
+    };
     // The owner on B; one client on B and one on A subscribed to its private topic (a
     // permission allows it): B gets the publication on its own-connections subscription
     // and on the bucket its explicit subscriber holds, and must deliver it once.

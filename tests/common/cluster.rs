@@ -29,10 +29,21 @@ pub fn nats_binary() -> Option<PathBuf> {
         panic!("RINGCAST_NATS_SERVER is not set and no .build/nats: run scripts/install-nats.sh (scripts/test.sh does)");
     }
     skip(
-        &format!("cluster::{}", current_test()),
+        &format!("{}::{}", test_binary(), current_test()),
         "no nats-server (run scripts/install-nats.sh, or set RINGCAST_NATS_SERVER)",
     );
     None
+}
+
+/// The running test binary's name (`cluster`, `bus_security`, …) for skip notices.
+fn test_binary() -> String {
+    let exe = std::env::current_exe().unwrap_or_default();
+    let stem = exe.file_stem().unwrap_or_default().to_string_lossy();
+    // Cargo names test binaries `<name>-<hash>`.
+    match stem.rsplit_once('-') {
+        Some((name, _)) => name.to_string(),
+        None => stem.to_string(),
+    }
 }
 
 pub struct Nats {
