@@ -11,20 +11,24 @@
 //! `maxSubscriptionsPerConnection` × connections).
 
 use super::subscribers::Subscribers;
-use std::collections::HashMap;
+use hashbrown::hash_map::EntryRef;
+use hashbrown::HashMap;
+use std::hash::RandomState;
 use std::sync::Arc;
 
 /// Topic → subscribers. `T` is the subscriber handle (an `Rc<Session>` in the broker).
 pub struct TopicTable<T> {
     /// Keyed by the topic's shared name: the subscribing sessions' lists and the node's
     /// interest map hold the same allocation.
-    topics: HashMap<Arc<str>, Subscribers<T>>,
+    /// (hashbrown for `entry_ref`: one lookup per subscribe that also yields the stored
+    /// name; std's seeded SipHash, as before.)
+    topics: HashMap<Arc<str>, Subscribers<T>, RandomState>,
 }
 
 impl<T> Default for TopicTable<T> {
     fn default() -> Self {
         TopicTable {
-            topics: HashMap::new(),
+            topics: HashMap::with_hasher(RandomState::new()),
         }
     }
 }
@@ -40,29 +44,28 @@ impl<T> TopicTable<T> {
     /// [`TopicTable::subscribe`], also returning the table's shared copy of the topic's
     /// name (one allocation per topic for whoever else keeps the name).
     pub fn subscribe_shared(&mut self, topic: &str, key: u64, subscriber: T) -> (Arc<str>, bool) {
-        if let Some((name, _)) = self.topics.get_key_value(topic) {
-            let name = name.clone();
-            if let Some(subscribers) = self.topics.get_mut(topic) {
-                subscribers.insert(key, subscriber);
+        match self.topics.entry_ref(topic) {
+            EntryRef::Occupied(mut entry) => {
+                entry.get_mut().insert(key, subscriber);
+                (entry.key().clone(), false)
             }
-            return (name, false);
+            EntryRef::Vacant(entry) => {
+                let entry = entry.insert_entry(Subscribers::one(key, subscriber));
+                (entry.key().clone(), true)
+            }
         }
-        let name: Arc<str> = topic.into();
-        self.topics
-            .insert(name.clone(), Subscribers::one(key, subscriber));
-        (name, true)
     }
 
     /// Removes `key` from `topic`. Returns `true` when the topic's last subscriber left.
     /// O(1): see [`Subscribers`].
     pub fn unsubscribe(&mut self, topic: &str, key: u64) -> bool {
-        let Some(subscribers) = self.topics.get_mut(topic) else {
+        let EntryRef::Occupied(mut entry) = self.topics.entry_ref(topic) else {
             return false;
         };
-        if !subscribers.remove(key) || !subscribers.is_empty() {
+        if !entry.get_mut().remove(key) || !entry.get().is_empty() {
             return false;
         }
-        self.topics.remove(topic);
+        entry.remove();
         true
     }
 
