@@ -519,19 +519,31 @@ fn warm_up(
         }
         for &node in alive {
             let message = format!("{}{node}@@", String::from_utf8_lossy(WARMUP_MARKER));
-            for topic in 0..topics {
-                http_publish(
-                    addresses[node],
-                    APP_HS256,
-                    admin,
-                    &format!("scale-{topic}"),
-                    &message,
-                )?;
-            }
+            publish_to_every_topic(addresses[node], admin, topics, &message)?;
         }
         wait_for(workers, k, slots, WARMUP_PAUSE, ready);
     }
     Ok(None)
+}
+
+/// One HTTP API publication of `message` to each of the `topics` scale topics through
+/// the node at `address`.
+fn publish_to_every_topic(
+    address: SocketAddr,
+    admin: &str,
+    topics: usize,
+    message: &str,
+) -> anyhow::Result<()> {
+    for topic in 0..topics {
+        http_publish(
+            address,
+            APP_HS256,
+            admin,
+            &format!("scale-{topic}"),
+            message,
+        )?;
+    }
+    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -556,15 +568,7 @@ fn broadcast(
     let eligible = workers.sum(k, slots).eligible[slot];
     let published = crate::wire::monotonic_nanos();
     let message = format!("{}{slot}@@", String::from_utf8_lossy(BROADCAST_MARKER));
-    for topic in 0..topics {
-        http_publish(
-            addresses[node],
-            APP_HS256,
-            admin,
-            &format!("scale-{topic}"),
-            &message,
-        )?;
-    }
+    publish_to_every_topic(addresses[node], admin, topics, &message)?;
     let complete = wait_for(workers, k, slots, timeout, |sum| {
         sum.received[slot] >= sum.eligible[slot]
     })

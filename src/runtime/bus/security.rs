@@ -18,9 +18,10 @@
 //! refused secret, `"failed signing nonce"` for a seed it cannot use, `"IO error"` for a TCP
 //! or TLS handshake failure (an untrusted certificate too: tokio-rustls's io::Error becomes
 //! `Io`), `"TLS error"` when its TLS configuration cannot be built. The detail (`kind:
-//! source`, e.g. `IO error: invalid peer certificate: UnknownIssuer`) is kept per server
-//! in `Client::server_pool()`'s `Server::last_error`, which [`describe_connect_error`]
-//! reads. A server that drops an established connection's credentials sends `-ERR`:
+//! source`, e.g. `IO error: invalid peer certificate: UnknownIssuer`) is only in the error
+//! a non-retrying connect returns (`Client::server_pool()` keeps it too, but does not
+//! answer while the client reconnects), so [`diagnose`] makes one such attempt and
+//! [`describe_connect_error`] reads its error. A server that drops an established connection's credentials sends `-ERR`:
 //! `Event::ServerError(ServerError::AuthorizationViolation)` or `ServerError::Other(text)`
 //! (`"user authentication expired"`, …).
 
@@ -138,8 +139,7 @@ fn read_secret(field: &str, path: &std::path::Path) -> Result<String, ConfigErro
 
 /// Whether `event` says NATS refused this node (see the module docs for what async-nats
 /// emits); `None` for everything else, NATS being away included. A TLS refusal shows only
-/// as `"IO error"` here: [`describe_connect_error`] on the server pool's `last_error` tells
-/// it apart.
+/// as `"IO error"` here: [`diagnose`] tells it apart.
 pub fn describe_refusal(event: &Event) -> Option<Refusal> {
     match event {
         Event::ServerError(ServerError::AuthorizationViolation) => Some(Refusal::Authentication),
@@ -160,8 +160,7 @@ fn authentication_text(text: &str) -> Option<Refusal> {
     refused.then_some(Refusal::Authentication)
 }
 
-/// Classifies a failed attempt's full error (`Server::last_error` of
-/// `Client::server_pool()`: `"<kind>: <source>"`). `tls_configured`: whether
+/// Classifies a failed attempt's full error (`"<kind>: <source>"`, from [`diagnose`]). `tls_configured`: whether
 /// `server.cluster.tls` is set (with a client certificate when `client_certificate`).
 pub fn describe_connect_error(
     last_error: &str,
