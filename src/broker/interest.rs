@@ -118,21 +118,17 @@ impl InterestMap {
         shard.topics.get(topic).copied().unwrap_or(0)
     }
 
-    /// Marks `worker` as holding subscribers of `topic`. Returns the topic's bucket when
-    /// this made it go from no topic of this node to one (the bus subscribes to it).
-    pub fn add(&self, topic: &str, worker: usize) -> Option<u16> {
-        self.update(topic, || topic.into(), worker_bit(worker), true)
-    }
-
-    /// [`InterestMap::add`] keeping `topic`'s shared name (no copy of it).
-    pub fn add_shared(&self, topic: &Arc<str>, worker: usize) -> Option<u16> {
-        self.update(topic, || topic.clone(), worker_bit(worker), true)
+    /// Marks `worker` as holding subscribers of `topic` (kept by its shared name, the one
+    /// the worker's topic table holds). Returns the topic's bucket when this made it go
+    /// from no topic of this node to one (the bus subscribes to it).
+    pub fn add(&self, topic: &Arc<str>, worker: usize) -> Option<u16> {
+        self.update(topic, Some(topic), worker_bit(worker))
     }
 
     /// Marks `worker` as holding no subscribers of `topic`. Returns the topic's bucket when
     /// this node now holds no topic of it (the bus unsubscribes).
     pub fn remove(&self, topic: &str, worker: usize) -> Option<u16> {
-        self.update(topic, || topic.into(), worker_bit(worker), false)
+        self.update(topic, None, worker_bit(worker))
     }
 
     /// Whether this node holds subscribers of some topic of `bucket`.
@@ -144,13 +140,9 @@ impl InterestMap {
             .is_some_and(|count| *count > 0)
     }
 
-    fn update(
-        &self,
-        topic: &str,
-        name: impl FnOnce() -> Arc<str>,
-        bit: u64,
-        on: bool,
-    ) -> Option<u16> {
+    /// Sets `bit` for `topic` when `adding` (the name to store if the topic is new), else
+    /// clears it; returns the bucket when its 0↔1 state flipped.
+    fn update(&self, topic: &str, adding: Option<&Arc<str>>, bit: u64) -> Option<u16> {
         if bit == 0 {
             return None;
         }
@@ -161,12 +153,12 @@ impl InterestMap {
             .unwrap_or_else(|e| e.into_inner());
         let shard = &mut *shard;
         let count = &mut shard.buckets[bucket as usize / SHARDS];
-        match shard.topics.get_mut(topic) {
-            Some(mask) if on => {
+        match (shard.topics.get_mut(topic), adding) {
+            (Some(mask), Some(_)) => {
                 *mask |= bit;
                 None
             }
-            Some(mask) => {
+            (Some(mask), None) => {
                 *mask &= !bit;
                 if *mask != 0 {
                     return None;
@@ -175,12 +167,12 @@ impl InterestMap {
                 *count = count.saturating_sub(1);
                 (*count == 0).then_some(bucket)
             }
-            None if on => {
-                shard.topics.insert(name(), bit);
+            (None, Some(name)) => {
+                shard.topics.insert(name.clone(), bit);
                 *count += 1;
                 (*count == 1).then_some(bucket)
             }
-            None => None,
+            (None, None) => None,
         }
     }
 }
@@ -201,11 +193,15 @@ pub fn workers_in(mut mask: u64) -> impl Iterator<Item = usize> {
 mod tests {
     use super::*;
 
+    fn name(topic: &str) -> Arc<str> {
+        topic.into()
+    }
+
     #[test]
     fn bits_follow_add_and_remove() {
         let map = InterestMap::default();
-        map.add("chat", 0);
-        map.add("chat", 3);
+        map.add(&name("chat"), 0);
+        map.add(&name("chat"), 3);
         assert_eq!(map.workers("chat"), 0b1001);
         map.remove("chat", 0);
         assert_eq!(workers_in(map.workers("chat")).collect::<Vec<_>>(), vec![3]);
@@ -225,12 +221,16 @@ mod tests {
             .find(|t| bucket_of(t) == bucket)
             .unwrap();
         assert_eq!(
-            map.add(&first, 1),
+            map.add(&name(&first), 1),
             Some(bucket),
             "first topic: bucket gained"
         );
-        assert_eq!(map.add(&first, 2), None, "same topic, another worker");
-        assert_eq!(map.add(&second, 0), None, "bucket already in use");
+        assert_eq!(
+            map.add(&name(&first), 2),
+            None,
+            "same topic, another worker"
+        );
+        assert_eq!(map.add(&name(&second), 0), None, "bucket already in use");
         assert!(map.bucket_in_use(bucket));
         assert_eq!(map.remove(&first, 1), None);
         assert_eq!(
@@ -278,8 +278,8 @@ mod tests {
             assert_eq!(worker_bit(index), 0, "index {index} names no worker");
         }
         let map = InterestMap::default();
-        assert_eq!(map.add("t", 64), None, "no bit, no transition");
-        assert_eq!(map.add("t", 63), None);
+        assert_eq!(map.add(&name("t"), 64), None, "no bit, no transition");
+        assert_eq!(map.add(&name("t"), 63), None);
         assert_eq!(map.workers("t"), 0);
         assert_eq!(map.remove("t", 255), None);
     }

@@ -80,7 +80,7 @@ impl Worker {
     /// Records that this worker has subscribers of `topic` (its table's shared name);
     /// tells the bus when the node as a whole started holding a topic of its bucket.
     fn interest_add(&self, app: &App, topic: &Arc<str>) {
-        if let Some(bucket) = app.interest.add_shared(topic, self.index) {
+        if let Some(bucket) = app.interest.add(topic, self.index) {
             self.bucket_changed(app, bucket);
         }
     }
