@@ -55,6 +55,8 @@ pub struct Nats {
     pub args: Vec<String>,
     /// The route port when started as a member of a NATS cluster.
     pub route_port: Option<u16>,
+    /// The HTTP monitoring port when started with it ([`Nats::start_monitored`]).
+    pub monitor_port: Option<u16>,
     pub process: Option<Running>,
 }
 
@@ -63,12 +65,37 @@ impl Nats {
         Nats::start_with_args(binary, Vec::new())
     }
 
+    /// A nats-server with its HTTP monitoring on a port of its choosing, for
+    /// [`Nats::messages_to`].
+    pub fn start_monitored(binary: PathBuf) -> Nats {
+        Nats::start_with_args(binary, vec!["-m".into(), "-1".into()])
+    }
+
+    /// Messages nats-server has delivered to the client named `name` (its `/connz`
+    /// `out_msgs`): everything a node received from NATS, whatever the subject.
+    pub fn messages_to(&self, name: &str) -> u64 {
+        let monitor = TestServer {
+            handle: None,
+            address: SocketAddr::from(([127, 0, 0, 1], self.monitor_port.expect("monitored"))),
+        };
+        let (status, body) = http(&monitor, "GET", "/connz", None, "");
+        assert_eq!(status, 200, "{body}");
+        let connz: Value = serde_json::from_str(&body).unwrap();
+        let connections = connz["connections"].as_array().cloned().unwrap_or_default();
+        let client = connections
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("no NATS client {name}: {body}"));
+        client["out_msgs"].as_u64().unwrap()
+    }
+
     fn start_with_args(binary: PathBuf, args: Vec<String>) -> Nats {
         let mut nats = Nats {
             binary,
             port: 0,
             args,
             route_port: None,
+            monitor_port: None,
             process: None,
         };
         nats.restart();
@@ -117,6 +144,7 @@ impl Nats {
         } else {
             self.port.to_string()
         };
+        let monitor = std::cell::Cell::new(None);
         let (process, bound) = wait_for("nats-server listens", PATIENCE, || {
             let mut command = Command::new(&self.binary);
             command
@@ -125,7 +153,12 @@ impl Nats {
                 .stdin(Stdio::null());
             let process = Running::spawn(command);
             let bound = process.stderr_until(|line| {
-                if let Some((_, address)) = line.split_once("Listening for client connections on ")
+                // (Logged before the client listener.)
+                if let Some((_, address)) = line.split_once("Starting http monitor on ") {
+                    monitor.set(address.trim().parse::<SocketAddr>().ok().map(|a| a.port()));
+                    None
+                } else if let Some((_, address)) =
+                    line.split_once("Listening for client connections on ")
                 {
                     Some(address.trim().parse::<SocketAddr>().ok().map(|a| a.port()))
                 } else {
@@ -134,7 +167,8 @@ impl Nats {
             });
             bound.map(|bound| (process, bound))
         });
-        if !self.args.is_empty() {
+        self.monitor_port = monitor.get();
+        if self.args.iter().any(|arg| arg == "--cluster") {
             self.route_port = Some(process.stderr_until(|line| {
                 line.split_once("Listening for route connections on ")
                     .and_then(|(_, address)| address.trim().parse::<SocketAddr>().ok())
