@@ -165,23 +165,12 @@ fn split_userinfo(url: &str) -> Option<(&str, &str, &str)> {
     Some((scheme, &after[..at], &after[at + 1..]))
 }
 
+/// `%XX` decoded (userinfo is percent-encoded in a URL; `+` stays `+` there); bytes that
+/// do not form UTF-8 become U+FFFD.
 fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let (Some(high), Some(low)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push((high * 16 + low) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// The security-relevant part of a `server.cluster` section, borrowed
